@@ -1,0 +1,3 @@
+"""alert-agent: a self-hosted alert routing daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,27 @@
+"""``/v1/inbox``: what the in-app channel delivered to a recipient, newest first."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.api import pagination, serialize
+from agent.api.context import ctx
+from agent.api.errors import ApiError, json_response
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/inbox")
+async def list_inbox(request: web.Request) -> web.Response:
+    c, q = ctx(request), request.query
+    recipient = q.get("to") or q.get("recipient")
+    if not recipient:
+        raise ApiError(400, "missing_required_field", "The 'to' query parameter is required.",
+                       "to")
+    now = c.clock()
+    limit = pagination.parse_limit(q)
+    before = pagination.decode("inbox", q["cursor"], now) if "cursor" in q else None
+    rows, more = await c.store.inbox.page(recipient, before, limit)
+    cursor = (pagination.encode("inbox", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
+              if more and rows else None)
+    return json_response(serialize.page([serialize.inbox_item(i) for i in rows], more, cursor))

@@ -1,0 +1,241 @@
+"""``/v1/notifications``: send, send-batch, get, list, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agent.api import pagination, serialize
+from agent.api.bodies import read_json_object
+from agent.api.context import ApiContext, ctx
+from agent.api.errors import ApiError, json_response, not_found
+from agent.api.middleware import API_KEY
+from agent.api.models import BatchRequest, SendRequest, parse
+from agent.apikeys import ApiKey
+from agent.domain import Channel, NewNotification, Status, Template, new_id, parse_iso
+from agent.observability import get_logger
+from agent.store import IdempotencyConflict
+from agent.store.notifications import ListFilter
+
+log = get_logger("api")
+routes = web.RouteTableDef()
+
+
+def _request_hash(item: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def _build(
+    c: ApiContext,
+    key: ApiKey,
+    raw: dict[str, Any],
+    req: SendRequest,
+    now: float,
+    templates: dict[str, Template | None],
+    prefix: str = "",
+) -> NewNotification:
+    """Cross-field and cross-resource checks, then the row to queue. Raises ApiError 4xx."""
+    status = 422
+    p = prefix + "." if prefix else ""
+    if req.message is None and req.template_id is None:
+        raise ApiError(400 if not prefix else 422, "missing_required_field",
+                       "The 'message' field is required unless 'template_id' is given.",
+                       f"{p}message")
+    if req.channel == Channel.WEBHOOK and not req.to.startswith(("http://", "https://")):
+        raise ApiError(status, "invalid_recipient",
+                       "For the webhook channel 'to' must be an http(s) URL.", f"{p}to")
+    template_body = None
+    if req.template_id is not None:
+        if req.template_id not in templates:
+            templates[req.template_id] = await c.store.templates.get(req.template_id)
+        tpl = templates[req.template_id]
+        if tpl is None:
+            raise ApiError(status, "template_not_found",
+                           f"No such template: '{req.template_id}'.", f"{p}template_id")
+        if tpl.channel != req.channel:
+            raise ApiError(status, "template_channel_mismatch",
+                           f"Template '{tpl.name}' is for channel '{tpl.channel}', "
+                           f"not '{req.channel}'.", f"{p}template_id")
+        missing = [v for v in tpl.variables if v not in req.metadata]
+        if missing:
+            raise ApiError(status, "missing_template_variables",
+                           "metadata lacks template variables: " + ", ".join(missing) + ".",
+                           f"{p}metadata")
+        template_body = tpl.body
+    schedule_at = None
+    if req.schedule_at is not None:
+        if req.schedule_at.tzinfo is None:
+            raise ApiError(status, "invalid_schedule_at",
+                           "'schedule_at' needs a timezone (e.g. '2026-04-14T10:30:00Z').",
+                           f"{p}schedule_at")
+        schedule_at = req.schedule_at.timestamp()
+        ahead = schedule_at - now
+        lo, hi = c.settings.schedule_min_ahead_seconds, c.settings.schedule_max_ahead_seconds
+        if not lo <= ahead <= hi:
+            raise ApiError(status, "invalid_schedule_at",
+                           f"'schedule_at' must be between {lo:g} seconds and {hi / 86400:g} "
+                           "days in the future.", f"{p}schedule_at")
+    return NewNotification(
+        id=new_id("ntf"), channel=req.channel.value, recipient=req.to, message=req.message,
+        subject=req.subject, template_id=req.template_id, template_body=template_body,
+        severity=req.severity.value, priority=req.priority.value, metadata=req.metadata,
+        idempotency_key=req.idempotency_key,
+        request_hash=_request_hash(raw) if req.idempotency_key else None,
+        simulated=key.simulated, api_key_id=key.id, schedule_at=schedule_at,
+        due_at=schedule_at if schedule_at is not None else now, created_at=now,
+    )
+
+
+def _conflict(exc: IdempotencyConflict) -> ApiError:
+    return ApiError(409, "idempotency_key_reused",
+                    f"Idempotency key '{exc.key}' was already used with a different request body.",
+                    "idempotency_key")
+
+
+def _accepted(c: ApiContext, rows: list[NewNotification], replayed: list[bool]) -> None:
+    now = c.clock()
+    for it, again in zip(rows, replayed, strict=True):
+        if again:
+            continue
+        c.metrics.notifications_accepted.labels(it.channel).inc()
+        log.info("notification_queued", notification_id=it.id, channel=it.channel,
+                 severity=it.severity, scheduled=it.schedule_at is not None,
+                 simulated=it.simulated)
+    if any(r.due_at <= now for r in rows):
+        c.wake_dispatcher()
+
+
+@routes.post("/v1/notifications/send")
+async def send(request: web.Request) -> web.Response:
+    c = ctx(request)
+    raw = await read_json_object(request)
+    req = parse(SendRequest, raw)
+    item = await _build(c, request[API_KEY], raw, req, c.clock(), {})  # type: ignore[arg-type]
+    try:
+        out = await c.store.notifications.create([item])
+    except IdempotencyConflict as exc:
+        raise _conflict(exc) from exc
+    _accepted(c, [item], out.replayed)
+    return json_response(serialize.notification(out.notifications[0]),
+                         200 if out.replayed[0] else 201)
+
+
+@routes.post("/v1/notifications/send-batch")
+async def send_batch(request: web.Request) -> web.Response:
+    c = ctx(request)
+    body = parse(BatchRequest, await read_json_object(request), force_422=True)
+    if not body.notifications:
+        raise ApiError(422, "empty_batch", "'notifications' must hold at least one item.",
+                       "notifications")
+    if len(body.notifications) > c.settings.max_batch_size:
+        raise ApiError(422, "batch_too_large",
+                       f"A batch holds at most {c.settings.max_batch_size} notifications.",
+                       "notifications")
+    key: ApiKey = request[API_KEY]  # type: ignore[assignment]
+    now, batch_id = c.clock(), new_id("bat")
+    templates: dict[str, Template | None] = {}
+    items, seen_keys = [], set()
+    for i, raw in enumerate(body.notifications):
+        prefix = f"notifications[{i}]"
+        req = parse(SendRequest, raw, prefix=prefix, force_422=True)
+        if req.idempotency_key is not None:
+            if req.idempotency_key in seen_keys:
+                raise ApiError(422, "duplicate_idempotency_key",
+                               "Two items of the batch share an idempotency key.",
+                               f"{prefix}.idempotency_key")
+            seen_keys.add(req.idempotency_key)
+        item = await _build(c, key, raw, req, now, templates, prefix)
+        item.batch_id = batch_id
+        items.append(item)
+    try:
+        out = await c.store.notifications.create(items)
+    except IdempotencyConflict as exc:
+        raise _conflict(exc) from exc
+    _accepted(c, items, out.replayed)
+    return json_response({
+        "object": "batch",
+        "id": batch_id,
+        "total": len(items),
+        "accepted": len(items),
+        "rejected": 0,
+        "notifications": [
+            {"id": n.id, "status": n.status, "channel": n.channel}
+            for n in out.notifications
+        ],
+        "created_at": serialize.iso(now),
+    })
+
+
+@routes.get("/v1/notifications/{id}")
+async def get_one(request: web.Request) -> web.Response:
+    nid = request.match_info["id"]
+    n = await ctx(request).store.notifications.get(nid)
+    if n is None:
+        raise not_found("notification", nid)
+    return json_response(serialize.notification(n))
+
+
+def _enum_param(query: Any, name: str, choices: type[Any]) -> str | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    allowed = [c.value for c in choices]
+    if value not in allowed:
+        raise ApiError(422, f"invalid_{name}", f"Invalid {name} '{value}'. One of: "
+                       + ", ".join(allowed) + ".", name)
+    return str(value)
+
+
+def _time_param(query: Any, name: str) -> float | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ApiError(400, "invalid_value", f"'{name}' must be an ISO 8601 timestamp.",
+                       name) from None
+
+
+@routes.get("/v1/notifications")
+async def list_all(request: web.Request) -> web.Response:
+    c, q = ctx(request), request.query
+    now = c.clock()
+    f = ListFilter(
+        channel=_enum_param(q, "channel", Channel),
+        status=_enum_param(q, "status", Status),
+        created_from=_time_param(q, "from"),
+        created_to=_time_param(q, "to"),
+        limit=pagination.parse_limit(q),
+    )
+    if "cursor" in q:
+        f.before_seq = pagination.decode("ntf", q["cursor"], now)
+    rows, more = await c.store.notifications.page(f)
+    cursor = (pagination.encode("ntf", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
+              if more and rows else None)
+    return json_response(serialize.page([serialize.notification(n) for n in rows], more, cursor))
+
+
+@routes.delete("/v1/notifications/{id}")
+async def cancel(request: web.Request) -> web.Response:
+    c = ctx(request)
+    nid = request.match_info["id"]
+    n, cancelled = await c.store.notifications.cancel(nid, c.clock())
+    if n is None:
+        raise not_found("notification", nid)
+    if not cancelled and n.status != Status.CANCELLED:
+        if n.status == Status.QUEUED:
+            raise ApiError(409, "notification_in_flight",
+                           "The notification is being delivered right now; it cannot be "
+                           "cancelled.", "id")
+        raise ApiError(409, "notification_not_cancellable",
+                       f"Only queued notifications can be cancelled; this one is '{n.status}'.",
+                       "id")
+    if cancelled:
+        c.metrics.notifications.labels(n.channel, "cancelled").inc()
+        log.info("notification_cancelled", notification_id=n.id, channel=n.channel)
+    return json_response({"id": n.id, "object": "notification", "status": n.status,
+                          "cancelled_at": serialize.iso(n.cancelled_at)})

@@ -1,0 +1,80 @@
+"""Stored records -> the seed API's JSON objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.domain import InboxItem, Notification, Status, Template, iso
+
+__all__ = ["iso", "notification", "template", "inbox_item", "page"]
+
+
+def notification(n: Notification) -> dict[str, Any]:
+    acknowledged = n.acknowledged_at is not None
+    return {
+        "id": n.id,
+        "object": "notification",
+        "status": n.status,
+        "channel": n.channel,
+        "to": n.recipient,
+        "message": n.message,
+        "subject": n.subject,
+        "severity": n.severity,
+        "template_id": n.template_id,
+        "metadata": n.metadata,
+        "priority": n.priority,
+        "acknowledged": acknowledged,
+        "acknowledged_by": n.acknowledged_by,
+        "acknowledged_at": iso(n.acknowledged_at),
+        "idempotency_key": n.idempotency_key,
+        # Local deliveries cost nothing; the field stays for seed compatibility.
+        "credits_used": 0 if n.simulated else 1,
+        "simulated": n.simulated,
+        "attempts": n.attempts,
+        "batch_id": n.batch_id,
+        "schedule_at": iso(n.schedule_at),
+        "created_at": iso(n.created_at),
+        "sent_at": iso(n.sent_at),
+        "delivered_at": iso(n.delivered_at),
+        "read_at": iso(n.read_at),
+        "failed_at": iso(n.failed_at),
+        "cancelled_at": iso(n.cancelled_at),
+        "failure_reason": n.failure_reason if n.status == Status.FAILED else None,
+        "failure_details": n.failure_details if n.status == Status.FAILED else None,
+        "last_error": n.failure_reason if n.status == Status.QUEUED else None,
+    }
+
+
+def template(t: Template) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "object": "template",
+        "name": t.name,
+        "channel": t.channel,
+        "body": t.body,
+        "variables": t.variables,
+        "description": t.description,
+        "metadata": t.metadata,
+        "usage_count": t.usage_count,
+        "last_used_at": iso(t.last_used_at),
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+    }
+
+
+def inbox_item(i: InboxItem) -> dict[str, Any]:
+    return {
+        "object": "inbox_item",
+        "notification_id": i.notification_id,
+        "to": i.recipient,
+        "title": i.title,
+        "body": i.body,
+        "severity": i.severity,
+        "metadata": i.metadata,
+        "created_at": iso(i.created_at),
+        "read_at": iso(i.read_at),
+    }
+
+
+def page(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}

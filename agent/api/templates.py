@@ -1,0 +1,101 @@
+"""``/v1/templates``: create, list, get, update, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.api import pagination, serialize
+from agent.api.bodies import read_json_object
+from agent.api.context import ctx
+from agent.api.errors import ApiError, json_response, not_found
+from agent.api.models import TemplateCreate, TemplateUpdate, parse
+from agent.api.notifications import _enum_param
+from agent.delivery.rendering import TemplateError, extract_variables
+from agent.domain import Channel, Template, new_id
+from agent.observability import get_logger
+from agent.store import TemplateNameTaken
+from agent.store.templates import TemplateChanges
+
+log = get_logger("api")
+routes = web.RouteTableDef()
+
+
+def _variables(body: str) -> list[str]:
+    try:
+        return extract_variables(body)
+    except TemplateError as exc:
+        raise ApiError(422, "invalid_template", f"The template body does not parse: {exc}.",
+                       "body") from exc
+
+
+def _taken(name: str) -> ApiError:
+    return ApiError(409, "template_name_taken", f"A template named '{name}' already exists.",
+                    "name")
+
+
+@routes.post("/v1/templates")
+async def create(request: web.Request) -> web.Response:
+    c = ctx(request)
+    req = parse(TemplateCreate, await read_json_object(request))
+    now = c.clock()
+    t = Template(
+        id=new_id("tpl"), name=req.name, channel=req.channel.value, body=req.body,
+        variables=_variables(req.body), description=req.description, metadata=req.metadata,
+        usage_count=0, last_used_at=None, created_at=now, updated_at=now,
+    )
+    try:
+        t = await c.store.templates.create(t)
+    except TemplateNameTaken as exc:
+        raise _taken(req.name) from exc
+    log.info("template_created", template_id=t.id, name=t.name)
+    return json_response(serialize.template(t), 201)
+
+
+@routes.get("/v1/templates")
+async def list_all(request: web.Request) -> web.Response:
+    c, q = ctx(request), request.query
+    now = c.clock()
+    channel = _enum_param(q, "channel", Channel)
+    limit = pagination.parse_limit(q)
+    before = pagination.decode("tpl", q["cursor"], now) if "cursor" in q else None
+    rows, more = await c.store.templates.page(channel, before, limit)
+    cursor = (pagination.encode("tpl", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
+              if more and rows else None)
+    return json_response(serialize.page([serialize.template(t) for t in rows], more, cursor))
+
+
+@routes.get("/v1/templates/{id}")
+async def get_one(request: web.Request) -> web.Response:
+    tid = request.match_info["id"]
+    t = await ctx(request).store.templates.get(tid)
+    if t is None:
+        raise not_found("template", tid)
+    return json_response(serialize.template(t))
+
+
+@routes.put("/v1/templates/{id}")
+async def update(request: web.Request) -> web.Response:
+    c = ctx(request)
+    tid = request.match_info["id"]
+    req = parse(TemplateUpdate, await read_json_object(request))
+    changes = TemplateChanges(
+        name=req.name, body=req.body, description=req.description, metadata=req.metadata,
+        variables=_variables(req.body) if req.body is not None else None,
+    )
+    try:
+        t = await c.store.templates.update(tid, changes, c.clock())
+    except TemplateNameTaken as exc:
+        raise _taken(req.name or "") from exc
+    if t is None:
+        raise not_found("template", tid)
+    log.info("template_updated", template_id=t.id, name=t.name)
+    return json_response(serialize.template(t))
+
+
+@routes.delete("/v1/templates/{id}")
+async def delete(request: web.Request) -> web.Response:
+    tid = request.match_info["id"]
+    if not await ctx(request).store.templates.delete(tid):
+        raise not_found("template", tid)
+    log.info("template_deleted", template_id=tid)
+    return json_response({"id": tid, "object": "template", "deleted": True})

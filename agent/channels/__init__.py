@@ -1,0 +1,1 @@
+"""Delivery channels: one module each, one small interface (``base.ChannelSender``)."""

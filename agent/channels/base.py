@@ -1,0 +1,106 @@
+"""The channel interface: a rendered message and an address in, a result or a delivery error out.
+
+Error hierarchy::
+
+    DeliveryError                 carries a FailureReason and details safe to store and show
+    ├── RetryableDeliveryError    try again later; ``retry_after`` when the far side named a delay
+    └── PermanentDeliveryError    do not retry (bad address, rejected content, not configured)
+
+A channel knows nothing of rules, storage or the API, and never retries by itself: retries live
+in the dispatcher, the one stage that owns the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.domain import FailureReason
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a channel delivers: the rendered text and where it goes."""
+
+    notification_id: str
+    channel: str
+    to: str
+    text: str
+    subject: str | None
+    severity: str
+    priority: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """A confirmed delivery. ``provider_id`` is the far side's id for it, when it gives one."""
+
+    provider_id: str | None = None
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: FailureReason, details: str) -> None:
+        super().__init__(f"{reason.value}: {details}")
+        self.reason = reason
+        self.details = details
+
+
+class RetryableDeliveryError(DeliveryError):
+    def __init__(
+        self, reason: FailureReason, details: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, details)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass
+
+
+class ChannelSender(Protocol):
+    """One delivery channel."""
+
+    name: str
+
+    async def send(self, message: Message) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None, max_seconds: float = 3600.0) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped; else None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            import time
+
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), max_seconds)
+
+
+def classify_status(status: int, retry_after: str | None, body_excerpt: str) -> None:
+    """Raise the right DeliveryError for a non-2xx HTTP status; return for 2xx."""
+    if 200 <= status < 300:
+        return
+    details = f"HTTP {status}: {body_excerpt[:200]}"
+    if status == 429:
+        raise RetryableDeliveryError(
+            FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after)
+        )
+    if status in (408, 425) or status >= 500:
+        raise RetryableDeliveryError(
+            FailureReason.PROVIDER_UNAVAILABLE, details, parse_retry_after(retry_after)
+        )
+    raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details)

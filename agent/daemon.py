@@ -1,0 +1,102 @@
+"""The process around the app: listener, signals, sd_notify readiness and watchdog, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from agent.app import RUNTIME, create_app, reload_keys
+from agent.observability import get_logger
+from agent.settings import ConfigError, Settings
+from agent.systemd import SystemdNotifier, watchdog_interval
+
+log = get_logger("daemon")
+
+
+def _print_first_run_keys(keys: list[str], base_url: str, out: TextIO) -> None:
+    # Printed, not logged: the only time the plaintext exists. Logs never carry keys.
+    live = next(k for k in keys if k.startswith("sk_live_"))
+    test = next(k for k in keys if k.startswith("sk_test_"))
+    out.write(
+        "\n"
+        "alert-agent created API keys (shown once; only their hashes are stored):\n"
+        f"  live: {live}\n"
+        f"  test: {test}   (simulates delivery: nothing leaves the host)\n\n"
+        "Try it:\n"
+        f"  curl -s -X POST {base_url}/v1/notifications/send \\\n"
+        f"    -H 'Authorization: Bearer {test}' -H 'Content-Type: application/json' \\\n"
+        "    -d '{\"channel\": \"console\", \"to\": \"ops\", "
+        "\"message\": \"hello from alert-agent\"}'\n"
+        "\n"
+    )
+    out.flush()
+
+
+async def _watchdog(notifier: SystemdNotifier, interval: float) -> None:
+    # Pinged from the event loop itself: a blocked loop is exactly what should trip it.
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Run until SIGTERM/SIGINT; drain; return the exit code."""
+    notifier = SystemdNotifier()
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        notifier.reloading()
+        try:
+            count = reload_keys(app)
+            log.info("reloaded", api_keys=count)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc))
+        notifier.ready()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await runner.setup()
+    except (ConfigError, OSError) as exc:
+        log.error("startup_failed", error=str(exc))
+        await runner.cleanup()
+        return 1
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("listen_failed", host=settings.host, port=settings.port, error=str(exc))
+        await runner.cleanup()
+        return 1
+    rt = app[RUNTIME]
+    port = settings.port
+    server: Any = site._server  # aiohttp has no public accessor for the bound port (port 0)
+    if server is not None and getattr(server, "sockets", None):
+        port = server.sockets[0].getsockname()[1]
+    base_url = settings.public_url or f"http://{settings.host}:{port}"
+    if rt.new_keys:
+        _print_first_run_keys(rt.new_keys, base_url, out)
+    log.info("listening", url=base_url, data_dir=str(settings.data_dir))
+    notifier.ready(status=f"listening on {base_url}")
+    wd_interval = watchdog_interval()
+    wd = asyncio.create_task(_watchdog(notifier, wd_interval)) if wd_interval else None
+    await stop.wait()
+    log.info("stopping", grace_seconds=settings.delivery.shutdown_grace_seconds)
+    notifier.stopping()
+    if wd is not None:
+        wd.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await wd
+    await runner.cleanup()
+    log.info("stopped")
+    notifier.close()
+    return 0

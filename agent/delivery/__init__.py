@@ -1,0 +1,1 @@
+"""Delivery: rendering, the dispatcher that drains the outbox, retry policy."""

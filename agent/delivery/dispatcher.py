@@ -1,0 +1,209 @@
+"""The dispatcher: claims due outbox rows, renders, delivers through a channel, records outcomes.
+
+At-least-once: a row is claimed, sent, then marked; a crash in between re-sends it after restart
+(claims of a dead process are released at start). Retries are decided here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+
+from agent.channels.base import (
+    ChannelSender,
+    DeliveryError,
+    Message,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+from agent.delivery.rendering import TemplateError, render
+from agent.delivery.retry import RetryPolicy
+from agent.domain import FailureReason, Notification, now
+from agent.observability import Metrics, get_logger
+from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
+
+log = get_logger("dispatcher")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        notifications: NotificationStore,
+        channels: Mapping[str, ChannelSender],
+        metrics: Metrics,
+        *,
+        retry: RetryPolicy,
+        max_in_flight: int = 128,
+        claim_batch: int = 256,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = now,
+    ) -> None:
+        self._store = notifications
+        self._channels = channels
+        self._metrics = metrics
+        self._retry = retry
+        self._max_in_flight = max_in_flight
+        self._claim_batch = claim_batch
+        self._poll = poll_interval
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def wake(self) -> None:
+        """New due work may exist: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        released = await self._store.release_claims()
+        if released:
+            log.warning("outbox_claims_released", count=released)
+        self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
+        self._metrics.dispatcher_running.set(1)
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight deliveries ``grace`` seconds, then cancel them.
+
+        A cancelled delivery's row stays queued (claim released at the next start).
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                log.warning("deliveries_abandoned_at_shutdown", count=len(pending))
+                await asyncio.wait(pending)
+        self._metrics.dispatcher_running.set(0)
+
+    async def run_until_idle(self) -> int:
+        """Deliver everything due now, wait for it, return how many rows were processed.
+
+        For tests and tools: no background loop, no sleeps.
+        """
+        total = 0
+        while True:
+            rows = await self._store.claim_due(self._clock(), self._claim_batch)
+            if not rows:
+                return total
+            total += len(rows)
+            await asyncio.gather(*(self._deliver(r) for r in rows))
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self._max_in_flight - len(self._tasks)
+            if free <= 0:
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._wake.clear()
+            try:
+                rows = await self._store.claim_due(self._clock(), min(free, self._claim_batch))
+            except Exception as exc:  # the store is down: keep the loop alive, retry later
+                log.error("outbox_claim_failed", error=str(exc))
+                rows = []
+                await self._sleep(self._poll)
+                continue
+            for row in rows:
+                task = asyncio.create_task(self._deliver(row))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if len(rows) == min(free, self._claim_batch):
+                continue  # there may be more due right now
+            await self._sleep(await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        try:
+            nxt = await self._store.next_due_at()
+        except Exception:
+            return self._poll
+        if nxt is None:
+            return self._poll
+        return max(0.0, min(self._poll, nxt - self._clock()))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _deliver(self, n: Notification) -> None:
+        self._metrics.in_flight.inc()
+        try:
+            outcome = await self._attempt(n)
+            await self._store.complete([outcome])
+        except Exception as exc:  # never lose the loop to one row; the claim is released later
+            log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
+            return
+        finally:
+            self._metrics.in_flight.dec()
+        self._observe(n, outcome)
+
+    async def _attempt(self, n: Notification) -> Outcome:
+        started = self._clock()
+        try:
+            text = render(n.template_body, n.metadata) if n.template_body else (n.message or "")
+        except TemplateError as exc:
+            return Failed(n.id, started, FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
+        rendered = text if n.template_body else None
+        if n.simulated:
+            return Delivered(n.id, started, self._clock(), rendered)
+        channel = self._channels.get(n.channel)
+        if channel is None:
+            return Failed(
+                n.id, started, FailureReason.CHANNEL_NOT_CONFIGURED,
+                f"channel '{n.channel}' is not configured on this agent",
+            )
+        message = Message(
+            notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
+            subject=n.subject, severity=n.severity, priority=n.priority,
+            metadata=n.metadata, created_at=n.created_at,
+        )
+        try:
+            await channel.send(message)
+        except RetryableDeliveryError as exc:
+            self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
+            attempts = n.attempts + 1
+            if not self._retry.should_retry(attempts):
+                return Failed(n.id, self._clock(), exc.reason,
+                              f"gave up after {attempts} attempts: {exc.details}")
+            delay = self._retry.delay(attempts, exc.retry_after)
+            return Retry(n.id, self._clock() + delay, exc.reason, exc.details)
+        except PermanentDeliveryError as exc:
+            self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
+            return Failed(n.id, self._clock(), exc.reason, exc.details)
+        except DeliveryError as exc:
+            return Failed(n.id, self._clock(), exc.reason, exc.details)
+        except Exception as exc:  # a channel bug must not wedge the row: fail it loudly
+            log.exception("channel_crashed", notification_id=n.id, channel=n.channel)
+            return Failed(n.id, self._clock(), FailureReason.PROVIDER_REJECTED,
+                          f"internal channel error: {type(exc).__name__}")
+        return Delivered(n.id, started, self._clock(), rendered)
+
+    def _observe(self, n: Notification, o: Outcome) -> None:
+        if isinstance(o, Delivered):
+            outcome = "simulated" if n.simulated else "delivered"
+            self._metrics.notifications.labels(n.channel, outcome).inc()
+            self._metrics.delivery_latency.labels(n.channel).observe(
+                max(0.0, o.delivered_at - n.due_at)
+            )
+            log.info("notification_delivered", notification_id=n.id, channel=n.channel,
+                     simulated=n.simulated, attempts=n.attempts + 1)
+        elif isinstance(o, Failed):
+            self._metrics.notifications.labels(n.channel, "failed").inc()
+            log.warning("notification_failed", notification_id=n.id, channel=n.channel,
+                        reason=o.reason, details=o.details, attempts=n.attempts + 1)
+        else:
+            self._metrics.notifications.labels(n.channel, "retried").inc()
+            log.info("notification_retry_scheduled", notification_id=n.id, channel=n.channel,
+                     reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
+                     attempts=n.attempts + 1)

@@ -1,0 +1,175 @@
+"""Typed settings: embedded defaults < YAML config file < ``ALERT_AGENT_*`` environment.
+
+Every secret can also come from a ``*_file`` setting so systemd ``LoadCredential=`` works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: pretty on a TTY, JSON lines otherwise (journald, files, pipes).
+    format: Literal["auto", "json", "console"] = "auto"
+    access_log: bool = False
+
+
+class RateLimitSettings(_Section):
+    enabled: bool = True
+    requests_per_minute: int = Field(default=60_000, ge=1)
+
+
+class ApiSettings(_Section):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_size: int = Field(default=1000, ge=1, le=1000)
+    schedule_min_ahead_seconds: float = Field(default=60.0, ge=0)
+    schedule_max_ahead_seconds: float = Field(default=30 * 86400.0, gt=0)
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
+    cursor_ttl_seconds: float = Field(default=86400.0, gt=0)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+
+class StoreSettings(_Section):
+    # NORMAL survives a process crash (kill -9); FULL also survives a power cut, ~5 % slower.
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class DeliverySettings(_Section):
+    max_in_flight: int = Field(default=128, ge=1)
+    claim_batch: int = Field(default=256, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class ConsoleChannelSettings(_Section):
+    enabled: bool = True
+
+
+class InAppChannelSettings(_Section):
+    enabled: bool = True
+
+
+class WebhookChannelSettings(_Section):
+    enabled: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    signing_secret: SecretStr | None = None
+    signing_secret_file: Path | None = None
+    max_connections: int = Field(default=100, ge=1)
+
+
+class ChannelsSettings(_Section):
+    console: ConsoleChannelSettings = ConsoleChannelSettings()
+    in_app: InAppChannelSettings = Field(default=InAppChannelSettings(), alias="in-app")
+    webhook: WebhookChannelSettings = WebhookChannelSettings()
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Settings(BaseSettings):
+    """The daemon's whole configuration. Unknown keys are errors, not silently ignored."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ALERT_AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9095, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    rules_dir: Path = Path("rules")
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    api_keys_file: Path | None = None
+    public_url: str | None = None
+    log: LogSettings = LogSettings()
+    api: ApiSettings = ApiSettings()
+    store: StoreSettings = StoreSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    channels: ChannelsSettings = ChannelsSettings()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment overrides it.
+        return env_settings, init_settings
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "alert-agent.db"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be loaded; the message names the file and the problem."""
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build settings from an optional YAML file plus the environment. Raises ConfigError."""
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: top level must be a mapping")
+        data = loaded
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = str(config_file) if config_file else "environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from exc
+
+
+def read_secret_file(path: Path) -> str:
+    """The stripped contents of a secret file. Raises ConfigError naming the file, not the value."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read secret file: {exc.strerror}") from exc

@@ -1,0 +1,46 @@
+"""The store: the only place that knows SQL.
+
+Callers use the aggregate stores' async methods; a PostgreSQL backend would provide the same
+classes over another ``Database`` without touching callers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.observability import Metrics
+from agent.store.db import Database, StoreError
+from agent.store.idempotency import IdempotencyConflict, IdempotencyStore
+from agent.store.inbox import InboxStore
+from agent.store.keys import KeyStore
+from agent.store.notifications import NotificationStore
+from agent.store.templates import TemplateNameTaken, TemplateStore
+
+
+class Store:
+    """Every aggregate store over one database."""
+
+    def __init__(
+        self,
+        path: Path,
+        metrics: Metrics,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        idempotency_ttl: float = 86400.0,
+    ) -> None:
+        self.db = Database(path, metrics, synchronous, busy_timeout_ms)
+        self.notifications = NotificationStore(self.db, idempotency_ttl)
+        self.templates = TemplateStore(self.db)
+        self.idempotency = IdempotencyStore(self.db)
+        self.keys = KeyStore(self.db)
+        self.inbox = InboxStore(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+__all__ = ["Store", "StoreError", "IdempotencyConflict", "TemplateNameTaken"]

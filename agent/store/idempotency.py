@@ -1,0 +1,67 @@
+"""Idempotency keys: scoped to an API key, bound to a request body hash, expire after a TTL."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent.store.db import Database
+
+
+class IdempotencyConflict(Exception):
+    """The key was already used with a different request body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def check_key(
+    conn: sqlite3.Connection, api_key_id: str, key: str, request_hash: str, valid_after: float
+) -> str | None:
+    """The resource created under ``key`` for the same body, else None; raises on another body.
+
+    An expired key is forgotten here, so it can be reused before the purge job runs.
+    """
+    r = conn.execute(
+        "SELECT request_hash, resource_id, created_at FROM idempotency_keys "
+        "WHERE api_key_id = ? AND key = ?",
+        (api_key_id, key),
+    ).fetchone()
+    if r is None:
+        return None
+    if r["created_at"] <= valid_after:
+        conn.execute(
+            "DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ?", (api_key_id, key)
+        )
+        return None
+    if r["request_hash"] != request_hash:
+        raise IdempotencyConflict(key)
+    return str(r["resource_id"])
+
+
+def remember_key(
+    conn: sqlite3.Connection,
+    api_key_id: str,
+    key: str,
+    request_hash: str,
+    resource_id: str,
+    created_at: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO idempotency_keys (api_key_id, key, request_hash, resource_id, created_at) "
+        "VALUES (?,?,?,?,?)",
+        (api_key_id, key, request_hash, resource_id, created_at),
+    )
+
+
+class IdempotencyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def purge(self, older_than: float) -> int:
+        """Delete keys created before ``older_than``; returns how many."""
+        return await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM idempotency_keys WHERE created_at <= ?", (older_than,)
+            ).rowcount
+        )

@@ -1,0 +1,285 @@
+"""Notifications and the outbox (queued rows): create, read, list, cancel, claim, complete."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agent.domain import NewNotification, Notification, Status
+from agent.store.db import Database
+from agent.store.idempotency import IdempotencyConflict, check_key, remember_key
+
+_COLUMNS = (
+    "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
+    "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
+    "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
+    "failure_reason, failure_details, batch_id"
+)
+_INSERT = (
+    "INSERT INTO notifications (id, status, channel, recipient, message, subject, template_id, "
+    "template_body, severity, priority, metadata, idempotency_key, simulated, api_key_id, "
+    "schedule_at, due_at, created_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _row(r: sqlite3.Row) -> Notification:
+    d = dict(r)
+    d["metadata"] = orjson.loads(d["metadata"])
+    d["simulated"] = bool(d["simulated"])
+    return Notification(**d)
+
+
+@dataclass(slots=True)
+class ListFilter:
+    channel: str | None = None
+    status: str | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    before_seq: int | None = None
+    limit: int = 25
+
+
+@dataclass(slots=True)
+class CreateOutcome:
+    """Per item: the stored notification, and whether it was an idempotent replay."""
+
+    notifications: list[Notification]
+    replayed: list[bool]
+
+
+@dataclass(slots=True)
+class Delivered:
+    id: str
+    sent_at: float
+    delivered_at: float
+    message: str | None
+
+
+@dataclass(slots=True)
+class Failed:
+    id: str
+    failed_at: float
+    reason: str
+    details: str | None
+
+
+@dataclass(slots=True)
+class Retry:
+    id: str
+    due_at: float
+    reason: str
+    details: str | None
+
+
+Outcome = Delivered | Failed | Retry
+
+
+class NotificationStore:
+    """Storage of notifications; queued rows with a ``due_at`` form the delivery outbox."""
+
+    def __init__(self, db: Database, idempotency_ttl: float) -> None:
+        self._db = db
+        self._ttl = idempotency_ttl
+
+    async def create(self, items: Sequence[NewNotification]) -> CreateOutcome:
+        """Queue all items in one transaction, honouring idempotency keys.
+
+        Raises IdempotencyConflict (nothing is written) when a key was used for another body.
+        """
+        ttl = self._ttl
+
+        def op(conn: sqlite3.Connection) -> CreateOutcome:
+            out = CreateOutcome([], [])
+            for it in items:
+                if it.idempotency_key and it.api_key_id is not None and it.request_hash:
+                    original = check_key(conn, it.api_key_id, it.idempotency_key,
+                                         it.request_hash, it.created_at - ttl)
+                    if original is not None:
+                        row = conn.execute(
+                            f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (original,)
+                        ).fetchone()
+                        if row is not None:
+                            out.notifications.append(_row(row))
+                            out.replayed.append(True)
+                            continue
+                seq = _insert(conn, it)
+                if it.idempotency_key and it.api_key_id is not None and it.request_hash:
+                    remember_key(conn, it.api_key_id, it.idempotency_key, it.request_hash, it.id,
+                                 it.created_at)
+                if it.template_id is not None:
+                    conn.execute(
+                        "UPDATE templates SET usage_count = usage_count + 1, last_used_at = ? "
+                        "WHERE id = ?",
+                        (it.created_at, it.template_id),
+                    )
+                out.notifications.append(_fresh(it, seq))
+                out.replayed.append(False)
+            return out
+
+        return await self._db.write(op)
+
+    async def get(self, notification_id: str) -> Notification | None:
+        def op(conn: sqlite3.Connection) -> Notification | None:
+            r = conn.execute(
+                f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+            ).fetchone()
+            return _row(r) if r else None
+
+        return await self._db.read(op)
+
+    async def page(self, f: ListFilter) -> tuple[list[Notification], bool]:
+        """Newest first; returns up to ``f.limit`` rows and whether more exist."""
+        where: list[str] = []
+        args: list[Any] = []
+        for clause, value in (
+            ("channel = ?", f.channel),
+            ("status = ?", f.status),
+            ("created_at >= ?", f.created_from),
+            ("created_at <= ?", f.created_to),
+            ("seq < ?", f.before_seq),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT {_COLUMNS} FROM notifications"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(f.limit + 1)
+
+        def op(conn: sqlite3.Connection) -> list[Notification]:
+            return [_row(r) for r in conn.execute(sql, args)]
+
+        rows = await self._db.read(op)
+        return rows[: f.limit], len(rows) > f.limit
+
+    async def cancel(self, notification_id: str, now: float) -> tuple[Notification | None, bool]:
+        """Cancel a queued, unclaimed notification. Returns (row, cancelled_now)."""
+
+        def op(conn: sqlite3.Connection) -> tuple[Notification | None, bool]:
+            cur = conn.execute(
+                "UPDATE notifications SET status = ?, cancelled_at = ? "
+                "WHERE id = ? AND status = ? AND claimed_at IS NULL",
+                (Status.CANCELLED, now, notification_id, Status.QUEUED),
+            )
+            r = conn.execute(
+                f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+            ).fetchone()
+            return (_row(r) if r else None), cur.rowcount == 1
+
+        return await self._db.write(op)
+
+    # --- the outbox, for the dispatcher ----------------------------------------------------
+
+    async def release_claims(self) -> int:
+        """Forget claims of a previous process (it is gone); their rows are due again."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE notifications SET claimed_at = NULL "
+                "WHERE status = ? AND claimed_at IS NOT NULL",
+                (Status.QUEUED,),
+            ).rowcount
+
+        return await self._db.write(op)
+
+    async def claim_due(self, now: float, limit: int) -> list[Notification]:
+        """Atomically mark up to ``limit`` due rows as claimed and return them, oldest due first."""
+
+        def op(conn: sqlite3.Connection) -> list[Notification]:
+            rows = conn.execute(
+                f"UPDATE notifications SET claimed_at = ? WHERE seq IN ("
+                f"SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
+                f"AND claimed_at IS NULL ORDER BY due_at LIMIT ?) RETURNING {_COLUMNS}",
+                (now, Status.QUEUED, now, limit),
+            ).fetchall()
+            return sorted((_row(r) for r in rows), key=lambda n: n.due_at)
+
+        return await self._db.write(op)
+
+    async def next_due_at(self) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            r = conn.execute(
+                "SELECT MIN(due_at) FROM notifications WHERE status = ? AND claimed_at IS NULL",
+                (Status.QUEUED,),
+            ).fetchone()
+            return r[0] if r else None
+
+        return await self._db.read(op)
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the outcome of claimed rows and release them, in one transaction."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            for o in outcomes:
+                if isinstance(o, Delivered):
+                    conn.execute(
+                        "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
+                        "message = COALESCE(?, message), claimed_at = NULL, "
+                        "attempts = attempts + 1, failure_reason = NULL, failure_details = NULL "
+                        "WHERE id = ?",
+                        (Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id),
+                    )
+                elif isinstance(o, Failed):
+                    conn.execute(
+                        "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                        "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                        "WHERE id = ?",
+                        (Status.FAILED, o.failed_at, o.reason, o.details, o.id),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                        "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                        "WHERE id = ?",
+                        (o.due_at, o.reason, o.details, o.id),
+                    )
+
+        await self._db.write(op)
+
+    async def outbox_stats(self, now: float) -> tuple[int, int, float | None]:
+        """(due rows, scheduled rows, oldest due_at among due rows)."""
+
+        def op(conn: sqlite3.Connection) -> tuple[int, int, float | None]:
+            r = conn.execute(
+                "SELECT SUM(due_at <= ?), SUM(due_at > ?), MIN(due_at) "
+                "FROM notifications WHERE status = ?",
+                (now, now, Status.QUEUED),
+            ).fetchone()
+            oldest = r[2] if r[2] is not None and r[2] <= now else None
+            return int(r[0] or 0), int(r[1] or 0), oldest
+
+        return await self._db.read(op)
+
+
+def _insert(conn: sqlite3.Connection, it: NewNotification) -> int:
+    cur = conn.execute(
+        _INSERT,
+        (
+            it.id, Status.QUEUED, it.channel, it.recipient, it.message, it.subject,
+            it.template_id, it.template_body, it.severity, it.priority,
+            orjson.dumps(it.metadata).decode(), it.idempotency_key, int(it.simulated),
+            it.api_key_id, it.schedule_at, it.due_at, it.created_at, it.batch_id,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _fresh(it: NewNotification, seq: int) -> Notification:
+    return Notification(
+        id=it.id, seq=seq, status=Status.QUEUED, channel=it.channel, recipient=it.recipient,
+        message=it.message, subject=it.subject, template_id=it.template_id,
+        template_body=it.template_body, severity=it.severity, priority=it.priority,
+        metadata=it.metadata, idempotency_key=it.idempotency_key, simulated=it.simulated,
+        attempts=0, schedule_at=it.schedule_at, due_at=it.due_at, created_at=it.created_at,
+        batch_id=it.batch_id,
+    )
+
+
+__all__ = ["IdempotencyConflict", "NotificationStore", "ListFilter", "Delivered", "Failed",
+           "Retry", "Outcome", "CreateOutcome"]

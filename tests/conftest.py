@@ -1,0 +1,55 @@
+"""Shared fixtures: settings on a temp data dir, a real HTTP client, a webhook sink, polling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent.app import create_app
+from agent.observability import configure_logging
+from agent.settings import Settings
+from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> None:
+    configure_logging("info", "json")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        rules_dir=tmp_path / "rules",
+        api_keys=[LIVE_KEY, TEST_KEY],
+        api={"schedule_min_ahead_seconds": 1.0},
+        delivery={"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2,
+                  "poll_interval_seconds": 0.05},
+        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "timeout_seconds": 2.0}},
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", s.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    s.url = str(server.make_url("/hook"))
+    try:
+        yield s
+    finally:
+        await server.close()

@@ -1,0 +1,64 @@
+"""Test helpers shared by every suite: keys, polling with a deadline, a webhook sink."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+LIVE_KEY = "sk_live_testkey0000000000000000000001"
+TEST_KEY = "sk_test_testkey0000000000000000000002"
+WEBHOOK_SECRET = "whsec_test_secret_0123456789"
+
+
+def auth(key: str = LIVE_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``predicate`` until true; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Sink:
+    """A local webhook receiver: records every POST, answers from a script of responses."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    # Each entry: (status, headers). Consumed in order; when empty, 200.
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    delay: float = 0.0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append({"headers": dict(request.headers), "body": body,
+                              "path": request.path})
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status, headers = self.script.pop(0) if self.script else (200, {})
+        return web.Response(status=status, headers=headers, text="ok" if status < 300 else "no")
+
+
+def runtime(client: Any) -> Any:
+    """The app's Runtime (store, dispatcher, metrics) behind a test client."""
+    from agent.app import RUNTIME
+
+    return client.app[RUNTIME]
