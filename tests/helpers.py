@@ -50,7 +50,7 @@ class Sink:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append({"headers": dict(request.headers), "body": body,
-                              "path": request.path})
+                              "path": request.path, "at": time.monotonic()})
         if self.delay:
             await asyncio.sleep(self.delay)
         status, headers = self.script.pop(0) if self.script else (200, {})

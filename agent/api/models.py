@@ -117,7 +117,7 @@ def api_error_from(exc: ValidationError, prefix: str = "", force_422: bool = Fal
         status, code = 422, f"invalid_{field}" if field in _CHOICES else "invalid_value"
         choices = _CHOICES.get(field)
         msg = f"Invalid {field} {err.get('input')!r}." + (f" One of: {choices}." if choices else "")
-    elif kind.endswith(_TYPE_ERRORS) and kind != "datetime_from_date_parsing":
+    elif kind.endswith(_TYPE_ERRORS):
         status, code = 400, "invalid_type"
         msg = f"The '{param}' field has the wrong type: {err['msg'].lower()}."
     else:

@@ -1,0 +1,329 @@
+"""The /v1/notifications contract of seed 000, through real HTTP and real SQLite."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime, wait_until
+
+Client = TestClient[Any, Any]
+SEND = "/v1/notifications/send"
+
+
+def iso_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+async def send(client: Client, body: dict[str, Any], key: str = LIVE_KEY) -> tuple[int, Any]:
+    resp = await client.post(SEND, json=body, headers=auth(key))
+    return resp.status, await resp.json()
+
+
+def error_of(payload: dict[str, Any]) -> dict[str, Any]:
+    err = payload["error"]
+    assert set(err) == {"type", "code", "message", "param", "doc_url"}
+    return err
+
+
+async def test_send_returns_201_with_the_full_notification(client: Client) -> None:
+    status, body = await send(client, {
+        "channel": "slack", "to": "team_engineering", "message": "CPU usage above 90%",
+        "severity": "warning", "metadata": {"server": "prod-3", "value": 92},
+        "priority": "high", "idempotency_key": "cpu_alert_prod3",
+    })
+    assert status == 201
+    assert body["id"].startswith("ntf_")
+    assert body["object"] == "notification"
+    assert body["status"] == "queued"
+    for k, v in {"channel": "slack", "to": "team_engineering", "severity": "warning",
+                 "priority": "high", "acknowledged": False, "credits_used": 1,
+                 "idempotency_key": "cpu_alert_prod3", "template_id": None,
+                 "metadata": {"server": "prod-3", "value": 92}}.items():
+        assert body[k] == v, k
+    assert body["created_at"].endswith("Z")
+
+
+async def test_defaults_are_info_and_normal(client: Client) -> None:
+    status, body = await send(client, {"channel": "console", "to": "ops", "message": "hi"})
+    assert status == 201
+    assert (body["severity"], body["priority"]) == ("info", "normal")
+
+
+async def test_validation_errors_use_the_seed_envelope(client: Client) -> None:
+    cases: list[tuple[Any, int, str, str | None]] = [
+        ({"to": "x", "message": "m"}, 400, "missing_required_field", "channel"),
+        ({"channel": "slack", "message": "m"}, 400, "missing_required_field", "to"),
+        ({"channel": "slack", "to": "x"}, 400, "missing_required_field", "message"),
+        ({"channel": "pager", "to": "x", "message": "m"}, 422, "invalid_channel", "channel"),
+        ({"channel": "slack", "to": "x", "message": "m", "severity": "loud"}, 422,
+         "invalid_severity", "severity"),
+        ({"channel": "slack", "to": "x", "message": "m", "priority": "urgent"}, 422,
+         "invalid_priority", "priority"),
+        ({"channel": "slack", "to": 5, "message": "m"}, 400, "invalid_type", "to"),
+        ({"channel": "slack", "to": "x", "message": "m", "metadata": []}, 400, "invalid_type",
+         "metadata"),
+        ({"channel": "slack", "to": "x", "message": "m", "bogus": 1}, 400, "unknown_parameter",
+         "bogus"),
+        ({"channel": "slack", "to": "x", "message": "m", "idempotency_key": "k" * 256}, 422,
+         "invalid_value", "idempotency_key"),
+        ({"channel": "webhook", "to": "not-a-url", "message": "m"}, 422, "invalid_recipient",
+         "to"),
+        ({"channel": "slack", "to": "x", "message": "m", "schedule_at": iso_in(0.2)}, 422,
+         "invalid_schedule_at", "schedule_at"),
+        ({"channel": "slack", "to": "x", "message": "m", "schedule_at": iso_in(31 * 86400)},
+         422, "invalid_schedule_at", "schedule_at"),
+        ({"channel": "slack", "to": "x", "message": "m", "schedule_at": "tomorrow"}, 400,
+         "invalid_type", "schedule_at"),
+        ({"channel": "slack", "to": "x", "template_id": "tpl_missing"}, 422,
+         "template_not_found", "template_id"),
+    ]
+    for body, status, code, param in cases:
+        got_status, payload = await send(client, body)
+        err = error_of(payload)
+        assert (got_status, err["code"], err["param"]) == (status, code, param), body
+        assert err["type"] == ("validation_error" if status == 422 else "invalid_request_error")
+        assert err["message"]
+
+
+async def test_malformed_bodies_are_clear_4xx(client: Client) -> None:
+    for raw, code in ((b"{", "invalid_json"), (b"", "missing_body"), (b"[1,2]", "invalid_json"),
+                      (b"\xff\xfe", "invalid_json")):
+        resp = await client.post(SEND, data=raw, headers=auth())
+        assert resp.status == 400
+        assert error_of(await resp.json())["code"] == code
+
+
+async def test_oversize_body_is_413_in_the_envelope(client: Client) -> None:
+    big = b'{"channel":"slack","to":"x","message":"' + b"a" * 2_000_000 + b'"}'
+    resp = await client.post(SEND, data=io.BytesIO(big), headers=auth())
+    assert resp.status == 413
+    assert error_of(await resp.json())["code"] == "body_too_large"
+
+
+async def test_auth_is_required_and_checked(client: Client) -> None:
+    body = {"channel": "slack", "to": "x", "message": "m"}
+    for headers, code in (({}, "missing_api_key"),
+                          ({"Authorization": "Bearer sk_live_wrong"}, "invalid_api_key"),
+                          ({"Authorization": f"Basic {LIVE_KEY}"}, "invalid_api_key"),
+                          ({"Authorization": "Bearer"}, "invalid_api_key")):
+        resp = await client.post(SEND, json=body, headers=headers)
+        assert resp.status == 401
+        err = error_of(await resp.json())
+        assert (err["type"], err["code"]) == ("authentication_error", code)
+    for path in ("/v1/notifications", "/v1/templates", "/v1/notifications/ntf_x"):
+        assert (await client.get(path)).status == 401
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+
+
+async def test_unknown_routes_and_methods_get_the_envelope(client: Client) -> None:
+    resp = await client.get("/v1/nothing-here", headers=auth())
+    assert resp.status == 404
+    assert error_of(await resp.json())["type"] == "not_found"
+    resp = await client.patch("/v1/notifications/send", headers=auth())
+    assert resp.status == 405
+    assert error_of(await resp.json())["code"] == "method_not_allowed"
+
+
+async def test_get_and_lifecycle_timestamps(client: Client) -> None:
+    _, created = await send(client, {"channel": "console", "to": "ops", "message": "hello"})
+    await runtime(client).dispatcher.run_until_idle()
+    resp = await client.get(f"/v1/notifications/{created['id']}", headers=auth())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "delivered"
+    for k in ("created_at", "sent_at", "delivered_at", "read_at", "failed_at",
+              "acknowledged_at", "failure_reason"):
+        assert k in body
+    assert body["sent_at"] and body["delivered_at"]
+    assert body["failed_at"] is None and body["failure_reason"] is None
+    resp = await client.get("/v1/notifications/ntf_doesnotexist", headers=auth())
+    assert resp.status == 404
+    assert error_of(await resp.json())["type"] == "not_found"
+
+
+async def test_unbuilt_channel_fails_with_channel_not_configured(client: Client) -> None:
+    _, created = await send(client, {"channel": "telegram", "to": "team_devops", "message": "x"})
+    await runtime(client).dispatcher.run_until_idle()
+    body = await (await client.get(f"/v1/notifications/{created['id']}", headers=auth())).json()
+    assert body["status"] == "failed"
+    assert body["failure_reason"] == "channel_not_configured"
+    assert body["failed_at"]
+
+
+async def test_list_filters_order_and_cursors(client: Client) -> None:
+    ids = []
+    for i in range(7):
+        channel = "slack" if i % 2 else "console"
+        _, b = await send(client, {"channel": channel, "to": "x", "message": f"m{i}"})
+        ids.append(b["id"])
+    resp = await client.get("/v1/notifications", headers=auth())
+    page = await resp.json()
+    assert page["object"] == "list"
+    assert [n["id"] for n in page["data"]] == ids[::-1]
+    assert page["has_more"] is False and page["next_cursor"] is None
+
+    seen, cursor = [], None
+    while True:
+        q = "?limit=2&channel=console" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await client.get("/v1/notifications" + q, headers=auth())).json()
+        seen += [n["id"] for n in page["data"]]
+        assert all(n["channel"] == "console" for n in page["data"])
+        cursor = page["next_cursor"]
+        assert page["has_more"] is (cursor is not None)
+        if cursor is None:
+            break
+        assert cursor.startswith("cur_")
+    assert seen == [ids[i] for i in (6, 4, 2, 0)]
+
+    async def settled() -> bool:
+        page = await (await client.get("/v1/notifications?status=queued", headers=auth())).json()
+        return page["data"] == []
+
+    await wait_until(settled)
+    for status, expected in (("failed", [5, 3, 1]), ("delivered", [6, 4, 2, 0])):
+        page = await (await client.get(f"/v1/notifications?status={status}",
+                                       headers=auth())).json()
+        assert [n["id"] for n in page["data"]] == [ids[i] for i in expected]
+    future = iso_in(3600)
+    page = await (await client.get(f"/v1/notifications?from={future}", headers=auth())).json()
+    assert page["data"] == []
+    page = await (await client.get(f"/v1/notifications?to={future}&limit=100",
+                                   headers=auth())).json()
+    assert len(page["data"]) == 7
+
+
+async def test_list_rejects_bad_query_params(client: Client) -> None:
+    for q, status, code in (("limit=0", 422, "invalid_value"), ("limit=101", 422, "invalid_value"),
+                            ("limit=x", 400, "invalid_type"), ("channel=pager", 422,
+                                                               "invalid_channel"),
+                            ("status=gone", 422, "invalid_status"), ("from=yesterday", 400,
+                                                                     "invalid_value"),
+                            ("cursor=cur_garbage", 400, "invalid_cursor")):
+        resp = await client.get(f"/v1/notifications?{q}", headers=auth())
+        assert resp.status == status, q
+        assert error_of(await resp.json())["code"] == code
+
+
+async def test_cancel_queued_then_conflict_when_sent(client: Client) -> None:
+    _, scheduled = await send(client, {"channel": "console", "to": "ops", "message": "later",
+                                       "schedule_at": iso_in(120)})
+    resp = await client.delete(f"/v1/notifications/{scheduled['id']}", headers=auth())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["id"] == scheduled["id"] and body["object"] == "notification"
+    assert body["status"] == "cancelled" and body["cancelled_at"]
+    # Cancelling twice is harmless; the cancelled row is never delivered.
+    assert (await client.delete(f"/v1/notifications/{scheduled['id']}",
+                                headers=auth())).status == 200
+
+    _, now_ = await send(client, {"channel": "console", "to": "ops", "message": "now"})
+    await runtime(client).dispatcher.run_until_idle()
+    resp = await client.delete(f"/v1/notifications/{now_['id']}", headers=auth())
+    assert resp.status == 409
+    err = error_of(await resp.json())
+    assert (err["type"], err["code"]) == ("conflict", "notification_not_cancellable")
+    assert (await client.delete("/v1/notifications/ntf_nope", headers=auth())).status == 404
+    got = await (await client.get(f"/v1/notifications/{scheduled['id']}", headers=auth())).json()
+    assert got["status"] == "cancelled"
+
+
+async def test_idempotency_replay_conflict_and_scope(client: Client) -> None:
+    body = {"channel": "slack", "to": "team", "message": "deploy done",
+            "idempotency_key": "deploy_v241"}
+    s1, first = await send(client, body)
+    s2, again = await send(client, dict(reversed(list(body.items()))))  # same body, other order
+    assert (s1, s2) == (201, 200)
+    assert again == first
+    s3, conflict = await send(client, {**body, "message": "something else"})
+    assert s3 == 409
+    assert error_of(conflict)["code"] == "idempotency_key_reused"
+    # Keys are scoped to the API key: the test key may reuse it.
+    s4, other = await send(client, body, key=TEST_KEY)
+    assert s4 == 201 and other["id"] != first["id"]
+    page = await (await client.get("/v1/notifications", headers=auth())).json()
+    assert len(page["data"]) == 2
+
+
+async def test_idempotency_keys_expire(client: Client) -> None:
+    from agent.app import _purge_idempotency
+
+    rt = runtime(client)
+    body = {"channel": "slack", "to": "team", "message": "x", "idempotency_key": "k1"}
+    s1, first = await send(client, body)
+    real_clock = rt.clock
+    rt.clock = lambda: real_clock() + 86400 + 1
+    try:
+        await _purge_idempotency(rt)
+    finally:
+        rt.clock = real_clock
+    assert rt.metrics.idempotency_expired._value.get() == 1
+    s2, second = await send(client, body)
+    assert (s1, s2) == (201, 201)
+    assert second["id"] != first["id"]
+
+
+async def test_batch_accepts_all_and_returns_ids(client: Client) -> None:
+    items = [{"channel": c, "to": "t", "message": f"m{i}"}
+             for i, c in enumerate(["email", "push", "slack", "telegram", "in-app"])]
+    resp = await client.post("/v1/notifications/send-batch", json={"notifications": items},
+                             headers=auth())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["object"] == "batch" and body["id"].startswith("bat_")
+    assert (body["total"], body["accepted"], body["rejected"]) == (5, 5, 0)
+    assert [n["channel"] for n in body["notifications"]] == [i["channel"] for i in items]
+    assert all(n["status"] == "queued" and n["id"].startswith("ntf_")
+               for n in body["notifications"])
+    got = await (await client.get(f"/v1/notifications/{body['notifications'][2]['id']}",
+                                  headers=auth())).json()
+    assert got["batch_id"] == body["id"]
+
+
+async def test_batch_validation_is_atomic_and_names_the_item(client: Client) -> None:
+    items = [{"channel": "slack", "to": "t", "message": "ok"} for _ in range(4)]
+    items[2] = {"channel": "pager", "to": "t", "message": "bad"}
+    resp = await client.post("/v1/notifications/send-batch", json={"notifications": items},
+                             headers=auth())
+    assert resp.status == 422
+    err = error_of(await resp.json())
+    assert err["param"] == "notifications[2].channel"
+    assert err["type"] == "validation_error"
+    items[2] = {"channel": "slack", "message": "no recipient"}
+    resp = await client.post("/v1/notifications/send-batch", json={"notifications": items},
+                             headers=auth())
+    assert resp.status == 422
+    assert error_of(await resp.json())["param"] == "notifications[2].to"
+    page = await (await client.get("/v1/notifications", headers=auth())).json()
+    assert page["data"] == []
+
+
+async def test_batch_limits(client: Client) -> None:
+    over = [{"channel": "slack", "to": "t", "message": "m"}] * 1001
+    for body, code in (({"notifications": over}, "batch_too_large"),
+                       ({"notifications": []}, "empty_batch"),
+                       ({}, "missing_required_field")):
+        resp = await client.post("/v1/notifications/send-batch", json=body, headers=auth())
+        assert resp.status == 422
+        assert error_of(await resp.json())["code"] == code
+    full = [{"channel": "slack", "to": "t", "message": "m"}] * 1000
+    resp = await client.post("/v1/notifications/send-batch", json={"notifications": full},
+                             headers=auth())
+    assert resp.status == 200
+    assert (await resp.json())["accepted"] == 1000
+
+
+async def test_test_keys_simulate_delivery(client: Client) -> None:
+    _, created = await send(client, {"channel": "telegram", "to": "team", "message": "m"},
+                            key=TEST_KEY)
+    assert created["simulated"] is True and created["credits_used"] == 0
+    await runtime(client).dispatcher.run_until_idle()
+    body = await (await client.get(f"/v1/notifications/{created['id']}", headers=auth())).json()
+    # Even an unbuilt channel "delivers": nothing leaves the host under a test key.
+    assert body["status"] == "delivered" and body["simulated"] is True
+    metrics = await (await client.get("/metrics")).text()
+    assert 'alert_agent_notifications_total{channel="telegram",outcome="simulated"} 1.0' in metrics
