@@ -79,10 +79,8 @@ class WebhookChannelSettings(_Section):
 
 class ChannelsSettings(_Section):
     console: ConsoleChannelSettings = ConsoleChannelSettings()
-    in_app: InAppChannelSettings = Field(default=InAppChannelSettings(), alias="in-app")
+    in_app: InAppChannelSettings = InAppChannelSettings()  # the "in-app" channel
     webhook: WebhookChannelSettings = WebhookChannelSettings()
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Settings(BaseSettings):
