@@ -21,7 +21,7 @@ run: $(VENV)/.installed
 	$(BIN)/alert-agent run $(if $(CONFIG),--config $(CONFIG))
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff check agent tests $(wildcard bench)
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-test
