@@ -38,12 +38,21 @@ def hash_key(key: str) -> str:
 
 
 def hint_of(key: str) -> str:
+    """A recognisable fragment safe to log: the prefix and the last four characters.
+
+    Short strings (a misconfigured key) show nothing of themselves.
+    """
+    if len(key) < 20:
+        return "****"
     return f"{key[:8]}...{key[-4:]}"
 
 
 def generate_key(mode: str) -> str:
-    """A new random key of the given mode (190 bits of entropy)."""
-    return (LIVE_PREFIX if mode == "live" else TEST_PREFIX) + secrets.token_urlsafe(24)
+    """A new random key of mode ``live`` or ``test`` (190 bits of entropy)."""
+    prefixes = {"live": LIVE_PREFIX, "test": TEST_PREFIX}
+    if mode not in prefixes:
+        raise ValueError(f"unknown key mode {mode!r}")
+    return prefixes[mode] + secrets.token_urlsafe(24)
 
 
 def describe(key: str) -> ApiKey:

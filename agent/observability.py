@@ -25,11 +25,15 @@ _SECRET_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 
+def _is_secret_name(name: object) -> bool:
+    return str(name).lower() in _SECRET_KEYS
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return _SECRET_PATTERN.sub(lambda m: m.group(1) + REDACTED, value)
     if isinstance(value, dict):
-        return {k: REDACTED if k in _SECRET_KEYS else _scrub(v) for k, v in value.items()}
+        return {k: REDACTED if _is_secret_name(k) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
@@ -40,7 +44,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: drop secret-named fields and mask key-shaped strings."""
     for k in list(event_dict):
-        event_dict[k] = REDACTED if k in _SECRET_KEYS else _scrub(event_dict[k])
+        event_dict[k] = REDACTED if _is_secret_name(k) else _scrub(event_dict[k])
     return event_dict
 
 

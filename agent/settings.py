@@ -5,6 +5,7 @@ Every secret can also come from a ``*_file`` setting so systemd ``LoadCredential
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     """The daemon's whole configuration. Unknown keys are errors, not silently ignored."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ALERT_AGENT_",
+        env_prefix="ALERT_AGENT_",  # ENV_PREFIX
         env_nested_delimiter="__",
         extra="forbid",
         populate_by_name=True,
@@ -138,9 +139,36 @@ class ConfigError(Exception):
     """The configuration cannot be loaded; the message names the file and the problem."""
 
 
+ENV_PREFIX = "ALERT_AGENT_"
+# Read by the `alert-agent send` client, not by the daemon.
+_CLIENT_ENV = frozenset({"ALERT_AGENT_URL", "ALERT_AGENT_API_KEY"})
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        names.add(env)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= _env_names(field.annotation, env + "__")
+    return names
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """``ALERT_AGENT_*`` variables that configure nothing (typos a unit file would hide)."""
+    known = _env_names(Settings, ENV_PREFIX) | _CLIENT_ENV
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+
+
 def load_settings(config_file: Path | None = None) -> Settings:
     """Build settings from an optional YAML file plus the environment. Raises ConfigError."""
+    import os
+
     from pydantic import ValidationError
+
+    unknown = unknown_env_vars(os.environ)
+    if unknown:
+        raise ConfigError(f"environment: unknown setting(s) {', '.join(unknown)}")
 
     data: dict[str, Any] = {}
     if config_file is not None:

@@ -59,3 +59,19 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     s = load_settings(EXAMPLE)
     assert (s.port, s.channels.in_app.enabled, s.delivery.max_attempts) == (9999, False, 2)
     assert s.delivery.claim_batch == 256  # siblings of an overridden key keep the file's value
+
+
+def test_unknown_environment_variables_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.settings import ConfigError
+
+    monkeypatch.setenv("ALERT_AGENT_PROT", "1")
+    monkeypatch.setenv("ALERT_AGENT_DELIVERY__MAX_ATEMPTS", "1")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None)
+    assert "ALERT_AGENT_DELIVERY__MAX_ATEMPTS" in str(exc.value)
+    assert "ALERT_AGENT_PROT" in str(exc.value)
+    monkeypatch.delenv("ALERT_AGENT_PROT")
+    monkeypatch.delenv("ALERT_AGENT_DELIVERY__MAX_ATEMPTS")
+    monkeypatch.setenv("ALERT_AGENT_API__RATE_LIMIT__ENABLED", "false")
+    monkeypatch.setenv("ALERT_AGENT_URL", "http://127.0.0.1:1")  # the send client's
+    assert load_settings(None).api.rate_limit.enabled is False

@@ -19,7 +19,7 @@ from agent.domain import Channel, Priority, Severity
 M = TypeVar("M", bound=BaseModel)
 
 MAX_MESSAGE_CHARS = 16_384
-TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class _Strict(BaseModel):
@@ -80,7 +80,7 @@ class TemplateUpdate(_Strict):
 
 
 def check_template_name(v: str) -> str:
-    if not TEMPLATE_NAME.match(v):
+    if not TEMPLATE_NAME.fullmatch(v):
         raise ValueError("use 1-64 letters, digits, '_' or '-'")
     return v
 

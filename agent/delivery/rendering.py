@@ -6,18 +6,16 @@ so a typo never sends a half-empty page at 3 a.m.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 _ENV = SandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0
 )
-_NAME_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TemplateError(Exception):
@@ -34,11 +32,9 @@ def extract_variables(body: str) -> list[str]:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
     names = meta.find_undeclared_variables(ast)
-    order: dict[str, int] = {}
-    for m in _NAME_AT.finditer(body):
-        if m.group(0) in names and m.group(0) not in order:
-            order[m.group(0)] = m.start()
-    return sorted(names, key=lambda n: order.get(n, len(body)))
+    # find_all walks the tree in source order; the set above says which names are free.
+    ordered = dict.fromkeys(n.name for n in ast.find_all(nodes.Name) if n.name in names)
+    return list(ordered)
 
 
 @lru_cache(maxsize=512)

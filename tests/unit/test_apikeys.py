@@ -1,0 +1,103 @@
+"""API key generation, description and the authenticating key ring."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from agent.api.auth import KeyRing
+from agent.apikeys import describe, generate_key
+from tests.helpers import LIVE_KEY, TEST_KEY
+
+
+@pytest.mark.parametrize(("mode", "prefix"), [("live", "sk_live_"), ("test", "sk_test_")])
+def test_generate_key_prefix_and_length(mode: str, prefix: str) -> None:
+    key = generate_key(mode)
+    assert key.startswith(prefix)
+    assert len(key) == len(prefix) + 32  # token_urlsafe(24): 32 url-safe characters
+    assert describe(key).mode == mode
+
+
+def test_generated_keys_are_unique() -> None:
+    keys = {generate_key("live") for _ in range(200)}
+    assert len(keys) == 200
+
+
+def test_describe_live_key() -> None:
+    k = describe(LIVE_KEY)
+    assert k.mode == "live"
+    assert not k.simulated
+    assert k.key_hash == hashlib.sha256(LIVE_KEY.encode()).hexdigest()
+    assert k.id == "key_" + k.key_hash[:12]
+    assert k.hint == f"sk_live_...{LIVE_KEY[-4:]}"
+
+
+def test_describe_test_key_is_simulated() -> None:
+    k = describe(TEST_KEY)
+    assert k.mode == "test"
+    assert k.simulated
+
+
+def test_describe_is_deterministic_and_distinct_per_key() -> None:
+    assert describe(LIVE_KEY) == describe(LIVE_KEY)
+    assert describe(LIVE_KEY).id != describe(TEST_KEY).id
+
+
+@pytest.mark.parametrize("key", [LIVE_KEY, TEST_KEY, generate_key("live"), generate_key("test")])
+def test_hint_never_contains_the_key(key: str) -> None:
+    k = describe(key)
+    assert key not in k.hint
+    assert key not in repr(k)  # only the hash and the hint are kept
+    assert key[8:-4] not in k.hint
+
+
+@pytest.mark.parametrize("key", ["pk_live_abcdef0123456789", "sk_prod_abcdef0123456789", "", "x"])
+def test_describe_rejects_unknown_prefix(key: str) -> None:
+    with pytest.raises(ValueError, match="must start with"):
+        describe(key)
+
+
+# --- KeyRing -----------------------------------------------------------------------------------
+
+
+def test_authenticate_right_key() -> None:
+    ring = KeyRing([describe(LIVE_KEY), describe(TEST_KEY)])
+    assert len(ring) == 2
+    live = ring.authenticate(LIVE_KEY)
+    test = ring.authenticate(TEST_KEY)
+    assert live is not None and live.mode == "live"
+    assert test is not None and test.mode == "test"
+
+
+@pytest.mark.parametrize(
+    "presented",
+    ["", LIVE_KEY[:-1], LIVE_KEY + "x", LIVE_KEY.upper(), " " + LIVE_KEY, generate_key("live")],
+)
+def test_authenticate_wrong_or_empty_key(presented: str) -> None:
+    ring = KeyRing([describe(LIVE_KEY)])
+    assert ring.authenticate(presented) is None
+
+
+def test_empty_ring_accepts_nothing() -> None:
+    ring = KeyRing([])
+    assert len(ring) == 0
+    assert ring.authenticate(LIVE_KEY) is None
+    assert ring.authenticate("") is None
+
+
+def test_replace_swaps_the_whole_ring() -> None:
+    new_key = generate_key("live")
+    ring = KeyRing([describe(LIVE_KEY)])
+    ring.replace([describe(new_key), describe(TEST_KEY)])
+    assert len(ring) == 2
+    assert ring.authenticate(LIVE_KEY) is None
+    assert ring.authenticate(new_key) == describe(new_key)
+    assert ring.authenticate(TEST_KEY) == describe(TEST_KEY)
+
+
+def test_ring_copies_its_input() -> None:
+    keys = [describe(LIVE_KEY)]
+    ring = KeyRing(keys)
+    keys.clear()
+    assert ring.authenticate(LIVE_KEY) is not None
