@@ -20,8 +20,7 @@ async def list_inbox(request: web.Request) -> web.Response:
                        "to")
     now = c.clock()
     limit = pagination.parse_limit(q)
-    before = pagination.decode("inbox", q["cursor"], now) if "cursor" in q else None
+    before = pagination.position(q, "inbox", now)
     rows, more = await c.store.inbox.page(recipient, before, limit)
-    cursor = (pagination.encode("inbox", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
-              if more and rows else None)
-    return json_response(serialize.page([serialize.inbox_item(i) for i in rows], more, cursor))
+    return json_response(pagination.page("inbox", rows, more, serialize.inbox_item,
+                                         now + c.settings.cursor_ttl_seconds))

@@ -211,12 +211,10 @@ async def list_all(request: web.Request) -> web.Response:
         created_to=_time_param(q, "to"),
         limit=pagination.parse_limit(q),
     )
-    if "cursor" in q:
-        f.before_seq = pagination.decode("ntf", q["cursor"], now)
+    f.before_seq = pagination.position(q, "ntf", now)
     rows, more = await c.store.notifications.page(f)
-    cursor = (pagination.encode("ntf", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
-              if more and rows else None)
-    return json_response(serialize.page([serialize.notification(n) for n in rows], more, cursor))
+    return json_response(pagination.page("ntf", rows, more, serialize.notification,
+                                         now + c.settings.cursor_ttl_seconds))
 
 
 @routes.delete("/v1/notifications/{id}")

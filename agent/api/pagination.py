@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -51,3 +52,25 @@ def parse_limit(query: Mapping[str, str]) -> int:
     if not 1 <= limit <= 100:
         raise ApiError(422, "invalid_value", "'limit' must be between 1 and 100.", "limit")
     return limit
+
+
+class _Positioned(Protocol):
+    seq: int
+
+
+def position(query: Mapping[str, str], kind: str, now: float) -> int | None:
+    """The ``cursor`` query parameter decoded, or None on the first page."""
+    return decode(kind, query["cursor"], now) if "cursor" in query else None
+
+
+def page(
+    kind: str,
+    rows: Sequence[_Positioned],
+    has_more: bool,
+    render: Callable[[Any], dict[str, Any]],
+    expires_at: float,
+) -> dict[str, Any]:
+    """The seed's list object, with a cursor after the last row when more exist."""
+    cursor = encode(kind, rows[-1].seq, expires_at) if has_more and rows else None
+    return {"object": "list", "data": [render(r) for r in rows], "has_more": has_more,
+            "next_cursor": cursor}

@@ -6,7 +6,7 @@ from typing import Any
 
 from agent.domain import InboxItem, Notification, Status, Template, iso
 
-__all__ = ["iso", "notification", "template", "inbox_item", "page"]
+__all__ = ["iso", "notification", "template", "inbox_item"]
 
 
 def notification(n: Notification) -> dict[str, Any]:
@@ -74,7 +74,3 @@ def inbox_item(i: InboxItem) -> dict[str, Any]:
         "created_at": iso(i.created_at),
         "read_at": iso(i.read_at),
     }
-
-
-def page(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
-    return {"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}

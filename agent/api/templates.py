@@ -57,11 +57,10 @@ async def list_all(request: web.Request) -> web.Response:
     now = c.clock()
     channel = _enum_param(q, "channel", Channel)
     limit = pagination.parse_limit(q)
-    before = pagination.decode("tpl", q["cursor"], now) if "cursor" in q else None
+    before = pagination.position(q, "tpl", now)
     rows, more = await c.store.templates.page(channel, before, limit)
-    cursor = (pagination.encode("tpl", rows[-1].seq, now + c.settings.cursor_ttl_seconds)
-              if more and rows else None)
-    return json_response(serialize.page([serialize.template(t) for t in rows], more, cursor))
+    return json_response(pagination.page("tpl", rows, more, serialize.template,
+                                         now + c.settings.cursor_ttl_seconds))
 
 
 @routes.get("/v1/templates/{id}")
