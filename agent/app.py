@@ -149,7 +149,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         store.notifications, channels, rt.metrics,
         retry=RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds),
         max_in_flight=d.max_in_flight, claim_batch=d.claim_batch,
-        poll_interval=d.poll_interval_seconds, clock=clock,
+        poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
     )
     rt.store, rt.dispatcher = store, dispatcher
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)

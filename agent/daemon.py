@@ -52,7 +52,13 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    ready = False
+    rt = app[RUNTIME]
+
     def reload() -> None:
+        if not ready:  # READY=1 from a reload must never precede the first one
+            log.warning("reload_ignored_during_startup")
+            return
         notifier.reloading()
         try:
             count = reload_keys(app)
@@ -61,13 +67,21 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
             log.error("reload_failed", error=str(exc))
         notifier.ready()
 
+    def show_new_keys(base_url: str) -> None:
+        # Generated keys are stored before the listener binds: show them on every path, or a
+        # failed first start would leave keys nobody ever saw.
+        if rt.new_keys:
+            _print_first_run_keys(rt.new_keys, base_url, out)
+            rt.new_keys = []
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await runner.setup()
-    except (ConfigError, OSError) as exc:
-        log.error("startup_failed", error=str(exc))
+    except Exception as exc:  # config, disk, schema: say what and exit, no traceback
+        log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
+        show_new_keys(settings.base_url)
         await runner.cleanup()
         return 1
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
@@ -75,18 +89,18 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
         await site.start()
     except OSError as exc:
         log.error("listen_failed", host=settings.host, port=settings.port, error=str(exc))
+        show_new_keys(settings.base_url)
         await runner.cleanup()
         return 1
-    rt = app[RUNTIME]
     port = settings.port
     server: Any = site._server  # aiohttp has no public accessor for the bound port (port 0)
     if server is not None and getattr(server, "sockets", None):
         port = server.sockets[0].getsockname()[1]
     base_url = settings.public_url or f"http://{settings.host}:{port}"
-    if rt.new_keys:
-        _print_first_run_keys(rt.new_keys, base_url, out)
+    show_new_keys(base_url)
     log.info("listening", url=base_url, data_dir=str(settings.data_dir))
     notifier.ready(status=f"listening on {base_url}")
+    ready = True
     wd_interval = watchdog_interval()
     wd = asyncio.create_task(_watchdog(notifier, wd_interval)) if wd_interval else None
     await stop.wait()

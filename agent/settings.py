@@ -58,6 +58,8 @@ class DeliverySettings(_Section):
     backoff_base_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # A delivery whose outcome could not be recorded (store error) is retried after this long.
+    claim_lease_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
 

@@ -62,3 +62,17 @@ def runtime(client: Any) -> Any:
     from agent.app import RUNTIME
 
     return client.app[RUNTIME]
+
+
+async def wait_status(client: Any, nid: str, status: str, key: str = LIVE_KEY) -> dict[str, Any]:
+    """Poll GET /v1/notifications/{nid} until it has ``status``; return the notification."""
+    got: dict[str, Any] = {}
+
+    async def check() -> bool:
+        resp = await client.get(f"/v1/notifications/{nid}", headers=auth(key))
+        got.clear()
+        got.update(await resp.json())
+        return got.get("status") == status
+
+    await wait_until(check)
+    return got

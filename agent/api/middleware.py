@@ -8,8 +8,9 @@ from aiohttp import web
 
 from agent.api.context import ctx
 from agent.api.errors import ApiError, Handler, error_response
+from agent.apikeys import ApiKey
 
-API_KEY = web.RequestKey("api_key", object)
+API_KEY = web.RequestKey("api_key", ApiKey)
 
 
 def _route_label(request: web.Request) -> str:

@@ -36,8 +36,15 @@ async def _build(
     now: float,
     templates: dict[str, Template | None],
     prefix: str = "",
+    replay: bool = False,
 ) -> NewNotification:
-    """Cross-field and cross-resource checks, then the row to queue. Raises ApiError 4xx."""
+    """Cross-field and cross-resource checks, then the row to queue. Raises ApiError 4xx.
+
+    A ``replay`` (idempotency key already honoured for this body) skips the checks: its original
+    passed them, and time or template changes since must not turn a retry into an error.
+    """
+    if replay:
+        return _row(key, raw, req, now, None, None)
     status = 422
     p = prefix + "." if prefix else ""
     if req.message is None and req.template_id is None:
@@ -78,6 +85,11 @@ async def _build(
             raise ApiError(status, "invalid_schedule_at",
                            f"'schedule_at' must be between {lo:g} seconds and {hi / 86400:g} "
                            "days in the future.", f"{p}schedule_at")
+    return _row(key, raw, req, now, template_body, schedule_at)
+
+
+def _row(key: ApiKey, raw: dict[str, Any], req: SendRequest, now: float,
+         template_body: str | None, schedule_at: float | None) -> NewNotification:
     return NewNotification(
         id=new_id("ntf"), channel=req.channel.value, recipient=req.to, message=req.message,
         subject=req.subject, template_id=req.template_id, template_body=template_body,
@@ -87,6 +99,19 @@ async def _build(
         simulated=key.simulated, api_key_id=key.id, schedule_at=schedule_at,
         due_at=schedule_at if schedule_at is not None else now, created_at=now,
     )
+
+
+async def _replays(c: ApiContext, key: ApiKey, pairs: list[tuple[SendRequest, dict[str, Any]]],
+                   now: float) -> set[str]:
+    wanted = {req.idempotency_key: _request_hash(raw) for req, raw in pairs
+              if req.idempotency_key}
+    if not wanted:
+        return set()
+    try:
+        return await c.store.idempotency.replays(
+            key.id, wanted, now - c.settings.idempotency_ttl_seconds)
+    except IdempotencyConflict as exc:
+        raise _conflict(exc) from exc
 
 
 def _conflict(exc: IdempotencyConflict) -> ApiError:
@@ -113,7 +138,9 @@ async def send(request: web.Request) -> web.Response:
     c = ctx(request)
     raw = await read_json_object(request)
     req = parse(SendRequest, raw)
-    item = await _build(c, request[API_KEY], raw, req, c.clock(), {})  # type: ignore[arg-type]
+    key, now = request[API_KEY], c.clock()
+    replays = await _replays(c, key, [(req, raw)], now)
+    item = await _build(c, key, raw, req, now, {}, replay=bool(replays))
     try:
         out = await c.store.notifications.create([item])
     except IdempotencyConflict as exc:
@@ -134,10 +161,11 @@ async def send_batch(request: web.Request) -> web.Response:
         raise ApiError(422, "batch_too_large",
                        f"A batch holds at most {c.settings.max_batch_size} notifications.",
                        "notifications")
-    key: ApiKey = request[API_KEY]  # type: ignore[assignment]
+    key = request[API_KEY]
     now, batch_id = c.clock(), new_id("bat")
     templates: dict[str, Template | None] = {}
-    items, seen_keys = [], set()
+    parsed: list[tuple[SendRequest, dict[str, Any]]] = []
+    seen_keys: set[str] = set()
     for i, raw in enumerate(body.notifications):
         prefix = f"notifications[{i}]"
         req = parse(SendRequest, raw, prefix=prefix, force_422=True)
@@ -147,7 +175,12 @@ async def send_batch(request: web.Request) -> web.Response:
                                "Two items of the batch share an idempotency key.",
                                f"{prefix}.idempotency_key")
             seen_keys.add(req.idempotency_key)
-        item = await _build(c, key, raw, req, now, templates, prefix)
+        parsed.append((req, raw))
+    replays = await _replays(c, key, parsed, now)
+    items = []
+    for i, (req, raw) in enumerate(parsed):
+        item = await _build(c, key, raw, req, now, templates, f"notifications[{i}]",
+                            replay=req.idempotency_key in replays)
         item.batch_id = batch_id
         items.append(item)
     try:

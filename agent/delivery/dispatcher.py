@@ -37,6 +37,7 @@ class Dispatcher:
         max_in_flight: int = 128,
         claim_batch: int = 256,
         poll_interval: float = 1.0,
+        claim_lease: float = 300.0,
         clock: Callable[[], float] = now,
     ) -> None:
         self._store = notifications
@@ -46,6 +47,7 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
         self._poll = poll_interval
+        self._lease = claim_lease
         self._clock = clock
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,7 +95,7 @@ class Dispatcher:
         """
         total = 0
         while True:
-            rows = await self._store.claim_due(self._clock(), self._claim_batch)
+            rows = await self._store.claim_due(self._clock(), self._claim_batch, self._lease)
             if not rows:
                 return total
             total += len(rows)
@@ -107,7 +109,9 @@ class Dispatcher:
                 continue
             self._wake.clear()
             try:
-                rows = await self._store.claim_due(self._clock(), min(free, self._claim_batch))
+                rows = await self._store.claim_due(
+                    self._clock(), min(free, self._claim_batch), self._lease
+                )
             except Exception as exc:  # the store is down: keep the loop alive, retry later
                 log.error("outbox_claim_failed", error=str(exc))
                 rows = []
@@ -141,7 +145,7 @@ class Dispatcher:
         try:
             outcome = await self._attempt(n)
             await self._store.complete([outcome])
-        except Exception as exc:  # never lose the loop to one row; the claim is released later
+        except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
             return
         finally:

@@ -22,11 +22,7 @@ def check_key(
 
     An expired key is forgotten here, so it can be reused before the purge job runs.
     """
-    r = conn.execute(
-        "SELECT request_hash, resource_id, created_at FROM idempotency_keys "
-        "WHERE api_key_id = ? AND key = ?",
-        (api_key_id, key),
-    ).fetchone()
+    r = _lookup(conn, api_key_id, key)
     if r is None:
         return None
     if r["created_at"] <= valid_after:
@@ -37,6 +33,15 @@ def check_key(
     if r["request_hash"] != request_hash:
         raise IdempotencyConflict(key)
     return str(r["resource_id"])
+
+
+def _lookup(conn: sqlite3.Connection, api_key_id: str, key: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT request_hash, resource_id, created_at FROM idempotency_keys "
+        "WHERE api_key_id = ? AND key = ?",
+        (api_key_id, key),
+    ).fetchone()
+    return row
 
 
 def remember_key(
@@ -57,6 +62,28 @@ def remember_key(
 class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def replays(
+        self, api_key_id: str, requests: dict[str, str], valid_after: float
+    ) -> set[str]:
+        """Of ``{key: request_hash}``, the keys a send would replay (read only).
+
+        Raises IdempotencyConflict for a live key bound to another body. The write that follows
+        checks again: this read only spares a replay the validation its original passed.
+        """
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            found = set()
+            for key, request_hash in requests.items():
+                r = _lookup(conn, api_key_id, key)
+                if r is None or r["created_at"] <= valid_after:
+                    continue
+                if r["request_hash"] != request_hash:
+                    raise IdempotencyConflict(key)
+                found.add(key)
+            return found
+
+        return await self._db.read(op)
 
     async def purge(self, older_than: float) -> int:
         """Delete keys created before ``older_than``; returns how many."""

@@ -187,15 +187,22 @@ class NotificationStore:
 
         return await self._db.write(op)
 
-    async def claim_due(self, now: float, limit: int) -> list[Notification]:
-        """Atomically mark up to ``limit`` due rows as claimed and return them, oldest due first."""
+    async def claim_due(
+        self, now: float, limit: int, lease: float = 300.0
+    ) -> list[Notification]:
+        """Atomically claim up to ``limit`` due rows and return them, oldest due first.
+
+        A claim older than ``lease`` seconds is abandoned (its outcome could not be recorded)
+        and the row is claimed again.
+        """
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
             rows = conn.execute(
                 f"UPDATE notifications SET claimed_at = ? WHERE seq IN ("
                 f"SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
-                f"AND claimed_at IS NULL ORDER BY due_at LIMIT ?) RETURNING {_COLUMNS}",
-                (now, Status.QUEUED, now, limit),
+                f"AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?) "
+                f"RETURNING {_COLUMNS}",
+                (now, Status.QUEUED, now, now - lease, limit),
             ).fetchall()
             return sorted((_row(r) for r in rows), key=lambda n: n.due_at)
 

@@ -16,7 +16,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.app import create_app
 from agent.observability import configure_logging
 from agent.settings import Settings
-from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink, auth, runtime, wait_until
+from tests.helpers import (
+    LIVE_KEY,
+    TEST_KEY,
+    WEBHOOK_SECRET,
+    Sink,
+    auth,
+    runtime,
+    wait_status,
+)
 
 Client = TestClient[Any, Any]
 
@@ -29,17 +37,6 @@ async def send(client: Client, **body: Any) -> dict[str, Any]:
 
 async def fetch(client: Client, nid: str) -> dict[str, Any]:
     return dict(await (await client.get(f"/v1/notifications/{nid}", headers=auth())).json())
-
-
-async def wait_status(client: Client, nid: str, status: str) -> dict[str, Any]:
-    got: dict[str, Any] = {}
-
-    async def check() -> bool:
-        got.update(await fetch(client, nid))
-        return got["status"] == status
-
-    await wait_until(check)
-    return got
 
 
 async def test_webhook_posts_signed_json(client: Client, sink: Sink) -> None:

@@ -1,0 +1,101 @@
+"""The SQLite store: migrations, group commit, isolation of failing operations, claim leases."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.domain import NewNotification, new_id, now
+from agent.observability import Metrics
+from agent.store import Store, StoreError
+from agent.store.notifications import ListFilter
+from agent.store.schema import MIGRATIONS
+
+
+def item(due_at: float | None = None) -> NewNotification:
+    t = now()
+    return NewNotification(
+        id=new_id("ntf"), channel="console", recipient="ops", message="m", subject=None,
+        template_id=None, template_body=None, severity="info", priority="normal", metadata={},
+        idempotency_key=None, request_hash=None, simulated=False, api_key_id="key_x",
+        schedule_at=None, due_at=t if due_at is None else due_at, created_at=t,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_wal_and_schema_version(store: Store, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_reopen_keeps_data_and_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    s = Store(path, Metrics(CollectorRegistry()))
+    await s.open()
+    created = await s.notifications.create([item()])
+    await s.close()
+    s = Store(path, Metrics(CollectorRegistry()))
+    await s.open()  # migrations already applied: a no-op
+    assert await s.notifications.get(created.notifications[0].id) is not None
+    await s.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    s = Store(path, Metrics(CollectorRegistry()))
+    with pytest.raises(StoreError, match="newer than this build"):
+        await s.open()
+
+
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    metrics = store.db._metrics
+    await asyncio.gather(*(store.notifications.create([item()]) for _ in range(200)))
+    commits = metrics.store_commits._value.get()
+    assert 1 <= commits < 200  # group commit: far fewer transactions than writers
+    rows, more = await store.notifications.page(ListFilter(limit=100))
+    assert len(rows) == 100 and more
+
+
+async def test_a_failing_operation_does_not_sink_its_batch(store: Store) -> None:
+    def boom(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO secrets_that_do_not_exist VALUES (1)")
+
+    ok = store.notifications.create([item()])
+    bad = store.db.write(boom)
+    results = await asyncio.gather(ok, bad, return_exceptions=True)
+    assert isinstance(results[1], sqlite3.OperationalError)
+    created = results[0]
+    assert not isinstance(created, BaseException)
+    assert await store.notifications.get(created.notifications[0].id) is not None
+
+
+async def test_claims_are_exclusive_and_leased(store: Store) -> None:
+    await store.notifications.create([item(), item()])
+    t = now()
+    first = await store.notifications.claim_due(t, 10, lease=300)
+    assert len(first) == 2
+    assert await store.notifications.claim_due(t + 10, 10, lease=300) == []
+    # An outcome that was never recorded: after the lease, the rows are due again.
+    again = await store.notifications.claim_due(t + 301, 10, lease=300)
+    assert {n.id for n in again} == {n.id for n in first}
+    assert await store.notifications.release_claims() == 2
+
+
+async def test_scheduled_rows_are_not_claimed_early(store: Store) -> None:
+    t = now()
+    await store.notifications.create([item(due_at=t + 60)])
+    assert await store.notifications.claim_due(t, 10) == []
+    assert len(await store.notifications.claim_due(t + 61, 10)) == 1
