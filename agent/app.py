@@ -6,6 +6,7 @@ reverse (the dispatcher drains before channels close, channels close before the 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +16,10 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent import api
+from agent.alerts import Intake
 from agent.api.auth import KeyRing
 from agent.api.context import CTX, ApiContext
+from agent.api.hookauth import hooks_from, insecure_sources
 from agent.api.ratelimit import RateLimiter
 from agent.apikeys import ApiKey, describe, generate_key
 from agent.channels.base import ChannelSender
@@ -24,10 +27,14 @@ from agent.channels.console import ConsoleChannel
 from agent.channels.inapp import InAppChannel
 from agent.channels.webhook import WebhookChannel, WebhookConfig
 from agent.delivery.dispatcher import Dispatcher
+from agent.delivery.grouper import Grouper
 from agent.delivery.retry import RetryPolicy
 from agent.domain import now
 from agent.observability import Metrics, get_logger
-from agent.settings import ConfigError, Settings, read_secret_file
+from agent.routing.holder import RulesHolder
+from agent.routing.loader import RulesError
+from agent.routing.ruleset import RuleSet
+from agent.settings import ConfigError, Settings, SourceSettings, SourcesSettings, read_secret_file
 from agent.store import Store
 
 log = get_logger("app")
@@ -44,6 +51,8 @@ class Runtime:
     new_keys: list[str] = field(default_factory=list)
     store: Store | None = None
     dispatcher: Dispatcher | None = None
+    grouper: Grouper | None = None
+    rules: RulesHolder | None = None
     keyring: KeyRing = field(default_factory=lambda: KeyRing([]))
 
 
@@ -116,10 +125,22 @@ def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]
     return out
 
 
+def source_settings(s: Settings, rules: RuleSet) -> list[tuple[str, SourceSettings]]:
+    """Every hook source and its settings, generic ones from the rules included."""
+    out: list[tuple[str, SourceSettings]] = [("alertmanager", s.sources.alertmanager),
+                                             ("grafana", s.sources.grafana)]
+    for name in sorted(rules.generic_sources):
+        out.append((f"generic.{name}", s.sources.generic.get(name, SourceSettings())))
+    return out
+
+
 async def _refresh_outbox_gauges(rt: Runtime) -> None:
     if rt.store is None:
         return
     t = rt.clock()
+    active, groups = await rt.store.alerts.active_counts()
+    rt.metrics.active_alerts.set(active)
+    rt.metrics.alert_groups.set(groups)
     due, scheduled, oldest = await rt.store.notifications.outbox_stats(t)
     rt.metrics.outbox_depth.labels("due").set(due)
     rt.metrics.outbox_depth.labels("scheduled").set(scheduled)
@@ -151,23 +172,45 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         max_in_flight=d.max_in_flight, claim_batch=d.claim_batch,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
     )
-    rt.store, rt.dispatcher = store, dispatcher
+    holder = RulesHolder(s.rules_dir, rt.metrics)
+    grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
+                      batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
+                      claim_lease=d.claim_lease_seconds, clock=clock)
+    rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)
     app[RUNTIME] = rt
-    app[CTX] = ApiContext(
+    ctx = ApiContext(
         store=store, metrics=rt.metrics, settings=s.api, keyring=rt.keyring,
         limiter=RateLimiter(s.api.rate_limit.requests_per_minute, clock)
         if s.api.rate_limit.enabled else None,
-        wake_dispatcher=dispatcher.wake, dispatcher_running=lambda: dispatcher.running,
+        wake_dispatcher=dispatcher.wake,
+        dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
+        intake=Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake),
+        rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
     )
+    app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        try:
+            rules = holder.load_initial()
+        except RulesError as exc:
+            raise ConfigError(f"rules in {s.rules_dir}: {exc}") from exc
+        ctx.hooks = hooks_from(s.sources)
+        open_sources = insecure_sources(s.host, source_settings(s, rules))
+        if open_sources:
+            raise ConfigError(
+                f"listening on {s.host} (not loopback) but these sources have no auth: "
+                f"{', '.join(open_sources)}; configure sources.<name>.auth or set "
+                "auth.type: none explicitly")
         await store.open()
+        watcher: asyncio.Task[None] | None = None
         try:
             rt.keyring.replace(await _load_keys(rt, store))
             channels.update(build_channels(s, store))
             await dispatcher.start()
+            await grouper.start()
+            watcher = asyncio.create_task(holder.watch(), name="rules-watcher")
             scheduler = AsyncIOScheduler(timezone="UTC")
             scheduler.add_job(_refresh_outbox_gauges, "interval", seconds=5, args=[rt],
                               id="outbox_gauges", coalesce=True, max_instances=1)
@@ -177,8 +220,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             await _refresh_outbox_gauges(rt)
             yield
             scheduler.shutdown(wait=False)
+            watcher.cancel()
+            await grouper.stop()
             await dispatcher.stop(s.delivery.shutdown_grace_seconds)
         finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
             for channel in channels.values():
                 await channel.close()
             await store.close()

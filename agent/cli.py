@@ -26,8 +26,20 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path, help="YAML config file (env ALERT_AGENT_* overrides)")
 
-    check = sub.add_parser("check", help="validate the config and exit")
+    check = sub.add_parser("check", help="validate the config and the rules, then exit")
     check.add_argument("--config", type=Path, help="YAML config file")
+    check.add_argument("--rules", type=Path, help="rules directory (default: from the config)")
+
+    routes = sub.add_parser("routes", help="inspect routing")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    rtest = routes_sub.add_parser(
+        "test", help="show which routes an alert with these labels takes and what is sent")
+    rtest.add_argument("--rules", type=Path, default=None, help="rules directory")
+    rtest.add_argument("--config", type=Path, help="YAML config file (for its rules_dir)")
+    rtest.add_argument("--source", default="alertmanager",
+                       help="alertmanager | grafana | generic:<name> | api")
+    rtest.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
+    rtest.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
 
     send = sub.add_parser("send", help="send a notification through a running daemon's API")
     send.add_argument("--url", default=os.environ.get("ALERT_AGENT_URL", "http://127.0.0.1:9095"))
@@ -71,15 +83,56 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from agent.app import configured_keys
+    from agent.routing.loader import RulesError, load_rules
+
     try:
         settings = _load(args.config)
-        from agent.app import configured_keys
-
         configured_keys(settings)
     except ConfigError as exc:
         print(f"alert-agent: config error: {exc}", file=sys.stderr)
         return 2
+    rules_dir = args.rules or settings.rules_dir
+    try:
+        rules = load_rules(rules_dir)
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(f"alert-agent: rules error: {problem}", file=sys.stderr)
+        return 1
     print(f"config ok: listening on {settings.host}:{settings.port}, data in {settings.data_dir}")
+    print(f"rules ok: {len(rules.files)} file(s) in {rules_dir}, "
+          f"{len(rules.routes_by_id) - 1} route(s), {len(rules.templates)} template(s), "
+          f"{len(rules.generic_sources)} generic source(s)")
+    return 0
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ValueError(f"{what} must look like NAME=VALUE, got {item!r}")
+        out[k] = v.strip('"')
+    return out
+
+
+def _routes_test(args: argparse.Namespace) -> int:
+    from agent.routing.explain import explain
+    from agent.routing.loader import RulesError, load_rules
+
+    try:
+        rules_dir = args.rules or _load(args.config).rules_dir
+        labels = _pairs(args.labels, "a label")
+        annotations = _pairs(args.annotation, "--annotation")
+        rules = load_rules(rules_dir)
+    except (ConfigError, ValueError) as exc:
+        print(f"alert-agent: {exc}", file=sys.stderr)
+        return 2
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(f"alert-agent: rules error: {problem}", file=sys.stderr)
+        return 1
+    print(explain(rules, args.source, labels, annotations))
     return 0
 
 
@@ -123,5 +176,5 @@ def _send(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "check": _check, "send": _send}
+    handlers = {"run": _run, "check": _check, "send": _send, "routes": _routes_test}
     return handlers[args.command](args)

@@ -54,18 +54,26 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
 
     ready = False
     rt = app[RUNTIME]
+    reloads: set[asyncio.Task[None]] = set()
 
     def reload() -> None:
         if not ready:  # READY=1 from a reload must never precede the first one
             log.warning("reload_ignored_during_startup")
             return
         notifier.reloading()
-        try:
-            count = reload_keys(app)
-            log.info("reloaded", api_keys=count)
-        except ConfigError as exc:
-            log.error("reload_failed", error=str(exc))
-        notifier.ready()
+
+        async def run() -> None:
+            count = None
+            try:
+                count = reload_keys(app)
+            except ConfigError as exc:
+                log.error("reload_failed", what="api_keys", error=str(exc))
+            rules_ok = await rt.rules.reload("sighup") if rt.rules is not None else True
+            log.info("reloaded", api_keys=count, rules_ok=rules_ok)
+            notifier.ready()
+
+        reloads.add(task := asyncio.create_task(run()))
+        task.add_done_callback(reloads.discard)
 
     def show_new_keys(base_url: str) -> None:
         # Generated keys are stored before the listener binds: show them on every path, or a

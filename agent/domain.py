@@ -177,3 +177,141 @@ class InboxItem:
     created_at: float
     read_at: float | None
     seq: int = 0
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert as a source reported it, normalized. Pure data: no ids, no storage state."""
+
+    source: str  # "alertmanager" | "grafana" | "generic:<name>" | "api"
+    fingerprint: str
+    status: str  # AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float | None = None
+    ends_at: float | None = None  # None: no end known (Alertmanager's zero time)
+    generator_url: str | None = None
+    # Source-specific fields kept for templates and the stored record (Grafana's silenceURL,
+    # dashboardURL, panelURL, values, valueString; anything a newer sender adds).
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """What one inbound payload carried: its alerts and the group-level fields around them."""
+
+    source: str
+    alerts: list[Alert]
+    # receiver, groupKey, groupLabels, commonLabels, commonAnnotations, externalURL,
+    # truncatedAlerts, status, ... and unknown top-level fields, kept verbatim.
+    group: dict[str, Any]
+
+
+def fingerprint_of(labels: dict[str, str]) -> str:
+    """Prometheus' label-set fingerprint: FNV-1a 64 over sorted name/value pairs, 16 hex digits."""
+    h = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ 0xFF) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+class AlertType(StrEnum):
+    """Seed 002's alert types."""
+
+    DOWN = "down"
+    UP = "up"
+    SLOW = "slow"
+    ERROR = "error"
+    CUSTOM = "custom"
+
+
+@dataclass(slots=True)
+class GroupRef:
+    """A group an incoming alert joins: which route, which labels, and that route's timing."""
+
+    key: str
+    route_id: str
+    labels: dict[str, str]
+    route: dict[str, Any]  # JSON snapshot of the route's delivery settings
+    group_wait: float
+    group_interval: float
+
+
+@dataclass(slots=True)
+class AlertIntake:
+    """An alert with what routing decided for it, ready to be stored in one transaction."""
+
+    alert: Alert
+    severity: str
+    type: str
+    monitor_id: str | None
+    message: str | None
+    groups: list[GroupRef]
+
+
+@dataclass(slots=True)
+class StoredAlert:
+    seq: int
+    id: str
+    source: str
+    fingerprint: str
+    status: str  # "active" | "resolved"
+    type: str
+    monitor_id: str | None
+    alertname: str | None
+    message: str | None
+    severity: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    extra: dict[str, Any] | None
+    generator_url: str | None
+    starts_at: float | None
+    ends_at: float | None
+    created_at: float
+    updated_at: float
+    resolved_at: float | None
+    last_received_at: float
+    receive_count: int
+
+
+@dataclass(slots=True)
+class GroupMember:
+    alert: StoredAlert
+    status: str  # "firing" | "resolved", as last received
+    notified: str | None  # what the last notification said about it; None: never notified
+
+
+@dataclass(slots=True)
+class GroupSnapshot:
+    id: int
+    key: str
+    route_id: str
+    route: dict[str, Any]
+    labels: dict[str, str]
+    version: int
+    last_flush_at: float | None
+    created_at: float
+    members: list[GroupMember]
+
+
+@dataclass(slots=True)
+class FlushResult:
+    """What a group flush decided; applied in one transaction."""
+
+    group_id: int
+    version_seen: int
+    notifications: list[NewNotification]
+    alert_seqs: list[int]  # the alerts the notifications are about
+    notified: dict[int, str]  # alert_seq -> status now notified
+    remove: list[int]  # alert_seqs leaving the group (resolved and done)
+    last_flush_at: float | None
+    next_flush_at: float | None  # None: the group is empty and goes away
+    retry_at: float  # when to look again if new alerts arrived meanwhile

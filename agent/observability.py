@@ -168,6 +168,57 @@ class Metrics:
         self.idempotency_expired = Counter(
             "alert_agent_idempotency_keys_expired_total", "Idempotency keys removed.", registry=r
         )
+        self.alerts_received = Counter(
+            "alert_agent_alerts_received_total", "Alerts received, by source.", ["source"],
+            registry=r,
+        )
+        self.alerts_invalid = Counter(
+            "alert_agent_alerts_invalid_total",
+            "Payloads rejected as malformed or unauthenticated, by source.", ["source"],
+            registry=r,
+        )
+        self.alerts_outcome = Counter(
+            "alert_agent_alerts_stored_total",
+            "Stored alerts by outcome (created, updated, resolved, stale).", ["outcome"],
+            registry=r,
+        )
+        self.group_notifications = Counter(
+            "alert_agent_group_notifications_total",
+            "Notifications queued by alert groups.", registry=r,
+        )
+        self.groups_muted = Counter(
+            "alert_agent_groups_muted_total",
+            "Group flushes suppressed by time intervals or inhibition.", registry=r,
+        )
+        self.rules_reload_success = Gauge(
+            "alert_agent_rules_last_reload_successful",
+            "1 when the last rules reload succeeded.", registry=r,
+        )
+        self.rules_reload_timestamp = Gauge(
+            "alert_agent_rules_last_reload_success_timestamp_seconds",
+            "When the rules were last loaded successfully.", registry=r,
+        )
+        self.rules_config_hash = Gauge(
+            "alert_agent_rules_config_hash",
+            "Hash of the loaded rule files (first 52 bits), to spot divergent hosts.", registry=r,
+        )
+        self.rules_reloads = Counter(
+            "alert_agent_rules_reloads_total", "Rules reloads by outcome.", ["outcome"],
+            registry=r,
+        )
+        self.active_alerts = Gauge(
+            "alert_agent_alerts_active", "Alerts currently active.", registry=r
+        )
+        self.alert_groups = Gauge(
+            "alert_agent_alert_groups", "Alert groups currently tracked.", registry=r
+        )
+        for src in ("alertmanager", "grafana", "generic", "api"):
+            self.alerts_received.labels(src)
+            self.alerts_invalid.labels(src)
+        for outcome in ("created", "updated", "resolved", "stale"):
+            self.alerts_outcome.labels(outcome)
+        for outcome in ("success", "failure"):
+            self.rules_reloads.labels(outcome)
         for ch in Channel:
             self.notifications_accepted.labels(ch.value)
             for outcome in OUTCOMES:

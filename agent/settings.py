@@ -37,6 +37,8 @@ class RateLimitSettings(_Section):
 
 class ApiSettings(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Hook payloads carry many alerts (Alertmanager sends up to its max_alerts per group).
+    max_hook_body_bytes: int = Field(default=16_777_216, ge=1024)
     max_batch_size: int = Field(default=1000, ge=1, le=1000)
     schedule_min_ahead_seconds: float = Field(default=60.0, ge=0)
     schedule_max_ahead_seconds: float = Field(default=30 * 86400.0, gt=0)
@@ -86,6 +88,44 @@ class ChannelsSettings(_Section):
     webhook: WebhookChannelSettings = WebhookChannelSettings()
 
 
+class HookAuthSettings(_Section):
+    """How a hook source proves itself. Any configured method is accepted.
+
+    Alertmanager's ``http_config`` sends either ``basic_auth`` or ``authorization`` (Bearer):
+    configure both here to accept both. Generic senders can sign the body instead.
+    """
+
+    # "none" accepts unauthenticated requests even off loopback (explicit opt-out).
+    type: Literal["none"] | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # Lowercase hex HMAC-SHA256 of the raw body (an optional "sha256=" prefix is accepted).
+    hmac_secret: SecretStr | None = None
+    hmac_secret_file: Path | None = None
+    hmac_header: str = "X-Signature"
+
+
+class SourceSettings(_Section):
+    enabled: bool = True
+    auth: HookAuthSettings = HookAuthSettings()
+
+
+class GrafanaSourceSettings(SourceSettings):
+    # Grafana's own webhook signature (X-Grafana-Alerting-Signature), verified when set.
+    signing_secret: SecretStr | None = None
+    signing_secret_file: Path | None = None
+
+
+class SourcesSettings(_Section):
+    alertmanager: SourceSettings = SourceSettings()
+    grafana: GrafanaSourceSettings = GrafanaSourceSettings()
+    # Per generic source name (the mapping itself lives in the rule files).
+    generic: dict[str, SourceSettings] = {}
+
+
 class Settings(BaseSettings):
     """The daemon's whole configuration. Unknown keys are errors, not silently ignored."""
 
@@ -108,6 +148,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     delivery: DeliverySettings = DeliverySettings()
     channels: ChannelsSettings = ChannelsSettings()
+    sources: SourcesSettings = SourcesSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -146,20 +187,25 @@ ENV_PREFIX = "ALERT_AGENT_"
 _CLIENT_ENV = frozenset({"ALERT_AGENT_URL", "ALERT_AGENT_API_KEY"})
 
 
-def _env_names(model: type[BaseModel], prefix: str) -> set[str]:
+def _env_names(model: type[BaseModel], prefix: str, open_prefixes: set[str]) -> set[str]:
     names = set()
     for name, field in model.model_fields.items():
         env = f"{prefix}{name.upper()}"
         names.add(env)
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            names |= _env_names(field.annotation, env + "__")
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            names |= _env_names(ann, env + "__", open_prefixes)
+        elif getattr(ann, "__origin__", None) is dict:
+            open_prefixes.add(env + "__")  # keys are user-chosen names
     return names
 
 
 def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     """``ALERT_AGENT_*`` variables that configure nothing (typos a unit file would hide)."""
-    known = _env_names(Settings, ENV_PREFIX) | _CLIENT_ENV
-    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+    open_prefixes: set[str] = set()
+    known = _env_names(Settings, ENV_PREFIX, open_prefixes) | _CLIENT_ENV
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known
+                  and not k.startswith(tuple(open_prefixes)))
 
 
 def load_settings(config_file: Path | None = None) -> Settings:

@@ -15,15 +15,28 @@ from agent.api.context import ctx
 from agent.api.errors import ApiError
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object. Raises ApiError 400/413."""
-    limit = ctx(request).settings.max_body_bytes
+async def read_raw(request: web.Request, limit: int | None = None) -> bytes:
+    """The request body, at most ``limit`` bytes (the API limit by default). Raises 413."""
+    limit = limit or ctx(request).settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise _too_large(limit) from exc
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: web.Request, raw: bytes | None = None) -> dict[str, Any]:
+    """The request body as a JSON object. Raises ApiError 400/413."""
+    if raw is None:
+        raw = await read_raw(request)
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "missing_body", "The request body is empty; send a JSON object.")
     try:

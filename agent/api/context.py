@@ -7,9 +7,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from agent.alerts import Intake
 from agent.api.auth import KeyRing
+from agent.api.hookauth import Hooks
 from agent.api.ratelimit import RateLimiter
 from agent.observability import Metrics
+from agent.routing.holder import RulesHolder
+from agent.routing.ruleset import RuleSet
 from agent.settings import ApiSettings
 from agent.store import Store
 
@@ -24,6 +28,13 @@ class ApiContext:
     wake_dispatcher: Callable[[], None]
     dispatcher_running: Callable[[], bool]
     clock: Callable[[], float]
+    intake: Intake
+    rules_holder: RulesHolder
+    hooks: Hooks
+    wake_grouper: Callable[[], None]
+
+    def rules(self) -> RuleSet:
+        return self.rules_holder.current
 
 
 CTX = web.AppKey("api_context", ApiContext)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.observability import Metrics
+from agent.store.alerts import AlertStore
 from agent.store.db import Database, StoreError
 from agent.store.idempotency import IdempotencyConflict, IdempotencyStore
 from agent.store.inbox import InboxStore
@@ -35,6 +36,7 @@ class Store:
         self.idempotency = IdempotencyStore(self.db)
         self.keys = KeyStore(self.db)
         self.inbox = InboxStore(self.db)
+        self.alerts = AlertStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -91,4 +91,64 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX inbox_recipient ON inbox (recipient, seq);
     """,
+    # 2: alerts (ingested or posted), their groups and the notifications they produced.
+    # One active alert per (source, fingerprint); a re-fire after resolution is a new alert.
+    """
+    CREATE TABLE alerts (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT NOT NULL UNIQUE,
+        source           TEXT NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        type             TEXT NOT NULL,
+        monitor_id       TEXT,
+        alertname        TEXT,
+        message          TEXT,
+        severity         TEXT NOT NULL,
+        labels           TEXT NOT NULL,
+        annotations      TEXT NOT NULL,
+        extra            TEXT,
+        generator_url    TEXT,
+        starts_at        REAL,
+        ends_at          REAL,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        resolved_at      REAL,
+        last_received_at REAL NOT NULL,
+        receive_count    INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE UNIQUE INDEX alerts_active ON alerts (source, fingerprint) WHERE status = 'active';
+    CREATE INDEX alerts_status ON alerts (status, seq);
+    CREATE INDEX alerts_monitor ON alerts (monitor_id, seq);
+
+    CREATE TABLE alert_groups (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_key     TEXT NOT NULL UNIQUE,
+        route_id      TEXT NOT NULL,
+        route         TEXT NOT NULL,
+        labels        TEXT NOT NULL,
+        pending       INTEGER NOT NULL DEFAULT 1,
+        version       INTEGER NOT NULL DEFAULT 0,
+        next_flush_at REAL NOT NULL,
+        last_flush_at REAL,
+        claimed_at    REAL,
+        created_at    REAL NOT NULL
+    );
+    CREATE INDEX alert_groups_due ON alert_groups (next_flush_at);
+
+    CREATE TABLE group_members (
+        group_id  INTEGER NOT NULL,
+        alert_seq INTEGER NOT NULL,
+        status    TEXT NOT NULL,
+        notified  TEXT,
+        PRIMARY KEY (group_id, alert_seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_members_alert ON group_members (alert_seq);
+
+    CREATE TABLE alert_notifications (
+        alert_seq       INTEGER NOT NULL,
+        notification_id TEXT NOT NULL,
+        PRIMARY KEY (alert_seq, notification_id)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -1,0 +1,114 @@
+"""Inbound alert hooks: Alertmanager, Grafana and generic JSON, each with its own auth.
+
+Answered 200 only after the alerts are durably stored, deduplicated and routed: Alertmanager
+does not persist what it sent, so an alert acknowledged here must survive a crash.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.api.bodies import parse_json_object, read_raw
+from agent.api.context import ApiContext, ctx
+from agent.api.errors import ApiError, json_response
+from agent.api.hookauth import HookCredentials, authorized
+from agent.domain import IngestBatch
+from agent.ingest import alertmanager, generic, grafana
+from agent.ingest.common import IngestError
+from agent.observability import get_logger
+from agent.store.alerts import IngestResult
+
+log = get_logger("hooks")
+routes = web.RouteTableDef()
+
+
+def _reject(c: ApiContext, source: str, err: ApiError) -> ApiError:
+    c.metrics.alerts_invalid.labels(source).inc()
+    log.warning("hook_rejected", source=source, code=err.code, reason=err.message)
+    return err
+
+
+async def _body(request: web.Request, source: str, creds: HookCredentials | None) -> bytes:
+    c = ctx(request)
+    raw = await read_raw(request, c.settings.max_hook_body_bytes)
+    if creds is not None and not authorized(creds, request.headers, raw):
+        raise _reject(c, source, ApiError(401, "invalid_credentials",
+                                          f"The {source} hook credentials are missing or wrong."))
+    return raw
+
+
+async def _store(c: ApiContext, source: str, batch: IngestBatch) -> web.Response:
+    c.metrics.alerts_received.labels(source).inc(len(batch.alerts))
+    result: IngestResult = await c.intake.ingest(batch.alerts)
+    for outcome in ("created", "updated", "resolved", "stale"):
+        n = getattr(result, outcome)
+        if n:
+            c.metrics.alerts_outcome.labels(outcome).inc(n)
+    if result.created or result.resolved:
+        log.info("alerts_ingested", source=batch.source, received=len(batch.alerts),
+                 created=result.created, resolved=result.resolved, updated=result.updated,
+                 group_key=batch.group.get("groupKey"))
+    return json_response({
+        "status": "ok", "received": len(batch.alerts), "created": result.created,
+        "updated": result.updated, "resolved": result.resolved, "ignored": result.stale,
+        "alert_ids": [i for i in result.ids if i is not None],
+    })
+
+
+def _invalid(c: ApiContext, source: str, exc: IngestError | ApiError) -> ApiError:
+    if isinstance(exc, ApiError):
+        return _reject(c, source, exc)
+    return _reject(c, source, ApiError(400, "invalid_payload", exc.message, exc.param))
+
+
+def _enabled(c: ApiContext, source: str) -> None:
+    if not c.hooks.enabled(source):
+        raise ApiError(404, "source_disabled", f"The {source} source is disabled.")
+
+
+@routes.post("/hooks/alertmanager")
+async def alertmanager_hook(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _enabled(c, "alertmanager")
+    raw = await _body(request, "alertmanager", c.hooks.alertmanager)
+    try:
+        batch = alertmanager.parse(parse_json_object(raw))
+    except (IngestError, ApiError) as exc:
+        raise _invalid(c, "alertmanager", exc) from exc
+    return await _store(c, "alertmanager", batch)
+
+
+@routes.post("/hooks/grafana")
+async def grafana_hook(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _enabled(c, "grafana")
+    raw = await _body(request, "grafana", c.hooks.grafana)
+    secret = c.hooks.grafana_signing_secret
+    if secret is not None and not grafana.verify_signature(
+        secret, raw, request.headers.get(grafana.SIGNATURE_HEADER),
+        request.headers.get(grafana.TIMESTAMP_HEADER),
+    ):
+        raise _reject(c, "grafana", ApiError(401, "invalid_signature",
+                                             "The Grafana webhook signature does not verify."))
+    try:
+        batch = grafana.parse(parse_json_object(raw))
+    except (IngestError, ApiError) as exc:
+        raise _invalid(c, "grafana", exc) from exc
+    return await _store(c, "grafana", batch)
+
+
+@routes.post("/hooks/generic/{name}")
+async def generic_hook(request: web.Request) -> web.Response:
+    c = ctx(request)
+    name = request.match_info["name"]
+    mapping = c.rules().generic_sources.get(name)
+    if mapping is None or not c.hooks.enabled(f"generic:{name}"):
+        raise _reject(c, "generic", ApiError(
+            404, "unknown_source", f"No generic source '{name}' is defined in the rules.",
+            "name"))
+    raw = await _body(request, "generic", c.hooks.generic.get(name))
+    try:
+        batch = generic.parse(mapping, parse_json_object(raw))  # type: ignore[arg-type]
+    except (IngestError, ApiError) as exc:
+        raise _invalid(c, "generic", exc) from exc
+    return await _store(c, "generic", batch)

@@ -1,0 +1,34 @@
+"""Rules operations: ``GET /v1/rules/status`` and ``POST /-/reload`` (Alertmanager's path)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.api.context import ctx
+from agent.api.errors import ApiError, json_response
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/rules/status")
+async def status(request: web.Request) -> web.Response:
+    return json_response(ctx(request).rules_holder.status())
+
+
+@routes.post("/-/reload")
+async def reload(request: web.Request) -> web.Response:
+    c = ctx(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or c.keyring.authenticate(token.strip()) is None:
+        c.metrics.auth_failures.inc()
+        raise ApiError(401, "invalid_api_key", "Reloading needs a valid API key.")
+    ok = await c.rules_holder.reload("api")
+    body = c.rules_holder.status()
+    if not ok:
+        first = body["errors"][0]
+        raise ApiError(422, "invalid_rules",
+                       f"Rules not reloaded (the running rules stay): {first['file']}"
+                       f"{':' + str(first['line']) if first['line'] else ''}: {first['message']}"
+                       + (f" (+{len(body['errors']) - 1} more)" if len(body["errors"]) > 1 else ""),
+                       "rules")
+    return json_response(body)

@@ -1,0 +1,170 @@
+"""Pure grouping decisions: when a group notifies, about which alerts, with what text.
+
+Like Alertmanager's dedup stage: a group notifies when an alert fired that it has not told about
+yet, or (``send_resolved``) when an alert it told about as firing resolved; otherwise it repeats
+its firing alerts every ``repeat_interval``. ``now`` is passed in; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.delivery.rendering import TemplateError, render
+from agent.domain import (
+    AlertStatus,
+    FlushResult,
+    GroupMember,
+    GroupSnapshot,
+    NewNotification,
+    Severity,
+    iso,
+    new_id,
+)
+
+SEVERITY_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
+FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    notify: bool
+    reason: str  # "new" | "resolved" | "repeat" | "muted" | "nothing"
+    alerts: list[GroupMember]  # what a notification would be about
+
+
+def plan(members: Sequence[GroupMember], last_flush_at: float | None, route: Mapping[str, Any],
+         now: float, muted: bool) -> Plan:
+    """Decide whether this flush notifies and about which alerts."""
+    firing = [m for m in members if m.status == FIRING]
+    told_resolved = [m for m in members if m.status == RESOLVED and m.notified == FIRING]
+    send_resolved = bool(route.get("send_resolved", True))
+    about = firing + (told_resolved if send_resolved else [])
+    if muted:
+        return Plan(False, "muted", about)
+    if any(m.notified != FIRING for m in firing):
+        return Plan(True, "new", about)
+    if told_resolved and send_resolved:
+        return Plan(True, "resolved", about)
+    repeat = float(route.get("repeat_interval", 14400.0))
+    if firing and last_flush_at is not None and now - last_flush_at >= repeat:
+        return Plan(True, "repeat", about)
+    return Plan(False, "nothing", about)
+
+
+def _common(dicts: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    if not dicts:
+        return {}
+    first = dicts[0]
+    return {k: v for k, v in first.items() if all(d.get(k) == v for d in dicts[1:])}
+
+
+def template_context(group: GroupSnapshot, about: Sequence[GroupMember]) -> dict[str, Any]:
+    """What templates see: the group and its alerts, Alertmanager-style names included."""
+    alerts = []
+    for m in about:
+        a = m.alert
+        alerts.append({
+            "id": a.id, "status": m.status, "labels": a.labels, "annotations": a.annotations,
+            "severity": a.severity, "source": a.source, "fingerprint": a.fingerprint,
+            "startsAt": iso(a.starts_at), "endsAt": iso(a.ends_at),
+            "generatorURL": a.generator_url, "message": a.message, "type": a.type,
+            **(a.extra or {}),
+        })
+    firing = [x for x in alerts if x["status"] == FIRING]
+    common_labels = _common([x["labels"] for x in alerts])
+    common_annotations = _common([x["annotations"] for x in alerts])
+    return {
+        "status": FIRING if firing else RESOLVED,
+        "alerts": alerts,
+        "firing": firing,
+        "resolved": [x for x in alerts if x["status"] == RESOLVED],
+        "labels": common_labels,
+        "annotations": common_annotations,
+        "groupLabels": group.labels,
+        "commonLabels": common_labels,
+        "commonAnnotations": common_annotations,
+        "receiver": group.route.get("name", group.route_id),
+        "severity": max_severity(about),
+    }
+
+
+def max_severity(about: Sequence[GroupMember]) -> str:
+    if not about:
+        return Severity.INFO.value
+    return max((m.alert.severity for m in about), key=lambda s: SEVERITY_RANK.get(s, 0))
+
+
+def default_text(ctx: Mapping[str, Any]) -> str:
+    """A readable message when the route names no template (Alertmanager's default shape)."""
+    alerts = ctx["alerts"]
+    firing = len(ctx["firing"])
+    head = f"[FIRING:{firing}]" if firing else "[RESOLVED]"
+    name = ctx["commonLabels"].get("alertname") or (alerts[0]["labels"].get("alertname")
+                                                    if alerts else "alert")
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(ctx["groupLabels"].items())
+                      if k != "alertname")
+    lines = [f"{head} {name}" + (f" ({extra})" if extra else "")]
+    for a in alerts:
+        text = (a["annotations"].get("summary") or a["annotations"].get("description")
+                or a["message"] or ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())))
+        mark = "" if a["status"] == FIRING else "[resolved] "
+        lines.append(f"- {mark}{text}")
+    return "\n".join(lines)
+
+
+def build_flush(
+    group: GroupSnapshot,
+    route: Mapping[str, Any],
+    decision: Plan,
+    now: float,
+    make_id: Callable[[str], str] = new_id,
+) -> FlushResult:
+    """The notifications (one per notify target) and the group's next state."""
+    notifications: list[NewNotification] = []
+    notified: dict[int, str] = {}
+    if decision.notify:
+        ctx = template_context(group, decision.alerts)
+        templates: Mapping[str, Any] = route.get("templates", {})
+        for target in route.get("notify", []):
+            tpl = templates.get(target.get("template") or "")
+            try:
+                text = render(tpl["body"], ctx) if tpl else default_text(ctx)
+                subject = render(tpl["subject"], ctx) if tpl and tpl.get("subject") else None
+            except TemplateError as exc:
+                text, subject = f"{default_text(ctx)}\n(template error: {exc})", None
+            notifications.append(NewNotification(
+                id=make_id("ntf"), channel=target["channel"], recipient=target["to"],
+                message=text, subject=subject or text.split("\n", 1)[0][:200],
+                template_id=None, template_body=None, severity=ctx["severity"],
+                priority=route.get("priority", "normal"),
+                metadata={"route": route.get("name", group.route_id), "group_key": group.key,
+                          "status": ctx["status"], "reason": decision.reason,
+                          "alert_ids": [a["id"] for a in ctx["alerts"]],
+                          "group_labels": group.labels},
+                idempotency_key=None, request_hash=None, simulated=False, api_key_id=None,
+                schedule_at=None, due_at=now, created_at=now,
+            ))
+        notified = {m.alert.seq: m.status for m in decision.alerts}
+    # Resolved members leave once their resolution was told (or will never be).
+    remove = [m.alert.seq for m in group.members if m.status == RESOLVED
+              and (decision.notify or m.notified != FIRING or not route.get("send_resolved"))
+              and decision.reason != "muted"]
+    still_firing = any(m.status == FIRING for m in group.members)
+    interval = float(route.get("group_interval", 300.0))
+    repeat = float(route.get("repeat_interval", 14400.0))
+    last = now if decision.notify else group.last_flush_at
+    if decision.reason == "muted":
+        nxt: float | None = now + interval  # look again: the mute may end
+    elif still_firing:
+        nxt = (last if last is not None else now) + repeat
+        nxt = max(nxt, now + interval) if not decision.notify else nxt
+    else:
+        nxt = None if len(remove) == len(group.members) else now + interval
+    return FlushResult(
+        group_id=group.id, version_seen=group.version, notifications=notifications,
+        alert_seqs=[m.alert.seq for m in decision.alerts] if decision.notify else [],
+        notified=notified, remove=remove, last_flush_at=now if decision.notify else None,
+        next_flush_at=nxt, retry_at=max(now, (last or now) + interval) if last else now + interval,
+    )

@@ -1,0 +1,303 @@
+"""Rules directory -> RuleSet: parse, validate, cross-check, compile. All problems, then one error.
+
+Every problem names the file, the line and the reason, so a bad edit is found at once; the caller
+keeps its running rules when loading fails (hot reload is all-or-nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agent.delivery.rendering import TemplateError, extract_variables
+from agent.routing.matchers import Matcher, MatcherError, parse_matcher
+from agent.routing.router import build_index
+from agent.routing.ruleset import (
+    InhibitRule,
+    Route,
+    RuleSet,
+    SeverityMap,
+    Target,
+    Template,
+)
+from agent.routing.schema import RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
+from agent.routing.timeintervals import TimeInterval, TimeIntervalError, parse_time_interval
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+class RulesError(Exception):
+    """The rules cannot be loaded; ``problems`` lists every reason with its file and line."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+def rule_files(rules_dir: Path) -> list[Path]:
+    """``*.yaml`` and ``*.yml`` directly in the directory, in file-name order."""
+    if not rules_dir.is_dir():
+        return []
+    return sorted(
+        (p for p in rules_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()),
+        key=lambda p: p.name,
+    )
+
+
+def _line(node: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
+    """The 1-based line of the value at ``loc`` in a composed YAML document."""
+    if node is None:
+        return None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    node = v
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            break
+    return int(node.start_mark.line) + 1
+
+
+@dataclass
+class _Parsed:
+    name: str
+    rules: RuleFile
+    tree: yaml.Node | None
+
+    def line(self, *loc: int | str) -> int | None:
+        return _line(self.tree, loc)
+
+
+def _parse_file(path: Path, problems: list[Problem]) -> _Parsed | None:
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(name, None, f"cannot read: {exc}"))
+        return None
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(Problem(name, line, f"invalid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(Problem(name, 1, "the top level must be a mapping"))
+        return None
+    try:
+        rules = RuleFile.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            path_text = ".".join(str(p) for p in loc)
+            problems.append(Problem(name, _line(tree, loc), f"{path_text}: {err['msg']}"))
+        return None
+    return _Parsed(name, rules, tree)
+
+
+class _Compiler:
+    def __init__(self, files: list[_Parsed], problems: list[Problem]) -> None:
+        self.files = files
+        self.problems = problems
+        self.templates: dict[str, Template] = {}
+        self.intervals: dict[str, tuple[TimeInterval, ...]] = {}
+        self.route_ids: set[str] = set()
+        self.routes_by_id: dict[str, Route] = {}
+
+    def fail(self, f: _Parsed, message: str, *loc: int | str) -> None:
+        self.problems.append(Problem(f.name, f.line(*loc), message))
+
+    def single(self, attr: str) -> tuple[_Parsed | None, Any]:
+        found = [(f, getattr(f.rules, attr)) for f in self.files
+                 if getattr(f.rules, attr) is not None]
+        for f, _ in found[1:]:
+            self.fail(f, f"'{attr}' is already defined in {found[0][0].name}", attr)
+        return found[0] if found else (None, None)
+
+    def collect_named(self) -> None:
+        for f in self.files:
+            for i, t in enumerate(f.rules.templates):
+                if t.name in self.templates:
+                    self.fail(f, f"template '{t.name}' is defined twice", "templates", i)
+                    continue
+                try:
+                    extract_variables(t.body)
+                    if t.subject:
+                        extract_variables(t.subject)
+                except TemplateError as exc:
+                    self.fail(f, f"template '{t.name}': {exc}", "templates", i, "body")
+                    continue
+                self.templates[t.name] = Template(t.name, t.body, t.channel, t.subject)
+            for i, ti in enumerate(f.rules.time_intervals):
+                if ti.name in self.intervals:
+                    self.fail(f, f"time interval '{ti.name}' is defined twice",
+                              "time_intervals", i)
+                    continue
+                try:
+                    self.intervals[ti.name] = tuple(
+                        parse_time_interval(spec) for spec in ti.time_intervals)
+                except (TimeIntervalError, ValueError) as exc:
+                    self.fail(f, f"time interval '{ti.name}': {exc}", "time_intervals", i)
+
+    def matchers(self, f: _Parsed, texts: list[str], *loc: int | str) -> tuple[Matcher, ...]:
+        out = []
+        for i, text in enumerate(texts):
+            try:
+                out.append(parse_matcher(text))
+            except MatcherError as exc:
+                self.fail(f, f"bad matcher {text!r}: {exc}", *loc, i)
+        return tuple(out)
+
+    def route(self, f: _Parsed, spec: RouteSpec, parent: Route, loc: tuple[int | str, ...]
+              ) -> Route:
+        rid = spec.name or f"{f.name}:" + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        if rid in self.route_ids:
+            self.fail(f, f"route name '{rid}' is used twice", *loc, "name")
+        self.route_ids.add(rid)
+        for key in ("active_time_intervals", "mute_time_intervals"):
+            for i, name in enumerate(getattr(spec, key) or []):
+                if name not in self.intervals:
+                    self.fail(f, f"unknown time interval '{name}'", *loc, key, i)
+        notify = parent.notify
+        if spec.notify is not None:
+            notify = tuple(Target(n.channel.value, n.to, n.template) for n in spec.notify)
+            for i, n in enumerate(spec.notify):
+                if n.template is not None and n.template not in self.templates:
+                    self.fail(f, f"unknown template '{n.template}'", *loc, "notify", i,
+                              "template")
+        group_by: tuple[str, ...] | None = parent.group_by
+        if spec.group_by is not None:
+            group_by = None if "..." in spec.group_by else tuple(spec.group_by)
+        shell = Route(
+            id=rid, name=spec.name or rid,
+            matchers=self.matchers(f, spec.matchers, *loc, "matchers"),
+            sources=frozenset(spec.sources) if spec.sources is not None else parent.sources,
+            severity=spec.severity.value if spec.severity else parent.severity,
+            priority=spec.priority.value if spec.priority else parent.priority,
+            notify=notify, group_by=group_by,
+            group_wait=_pick(spec.group_wait, parent.group_wait),
+            group_interval=_pick(spec.group_interval, parent.group_interval),
+            repeat_interval=_pick(spec.repeat_interval, parent.repeat_interval),
+            send_resolved=_pick(spec.send_resolved, parent.send_resolved),
+            active_time_intervals=tuple(spec.active_time_intervals
+                                        or parent.active_time_intervals),
+            mute_time_intervals=tuple(spec.mute_time_intervals or parent.mute_time_intervals),
+            continue_=spec.continue_,
+        )
+        children = tuple(self.route(f, c, shell, (*loc, "routes", i))
+                         for i, c in enumerate(spec.routes))
+        done = _with_children(shell, children)
+        self.routes_by_id[rid] = done
+        return done
+
+
+def _pick(value: Any, inherited: Any) -> Any:
+    return inherited if value is None else value
+
+
+def _with_children(route: Route, children: tuple[Route, ...]) -> Route:
+    from dataclasses import replace
+
+    return replace(route, children=children, index=build_index(children))
+
+
+def _root(defaults: RouteDefaults) -> Route:
+    return Route(
+        id="root", name="root", matchers=(), sources=None, severity=None,
+        priority=defaults.priority.value,
+        notify=tuple(Target(n.channel.value, n.to, n.template) for n in defaults.notify),
+        group_by=None if "..." in defaults.group_by else tuple(defaults.group_by),
+        group_wait=defaults.group_wait, group_interval=defaults.group_interval,
+        repeat_interval=defaults.repeat_interval, send_resolved=defaults.send_resolved,
+        active_time_intervals=(), mute_time_intervals=(), continue_=False,
+    )
+
+
+def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str) -> RuleSet:
+    from agent.ingest.generic import compile_mapping
+
+    c = _Compiler(files, problems)
+    _, defaults = c.single("defaults")
+    _, sev = c.single("severity_map")
+    sev = sev or SeverityMapSpec()
+    c.collect_named()
+    root = _root(defaults or RouteDefaults())
+    top = []
+    for f in files:
+        for i, spec in enumerate(f.rules.routes):
+            top.append(c.route(f, spec, root, ("routes", i)))
+    inhibit = []
+    generic: dict[str, object] = {}
+    for f in files:
+        for i, rule in enumerate(f.rules.inhibit_rules):
+            inhibit.append(InhibitRule(
+                c.matchers(f, rule.source_matchers, "inhibit_rules", i, "source_matchers"),
+                c.matchers(f, rule.target_matchers, "inhibit_rules", i, "target_matchers"),
+                tuple(rule.equal)))
+        for name, mapping in f.rules.generic_sources.items():
+            if name in generic:
+                c.fail(f, f"generic source '{name}' is defined twice", "generic_sources", name)
+                continue
+            try:
+                generic[name] = compile_mapping(name, mapping)
+            except ValueError as exc:
+                c.fail(f, f"generic source '{name}': {exc}", "generic_sources", name)
+    root = _with_children(root, tuple(top))
+    return RuleSet(
+        root=root,
+        severity_map=SeverityMap(sev.label, {k.lower(): v.value for k, v in sev.map.items()},
+                                 sev.default.value),
+        inhibit_rules=tuple(inhibit), time_intervals=c.intervals, templates=c.templates,
+        generic_sources=generic, files=tuple(f.name for f in files), config_hash=config_hash,
+        routes_by_id={"root": root, **c.routes_by_id},
+    )
+
+
+def load_rules(rules_dir: Path) -> RuleSet:
+    """Load and compile every rule file of ``rules_dir``. Raises RulesError listing all problems.
+
+    A missing or empty directory is valid: the embedded default routes everything to console.
+    """
+    problems: list[Problem] = []
+    parsed = []
+    digest = hashlib.sha256()
+    for path in rule_files(rules_dir):
+        digest.update(path.name.encode() + b"\0")
+        try:
+            digest.update(path.read_bytes() + b"\0")
+        except OSError:
+            pass
+        p = _parse_file(path, problems)
+        if p is not None:
+            parsed.append(p)
+    rules = compile_files(parsed, problems, digest.hexdigest())
+    if problems:
+        raise RulesError(problems)
+    return rules

@@ -1,0 +1,90 @@
+"""Pure routing: an alert's labels -> the routes it goes to, with group key and severity.
+
+Semantics as Alertmanager's ``Route.Match``: a route that matches tries its children in order;
+the first matching child wins unless it has ``continue``; a route none of whose children match
+handles the alert itself. Top-level routes are the children of an implicit catch-all root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agent.domain import Alert
+from agent.routing.ruleset import ChildIndex, Route, RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    route: Route
+    group_key: str
+    group_labels: dict[str, str]
+    severity: str
+
+
+def _candidates(route: Route, labels: Mapping[str, str]) -> list[int] | range:
+    idx = route.index
+    if idx is None:
+        return range(len(route.children))
+    found: list[int] = list(idx.always)
+    for pair in labels.items():
+        hit = idx.by_pair.get(pair)
+        if hit:
+            found.extend(hit)
+    found.sort()
+    return found
+
+
+def match_routes(route: Route, source: str, labels: Mapping[str, str]) -> list[Route]:
+    """The routes handling ``labels`` under ``route`` (which must itself match)."""
+    out: list[Route] = []
+    children = route.children
+    for i in _candidates(route, labels):
+        child = children[i]
+        if not child.accepts(source, labels):
+            continue
+        out.extend(match_routes(child, source, labels))
+        if not child.continue_:
+            break
+    if not out:
+        out.append(route)
+    return out
+
+
+def group_labels(route: Route, labels: Mapping[str, str]) -> dict[str, str]:
+    if route.group_by is None:
+        return dict(labels)
+    return {k: labels[k] for k in route.group_by if k in labels}
+
+
+def group_key(route: Route, glabels: Mapping[str, str]) -> str:
+    """Stable key of a group: route id and the grouping labels (hashed: labels can be long)."""
+    text = route.id + "\x00" + "\x00".join(f"{k}\xff{glabels[k]}" for k in sorted(glabels))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def route_alert(rules: RuleSet, alert: Alert) -> list[Decision]:
+    """Every (route, group) an alert belongs to, with its severity tag."""
+    labels = alert.labels
+    out = []
+    for route in match_routes(rules.root, alert.source, labels):
+        glabels = group_labels(route, labels)
+        severity = route.severity or rules.severity_map.severity_of(labels)
+        out.append(Decision(route, group_key(route, glabels), glabels, severity))
+    return out
+
+
+def build_index(children: tuple[Route, ...]) -> ChildIndex | None:
+    """Index siblings by their first equality matcher; None when there are too few to bother."""
+    if len(children) < 8:
+        return None
+    by_pair: dict[tuple[str, str], list[int]] = {}
+    always: list[int] = []
+    for i, child in enumerate(children):
+        pair = next((p for m in child.matchers if (p := m.equality()) is not None), None)
+        if pair is None:
+            always.append(i)
+        else:
+            by_pair.setdefault(pair, []).append(i)
+    return ChildIndex({k: tuple(v) for k, v in by_pair.items()}, tuple(always))

@@ -1,0 +1,121 @@
+"""The compiled rule set: immutable, built off to the side, swapped in as one reference."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.routing.matchers import Matcher
+from agent.routing.timeintervals import TimeInterval
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    channel: str
+    to: str
+    template: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    body: str
+    channel: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route with every inherited setting resolved; ``id`` is stable across reloads."""
+
+    id: str  # "file.yaml:routes[0].routes[1]" unless named: then the name
+    name: str
+    matchers: tuple[Matcher, ...]
+    sources: frozenset[str] | None
+    severity: str | None
+    priority: str
+    notify: tuple[Target, ...]
+    group_by: tuple[str, ...] | None  # None: group by every label ('...')
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    send_resolved: bool
+    active_time_intervals: tuple[str, ...]
+    mute_time_intervals: tuple[str, ...]
+    continue_: bool
+    children: tuple[Route, ...] = ()
+    index: ChildIndex | None = None
+
+    def accepts(self, source: str, labels: Mapping[str, str]) -> bool:
+        if self.sources is not None and source not in self.sources and (
+            source.partition(":")[0] not in self.sources
+        ):
+            return False
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildIndex:
+    """Children by one equality matcher each, so a router need not try every sibling.
+
+    A child can only match when its indexed ``name="value"`` holds, so the candidates for an
+    alert are the children under its own (name, value) pairs plus those with no equality
+    matcher, tried in file order: first-match semantics are unchanged.
+    """
+
+    by_pair: dict[tuple[str, str], tuple[int, ...]]
+    always: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityMap:
+    label: str
+    map: Mapping[str, str]
+    default: str
+
+    def severity_of(self, labels: Mapping[str, str]) -> str:
+        value = labels.get(self.label)
+        if value is None:
+            return self.default
+        return self.map.get(value.lower(), self.default)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    root: Route
+    severity_map: SeverityMap
+    inhibit_rules: tuple[InhibitRule, ...]
+    time_intervals: Mapping[str, tuple[TimeInterval, ...]]
+    templates: Mapping[str, Template]
+    generic_sources: Mapping[str, object]  # name -> compiled mapping (agent.ingest.generic)
+    files: tuple[str, ...]
+    config_hash: str
+    routes_by_id: Mapping[str, Route] = field(default_factory=dict)
+
+    def snapshot(self, route: Route) -> dict[str, Any]:
+        """A route's delivery settings as JSON, stored with its groups.
+
+        A group flushes with the current route of the same id; the snapshot serves when a
+        reload removed that route, so no group is ever orphaned.
+        """
+        names = {t.template for t in route.notify if t.template}
+        return {
+            "id": route.id, "name": route.name, "priority": route.priority,
+            "notify": [{"channel": t.channel, "to": t.to, "template": t.template}
+                       for t in route.notify],
+            "group_wait": route.group_wait, "group_interval": route.group_interval,
+            "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
+            "active_time_intervals": list(route.active_time_intervals),
+            "mute_time_intervals": list(route.mute_time_intervals),
+            "templates": {n: {"body": self.templates[n].body,
+                              "subject": self.templates[n].subject}
+                          for n in names if n in self.templates},
+        }

@@ -1,0 +1,135 @@
+"""The rule-file format (YAML), as strict pydantic models: an unknown key is an error.
+
+Alertmanager users should feel at home: ``routes`` with ``matchers``, ``group_by``, ``group_wait``,
+``group_interval``, ``repeat_interval``, ``continue``, nested ``routes``; ``inhibit_rules``;
+``time_intervals``. Added: ``severity``/``priority`` tags, ``notify`` targets, ``templates``,
+``severity_map`` and ``generic_sources`` (mappings for ``POST /hooks/generic/{name}``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from agent.domain import Channel, Priority, Severity
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(value: Any) -> float:
+    """Prometheus-style duration ('30s', '5m', '1h30m', '4h') or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like '30s', '5m' or '4h' is required")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError("a duration like '30s', '5m' or '4h' is required")
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(value):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(value):
+        raise ValueError(f"invalid duration {value!r} (use e.g. '30s', '5m', '1h30m')")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class NotifySpec(_Strict):
+    channel: Channel
+    to: str = Field(min_length=1)
+    template: str | None = None
+
+
+class RouteSpec(_Strict):
+    name: str | None = None
+    matchers: list[str] = []
+    sources: list[str] | None = None
+    severity: Severity | None = None
+    priority: Priority | None = None
+    notify: list[NotifySpec] | None = None
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    send_resolved: bool | None = None
+    active_time_intervals: list[str] | None = None
+    mute_time_intervals: list[str] | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[RouteSpec] = []
+
+
+class SeverityMapSpec(_Strict):
+    label: str = "severity"
+    map: dict[str, Severity] = {
+        "critical": Severity.CRITICAL,
+        "page": Severity.CRITICAL,
+        "error": Severity.CRITICAL,
+        "warning": Severity.WARNING,
+        "warn": Severity.WARNING,
+        "info": Severity.INFO,
+        "none": Severity.INFO,
+    }
+    default: Severity = Severity.WARNING
+
+
+class InhibitRuleSpec(_Strict):
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[str] = []
+
+
+class TimeIntervalSpec(_Strict):
+    name: str = Field(min_length=1)
+    time_intervals: list[dict[str, Any]]
+
+
+class TemplateSpec(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    channel: Channel | None = None
+    subject: str | None = None
+    body: str = Field(min_length=1)
+
+
+class RouteDefaults(_Strict):
+    """Settings every top-level route inherits unless it sets its own."""
+
+    notify: list[NotifySpec] = [NotifySpec(channel=Channel.CONSOLE, to="ops")]
+    group_by: list[str] = []
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
+    send_resolved: bool = True
+    priority: Priority = Priority.NORMAL
+
+
+class RuleFile(_Strict):
+    """One YAML file of the rules directory; files are merged in file-name order."""
+
+    defaults: RouteDefaults | None = None
+    routes: list[RouteSpec] = []
+    severity_map: SeverityMapSpec | None = None
+    inhibit_rules: list[InhibitRuleSpec] = []
+    time_intervals: list[TimeIntervalSpec] = []
+    templates: list[TemplateSpec] = []
+    generic_sources: dict[str, dict[str, Any]] = {}
+
+    @field_validator("generic_sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                raise ValueError(f"generic source name {name!r}: use 1-64 letters, digits, _ or -")
+        return v

@@ -1,0 +1,313 @@
+"""Alerts, their groups and memberships: the durable state behind deduplication and grouping."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from agent.domain import (
+    AlertIntake,
+    AlertStatus,
+    FlushResult,
+    GroupMember,
+    GroupSnapshot,
+    Notification,
+    StoredAlert,
+    new_id,
+)
+from agent.store.db import Database
+from agent.store.notifications import _COLUMNS as NTF_COLUMNS
+from agent.store.notifications import _insert as insert_notification
+from agent.store.notifications import _row as notification_row
+
+_COLUMNS = (
+    "seq, id, source, fingerprint, status, type, monitor_id, alertname, message, severity, "
+    "labels, annotations, extra, generator_url, starts_at, ends_at, created_at, updated_at, "
+    "resolved_at, last_received_at, receive_count"
+)
+ACTIVE, RESOLVED = "active", "resolved"
+
+
+def _dumps(v: object) -> str:
+    return orjson.dumps(v).decode()
+
+
+def _alert(r: sqlite3.Row | dict[str, object]) -> StoredAlert:
+    d = dict(r)
+    d["labels"] = orjson.loads(d["labels"])
+    d["annotations"] = orjson.loads(d["annotations"])
+    d["extra"] = orjson.loads(d["extra"]) if d["extra"] else None
+    return StoredAlert(**d)
+
+
+def _without(r: sqlite3.Row, *keys: str) -> dict[str, object]:
+    return {k: r[k] for k in r.keys() if k not in keys}
+
+
+@dataclass(slots=True)
+class IngestResult:
+    ids: list[str | None]  # per intake: the alert id (None: a resolve for no active alert)
+    created: int = 0
+    updated: int = 0
+    resolved: int = 0
+    stale: int = 0
+    groups_touched: int = 0
+
+
+_GROUP_UPSERT = (
+    "INSERT INTO alert_groups (group_key, route_id, route, labels, pending, version, "
+    "next_flush_at, created_at) VALUES (?,?,?,?,1,0,?,?) "
+    "ON CONFLICT(group_key) DO UPDATE SET version = version + 1, route = excluded.route, "
+    # A flush already pending takes the change along; otherwise the next one is due one
+    # group_interval after the last (Alertmanager: new alerts of a group wait for its tick).
+    "next_flush_at = CASE WHEN pending THEN next_flush_at "
+    "ELSE MAX(?, COALESCE(last_flush_at + ?, ?)) END, pending = 1 "
+    "RETURNING id"
+)
+
+
+def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: float) -> int:
+    for g in it.groups:
+        (gid,) = conn.execute(
+            _GROUP_UPSERT,
+            (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
+             now, g.group_interval, now),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO group_members (group_id, alert_seq, status) VALUES (?,?,?) "
+            "ON CONFLICT DO UPDATE SET status = excluded.status",
+            (gid, seq, AlertStatus.FIRING),
+        )
+    return len(it.groups)
+
+
+def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
+    gids = [r[0] for r in conn.execute(
+        "UPDATE group_members SET status = ? WHERE alert_seq = ? RETURNING group_id",
+        (AlertStatus.RESOLVED, seq))]
+    for gid in gids:
+        conn.execute(
+            "UPDATE alert_groups SET version = version + 1, next_flush_at = CASE WHEN pending "
+            "THEN next_flush_at ELSE MAX(?, COALESCE(last_flush_at + "
+            "json_extract(route, '$.group_interval'), ?)) END, pending = 1 WHERE id = ?",
+            (now, now, gid),
+        )
+    return len(gids)
+
+
+def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
+                out: IngestResult) -> None:
+    a = it.alert
+    row = conn.execute(
+        "SELECT seq, id FROM alerts WHERE source = ? AND fingerprint = ? AND status = ?",
+        (a.source, a.fingerprint, ACTIVE),
+    ).fetchone()
+    if a.status == AlertStatus.FIRING:
+        if row is not None:
+            # Already active: remember we heard it; grouping decides about repeats.
+            conn.execute(
+                "UPDATE alerts SET last_received_at = ?, receive_count = receive_count + 1, "
+                "annotations = ?, message = ?, ends_at = ? WHERE seq = ?",
+                (now, _dumps(a.annotations), it.message, a.ends_at, row["seq"]),
+            )
+            out.ids.append(row["id"])
+            out.updated += 1
+            return
+        aid = new_id("alt")
+        cur = conn.execute(
+            f"INSERT INTO alerts ({_COLUMNS.replace('seq, ', '', 1)}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
+            (aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
+             a.labels.get("alertname"), it.message, it.severity, _dumps(a.labels),
+             _dumps(a.annotations), _dumps(a.extra) if a.extra else None, a.generator_url,
+             a.starts_at, a.ends_at, now, now, None, now),
+        )
+        assert cur.lastrowid is not None
+        out.ids.append(aid)
+        out.created += 1
+        out.groups_touched += _touch_groups(conn, cur.lastrowid, it, now)
+        return
+    if row is None:
+        out.ids.append(None)  # resolved, but nothing active here: nothing to do
+        out.stale += 1
+        return
+    conn.execute(
+        "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, last_received_at = ?, "
+        "ends_at = COALESCE(?, ends_at), message = COALESCE(?, message) WHERE seq = ?",
+        (RESOLVED, now, now, now, a.ends_at, it.message, row["seq"]),
+    )
+    out.ids.append(row["id"])
+    out.resolved += 1
+    out.groups_touched += _resolve_memberships(conn, row["seq"], now)
+
+
+class AlertStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ingest(self, items: Sequence[AlertIntake], now: float) -> IngestResult:
+        """Store a payload's alerts, deduplicated by fingerprint, in one transaction."""
+
+        def op(conn: sqlite3.Connection) -> IngestResult:
+            out = IngestResult(ids=[])
+            for it in items:
+                _ingest_one(conn, it, now, out)
+            return out
+
+        return await self._db.write(op)
+
+    async def resolve(self, alert_id: str, message: str | None, now: float,
+                      resolve: bool = True) -> StoredAlert | None:
+        """Resolve an active alert by id (API) and/or set its message; None when unknown."""
+
+        def op(conn: sqlite3.Connection) -> StoredAlert | None:
+            r = conn.execute("SELECT seq, status FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if r is None:
+                return None
+            if resolve and r["status"] == ACTIVE:
+                conn.execute(
+                    "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, "
+                    "ends_at = COALESCE(ends_at, ?), message = COALESCE(?, message) "
+                    "WHERE seq = ?",
+                    (RESOLVED, now, now, now, message, r["seq"]),
+                )
+                _resolve_memberships(conn, r["seq"], now)
+            elif message is not None:
+                conn.execute("UPDATE alerts SET message = ?, updated_at = ? WHERE seq = ?",
+                             (message, now, r["seq"]))
+            row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?",
+                               (r["seq"],)).fetchone()
+            return _alert(row)
+
+        return await self._db.write(op)
+
+    async def get(self, alert_id: str) -> tuple[StoredAlert, list[Notification]] | None:
+        def op(conn: sqlite3.Connection) -> tuple[StoredAlert, list[Notification]] | None:
+            r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?",
+                             (alert_id,)).fetchone()
+            if r is None:
+                return None
+            ntf = conn.execute(
+                f"SELECT {NTF_COLUMNS} FROM notifications WHERE id IN (SELECT notification_id "
+                "FROM alert_notifications WHERE alert_seq = ?) ORDER BY seq", (r["seq"],)
+            ).fetchall()
+            return _alert(r), [notification_row(n) for n in ntf]
+
+        return await self._db.read(op)
+
+    async def page(self, status: str | None, monitor_id: str | None, page: int, per_page: int
+                   ) -> tuple[list[StoredAlert], int]:
+        """Newest first; returns one page and the total matching."""
+        where, args = [], []  # type: tuple[list[str], list[object]]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if monitor_id is not None:
+            where.append("monitor_id = ?")
+            args.append(monitor_id)
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def op(conn: sqlite3.Connection) -> tuple[list[StoredAlert], int]:
+            total = conn.execute(f"SELECT count(*) FROM alerts{cond}", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM alerts{cond} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*args, per_page, (page - 1) * per_page],
+            ).fetchall()
+            return [_alert(r) for r in rows], int(total)
+
+        return await self._db.read(op)
+
+    # --- groups, for the grouper ---------------------------------------------------------
+
+    async def claim_groups(self, now: float, limit: int, lease: float = 300.0
+                           ) -> list[GroupSnapshot]:
+        def op(conn: sqlite3.Connection) -> list[GroupSnapshot]:
+            groups = conn.execute(
+                "UPDATE alert_groups SET claimed_at = ? WHERE id IN (SELECT id FROM alert_groups "
+                "WHERE next_flush_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
+                "ORDER BY next_flush_at LIMIT ?) RETURNING id, group_key, route_id, route, "
+                "labels, version, last_flush_at, created_at",
+                (now, now, now - lease, limit),
+            ).fetchall()
+            out = []
+            for g in groups:
+                members = [
+                    GroupMember(_alert(_without(r, "m_status", "m_notified")), r["m_status"],
+                                r["m_notified"])
+                    for r in conn.execute(
+                        f"SELECT {', '.join('a.' + c.strip() for c in _COLUMNS.split(','))}, "
+                        "m.status AS m_status, m.notified AS m_notified FROM group_members m "
+                        "JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
+                        "ORDER BY a.seq", (g["id"],))
+                ]
+                out.append(GroupSnapshot(
+                    id=g["id"], key=g["group_key"], route_id=g["route_id"],
+                    route=orjson.loads(g["route"]), labels=orjson.loads(g["labels"]),
+                    version=g["version"], last_flush_at=g["last_flush_at"],
+                    created_at=g["created_at"], members=members))
+            return out
+
+        return await self._db.write(op)
+
+    async def apply_flushes(self, results: Sequence[FlushResult]) -> int:
+        """Record flush outcomes; returns how many notifications were queued."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            queued = 0
+            for r in results:
+                queued += _apply(conn, r)
+            return queued
+
+        return await self._db.write(op)
+
+    async def release_group_claims(self) -> int:
+        return await self._db.write(lambda c: c.execute(
+            "UPDATE alert_groups SET claimed_at = NULL WHERE claimed_at IS NOT NULL").rowcount)
+
+    async def next_group_due(self) -> float | None:
+        return await self._db.read(lambda c: c.execute(
+            "SELECT MIN(next_flush_at) FROM alert_groups WHERE claimed_at IS NULL"
+        ).fetchone()[0])
+
+    async def active_counts(self) -> tuple[int, int]:
+        """(active alerts, groups)."""
+        return await self._db.read(lambda c: (
+            c.execute("SELECT count(*) FROM alerts WHERE status = 'active'").fetchone()[0],
+            c.execute("SELECT count(*) FROM alert_groups").fetchone()[0]))
+
+
+def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
+    for n in r.notifications:
+        insert_notification(conn, n)
+        conn.executemany(
+            "INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
+            "VALUES (?,?)", [(seq, n.id) for seq in r.alert_seqs])
+    conn.executemany("UPDATE group_members SET notified = ? WHERE group_id = ? AND alert_seq = ?",
+                     [(status, r.group_id, seq) for seq, status in r.notified.items()])
+    # Only members whose state we saw leave: a re-fire that arrived meanwhile stays.
+    conn.executemany(
+        "DELETE FROM group_members WHERE group_id = ? AND alert_seq = ? AND status = ?",
+        [(r.group_id, seq, AlertStatus.RESOLVED) for seq in r.remove])
+    g = conn.execute("SELECT version FROM alert_groups WHERE id = ?", (r.group_id,)).fetchone()
+    if g is None:
+        return len(r.notifications)
+    if g["version"] != r.version_seen:
+        # Alerts changed while we flushed: look again at the next group_interval tick.
+        conn.execute(
+            "UPDATE alert_groups SET claimed_at = NULL, pending = 1, last_flush_at = "
+            "COALESCE(?, last_flush_at), next_flush_at = ? WHERE id = ?",
+            (r.last_flush_at, r.retry_at, r.group_id))
+        return len(r.notifications)
+    left = conn.execute("SELECT count(*) FROM group_members WHERE group_id = ?",
+                        (r.group_id,)).fetchone()[0]
+    if left == 0 or r.next_flush_at is None:
+        conn.execute("DELETE FROM alert_groups WHERE id = ?", (r.group_id,))
+    else:
+        conn.execute(
+            "UPDATE alert_groups SET claimed_at = NULL, pending = 0, last_flush_at = "
+            "COALESCE(?, last_flush_at), next_flush_at = ? WHERE id = ?",
+            (r.last_flush_at, r.next_flush_at, r.group_id))
+    return len(r.notifications)

@@ -1,0 +1,222 @@
+"""Ingest through the hooks: store, dedup, group, route and deliver, with real HTTP and SQLite."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from agent.app import create_app
+from agent.settings import Settings
+from tests.helpers import auth, runtime, wait_until
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"  # copies of ../shared/samples
+
+RULES = """
+defaults:
+  notify: [{channel: console, to: fallback}]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+templates:
+  - name: brief
+    body: "{{ status }}:{% for a in alerts %} {{ a.labels.instance }}={{ a.status }}{% endfor %}"
+routes:
+  - name: cpu
+    matchers: ['alertname="HighCPUUsage"']
+    group_by: [alertname, cluster]
+    notify: [{channel: in-app, to: ops, template: brief}]
+    routes:
+      - name: cpu-api
+        matchers: ['service="api-gateway"']
+        continue: true
+        notify: [{channel: in-app, to: api-team, template: brief}]
+      - name: cpu-rest
+  - name: memory
+    sources: [grafana]
+    notify: [{channel: in-app, to: grafana-team}]
+generic_sources:
+  shell:
+    alertname: "{{ alertname }}"
+    status: "{{ status }}"
+    labels: {host: "{{ host }}"}
+    annotations: {summary: "{{ text }}"}
+"""
+
+
+def sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((SAMPLES / name).read_text()))
+
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def rules_settings(settings: Settings) -> Settings:
+    settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (settings.rules_dir / "10-test.yaml").write_text(RULES)
+    return settings
+
+
+@pytest.fixture
+async def hclient(rules_settings: Settings) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        yield c
+
+
+async def inbox(client: Client, to: str) -> list[dict[str, Any]]:
+    page = await (await client.get(f"/v1/inbox?to={to}&limit=100", headers=auth())).json()
+    return list(page["data"])
+
+
+async def alerts(client: Client, query: str = "") -> dict[str, Any]:
+    return dict(await (await client.get(f"/v1/alerts?{query}", headers=auth())).json())
+
+
+async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
+    resp = await hclient.post("/hooks/alertmanager", json=sample("alertmanager-firing.json"))
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["received"], body["created"]) == (2, 2)
+    listed = await alerts(hclient, "status=active")
+    assert listed["meta"]["total"] == 2
+    a = listed["data"][0]
+    assert a["source"] == "alertmanager" and a["status"] == "active"
+    assert a["labels"]["cluster"] == "prod-eu" and a["severity"] == "warning"
+    assert a["fingerprint"] in ("3f2a9c1b7d4e5a60", "9b0e61d2c8a4f713")
+    assert a["ends_at"] is None and a["starts_at"].startswith("2026-04-14T10:2")
+
+    # Nested route with continue: both the api team and the rest of the cpu route hear it.
+    await wait_until(lambda: _has(hclient, "api-team", 1))
+    await wait_until(lambda: _has(hclient, "ops", 1))
+    [item] = await inbox(hclient, "ops")
+    assert item["body"] == "firing: prod-server-3:9100=firing prod-server-4:9100=firing"
+
+    # The same alerts again: stored as re-received, nobody is notified twice.
+    again = await (await hclient.post("/hooks/alertmanager",
+                                      json=sample("alertmanager-firing.json"))).json()
+    assert (again["created"], again["updated"]) == (0, 2)
+    await runtime(hclient).grouper.run_until_idle()
+    assert len(await inbox(hclient, "ops")) == 1
+
+    resp = await hclient.post("/hooks/alertmanager", json=sample("alertmanager-resolved.json"))
+    assert (await resp.json())["resolved"] >= 1
+    await wait_until(lambda: _has(hclient, "ops", 2), timeout=10)
+    resolved_note = (await inbox(hclient, "ops"))[0]
+    # One of the two resolved: the group still fires, and says which one recovered.
+    assert "prod-server-3:9100=resolved" in resolved_note["body"]
+    assert "prod-server-4:9100=firing" in resolved_note["body"]
+    detail = await (await hclient.get(f"/v1/alerts/{a['id']}", headers=auth())).json()
+    assert len(detail["data"]["notifications"]) >= 1
+    assert all(n["channel"] == "in-app" for n in detail["data"]["notifications"])
+
+
+async def _has(client: Client, to: str, n: int) -> bool:
+    return len(await inbox(client, to)) >= n
+
+
+async def test_invalid_payloads_are_400_with_param(hclient: Client) -> None:
+    bad = sample("alertmanager-firing.json")
+    bad["alerts"][1]["labels"] = "oops"
+    resp = await hclient.post("/hooks/alertmanager", json=bad)
+    assert resp.status == 400
+    err = (await resp.json())["error"]
+    assert err["code"] == "invalid_payload" and err["param"] == "alerts[1].labels"
+    for raw in (b"{", b"[]", b'{"version": "4", "alerts": 5}'):
+        assert (await hclient.post("/hooks/alertmanager", data=raw)).status == 400
+    metrics = await (await hclient.get("/metrics")).text()
+    assert 'alert_agent_alerts_invalid_total{source="alertmanager"} 4.0' in metrics
+    assert (await alerts(hclient))["meta"]["total"] == 0
+
+
+async def test_lenient_on_unknown_fields(hclient: Client) -> None:
+    payload = sample("alertmanager-firing.json")
+    payload["notification_reason"] = "new"
+    payload["routeLabels"] = {"x": "y"}
+    payload["alerts"][0]["somethingNew"] = 1
+    assert (await hclient.post("/hooks/alertmanager", json=payload)).status == 200
+
+
+async def test_grafana_and_generic_sources(hclient: Client) -> None:
+    resp = await hclient.post("/hooks/grafana", json=sample("grafana-firing.json"))
+    assert resp.status == 200
+    await wait_until(lambda: _has(hclient, "grafana-team", 1))
+    [note] = await inbox(hclient, "grafana-team")
+    assert "High memory usage" in note["body"]
+    stored = (await alerts(hclient))["data"][0]
+    assert stored["extra"]["dashboardURL"].startswith("https://grafana.example.com/d/")
+
+    resp = await hclient.post("/hooks/generic/shell", json={
+        "alertname": "BackupFailed", "status": "firing", "host": "db1", "text": "exit 2"})
+    assert resp.status == 200, await resp.text()
+    await wait_until(lambda: _has(hclient, "fallback", 0))
+    found = await alerts(hclient, "status=active&per_page=100")
+    backup = [a for a in found["data"] if a["alertname"] == "BackupFailed"]
+    assert backup and backup[0]["source"] == "generic:shell"
+    assert backup[0]["labels"]["host"] == "db1"
+    assert (await hclient.post("/hooks/generic/nope", json={})).status == 404
+
+
+async def test_a_thousand_alerts_are_one_transaction(hclient: Client) -> None:
+    base = sample("alertmanager-firing.json")
+    one = base["alerts"][0]
+    payload = copy.deepcopy(base)
+    payload["alerts"] = []
+    for i in range(1000):
+        a = copy.deepcopy(one)
+        a["labels"]["instance"] = f"host-{i}"
+        a["fingerprint"] = f"{i:016x}"
+        payload["alerts"].append(a)
+    m = runtime(hclient).metrics
+    before = m.store_commits._value.get()
+    resp = await hclient.post("/hooks/alertmanager", json=payload)
+    assert resp.status == 200 and (await resp.json())["created"] == 1000
+    # The ingest transaction, plus at most the grouper's and dispatcher's own.
+    assert m.store_commits._value.get() - before <= 4
+    assert (await alerts(hclient, "per_page=1"))["meta"]["total"] == 1000
+
+
+async def test_hook_auth_bearer_and_basic(rules_settings: Settings) -> None:
+    rules_settings.sources.alertmanager.auth.bearer_token = SecretStr("s3cret-token")
+    rules_settings.sources.alertmanager.auth.username = "am"
+    rules_settings.sources.alertmanager.auth.password = SecretStr("pw")
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        body = sample("alertmanager-firing.json")
+        ok_basic = "Basic " + base64.b64encode(b"am:pw").decode()
+        for headers, status in (({}, 401), ({"Authorization": "Bearer nope"}, 401),
+                                ({"Authorization": "Bearer s3cret-token"}, 200),
+                                ({"Authorization": ok_basic}, 200),
+                                ({"Authorization": "Basic " + base64.b64encode(b"am:x").decode()},
+                                 401)):
+            resp = await c.post("/hooks/alertmanager", json=body, headers=headers)
+            assert resp.status == status, headers
+            if status == 401:
+                assert (await resp.json())["error"]["type"] == "authentication_error"
+
+
+async def test_grafana_signature_is_verified(rules_settings: Settings) -> None:
+    rules_settings.sources.grafana.signing_secret = SecretStr("gsecret")
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        raw = json.dumps(sample("grafana-firing.json")).encode()
+        good = hmac.new(b"gsecret", raw, hashlib.sha256).hexdigest()
+        h = {"Content-Type": "application/json"}
+        assert (await c.post("/hooks/grafana", data=raw, headers=h)).status == 401
+        bad = {**h, "X-Grafana-Alerting-Signature": "0" * 64}
+        assert (await c.post("/hooks/grafana", data=raw, headers=bad)).status == 401
+        ok = {**h, "X-Grafana-Alerting-Signature": good}
+        assert (await c.post("/hooks/grafana", data=raw, headers=ok)).status == 200
+        ts = str(int(time.time()))
+        signed = hmac.new(b"gsecret", ts.encode() + b":" + raw, hashlib.sha256).hexdigest()
+        with_ts = {**h, "X-Grafana-Alerting-Signature": signed,
+                   "X-Grafana-Alerting-Timestamp": ts}
+        assert (await c.post("/hooks/grafana", data=raw, headers=with_ts)).status == 200
