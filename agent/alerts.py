@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.domain import Alert, AlertIntake, AlertType, GroupRef
 from agent.observability import Metrics
+from agent.routing.inhibit import Inhibitor
 from agent.routing.router import route_alert
 from agent.routing.ruleset import RuleSet
 from agent.store.alerts import AlertStore, IngestResult
@@ -56,6 +57,31 @@ def intake(rules: RuleSet, alert: Alert, channels: frozenset[str] | None = None)
     return AlertIntake(alert, severity, kind, monitor, message, groups)
 
 
+class Inhibition:
+    """The current inhibitor; rebuilt from the store when the rules change."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self._store = store
+        self.current = Inhibitor(())
+        self._pending: Inhibitor | None = None
+
+    def observe(self, key: tuple[str, str], labels: Mapping[str, str], active: bool) -> None:
+        self.current.observe(key, labels, active)
+        if self._pending is not None:
+            self._pending.observe(key, labels, active)
+
+    async def rebuild(self, rules: RuleSet) -> None:
+        fresh = Inhibitor(rules.inhibit_rules)
+        fresh.begin_rebuild()
+        self._pending = fresh
+        try:
+            snapshot = await self._store.active_labels() if fresh.rules else []
+        finally:
+            self._pending = None
+        fresh.finish_rebuild(snapshot)
+        self.current = fresh
+
+
 @dataclass
 class Intake:
     """Stores alerts of any source after routing them with the current rules."""
@@ -65,12 +91,18 @@ class Intake:
     metrics: Metrics
     clock: Callable[[], float]
     on_groups_changed: Callable[[], None]
+    inhibition: Inhibition
 
     async def ingest(self, alerts: Sequence[Alert],
                      channels: Mapping[int, frozenset[str]] | None = None) -> IngestResult:
         rules = self.rules()
         items = [intake(rules, a, (channels or {}).get(i)) for i, a in enumerate(alerts)]
         result = await self.store.ingest(items, self.clock())
+        for it, outcome in zip(items, result.outcomes, strict=True):
+            if outcome in ("created", "resolved"):
+                a = it.alert
+                self.inhibition.observe((a.source, a.fingerprint), a.labels,
+                                        outcome == "created")
         if result.groups_touched:
             self.on_groups_changed()
         return result

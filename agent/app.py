@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent import api
-from agent.alerts import Intake
+from agent.alerts import Inhibition, Intake
 from agent.api.auth import KeyRing
 from agent.api.context import CTX, ApiContext
 from agent.api.hookauth import hooks_from, insecure_sources
@@ -54,6 +55,7 @@ class Runtime:
     grouper: Grouper | None = None
     rules: RulesHolder | None = None
     keyring: KeyRing = field(default_factory=lambda: KeyRing([]))
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -125,6 +127,12 @@ def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]
     return out
 
 
+def _spawn(rt: Runtime, coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    rt.background.add(task)  # a reference until done, or the task may be collected
+    task.add_done_callback(rt.background.discard)
+
+
 def source_settings(s: Settings, rules: RuleSet) -> list[tuple[str, SourceSettings]]:
     """Every hook source and its settings, generic ones from the rules included."""
     out: list[tuple[str, SourceSettings]] = [("alertmanager", s.sources.alertmanager),
@@ -173,7 +181,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
     )
     holder = RulesHolder(s.rules_dir, rt.metrics)
+    inhibition = Inhibition(store.alerts)
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
+                      lambda: inhibition.current,
                       batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
                       claim_lease=d.claim_lease_seconds, clock=clock)
     rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
@@ -186,7 +196,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         wake_dispatcher=dispatcher.wake,
         dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
-        intake=Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake),
+        intake=Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake, inhibition),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
     )
     app[CTX] = ctx
@@ -209,6 +219,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             rt.keyring.replace(await _load_keys(rt, store))
             channels.update(build_channels(s, store))
             await dispatcher.start()
+            await inhibition.rebuild(rules)
+            holder.on_swap.append(lambda new: _spawn(rt, inhibition.rebuild(new)))
             await grouper.start()
             watcher = asyncio.create_task(holder.watch(), name="rules-watcher")
             scheduler = AsyncIOScheduler(timezone="UTC")

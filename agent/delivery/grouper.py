@@ -17,6 +17,7 @@ from agent.alerts import restrict
 from agent.delivery.grouping import build_flush, plan
 from agent.domain import FlushResult, GroupSnapshot, now
 from agent.observability import Metrics, get_logger
+from agent.routing.inhibit import Inhibitor
 from agent.routing.ruleset import RuleSet
 from agent.routing.timeintervals import in_any
 from agent.store.alerts import AlertStore
@@ -31,6 +32,7 @@ class Grouper:
         rules: Callable[[], RuleSet],
         metrics: Metrics,
         on_queued: Callable[[], None],
+        inhibitor: Callable[[], Inhibitor],
         *,
         batch: int = 256,
         poll_interval: float = 1.0,
@@ -41,6 +43,7 @@ class Grouper:
         self._rules = rules
         self._metrics = metrics
         self._on_queued = on_queued
+        self._inhibitor = inhibitor
         self._batch = batch
         self._poll = poll_interval
         self._lease = claim_lease
@@ -94,13 +97,18 @@ class Grouper:
         if "channels" in group.route:
             route["notify"] = restrict(route["notify"], group.route["channels"])
         muted = self._muted(route, rules, t)
-        decision = plan(group.members, group.last_flush_at, route, t, muted)
+        inhibitor = self._inhibitor()
+        inhibited = frozenset(
+            m.alert.seq for m in group.members
+            if m.status == "firing" and inhibitor.inhibited(
+                (m.alert.source, m.alert.fingerprint), m.alert.labels))
+        decision = plan(group.members, group.last_flush_at, route, t, muted, inhibited)
         result = build_flush(group, route, decision, t)
         if decision.notify:
             log.info("group_notified", group_key=group.key, route=route.get("name"),
                      reason=decision.reason, alerts=len(decision.alerts),
                      notifications=[n.id for n in result.notifications])
-        elif decision.reason == "muted":
+        if decision.reason == "muted" or decision.held_back:
             self._metrics.groups_muted.inc()
         return result
 

@@ -32,11 +32,21 @@ class Plan:
     notify: bool
     reason: str  # "new" | "resolved" | "repeat" | "muted" | "nothing"
     alerts: list[GroupMember]  # what a notification would be about
+    held_back: bool = False  # firing alerts were inhibited: look again soon
 
 
 def plan(members: Sequence[GroupMember], last_flush_at: float | None, route: Mapping[str, Any],
-         now: float, muted: bool) -> Plan:
-    """Decide whether this flush notifies and about which alerts."""
+         now: float, muted: bool, inhibited: frozenset[int] = frozenset()) -> Plan:
+    """Decide whether this flush notifies and about which alerts.
+
+    ``inhibited`` holds the seqs of firing alerts an inhibit rule mutes right now: they are left
+    out as if absent, and stay untold so they notify once the inhibition ends.
+    """
+    held = any(m.status == FIRING and m.alert.seq in inhibited for m in members)
+    if held:
+        members = [m for m in members if not (m.status == FIRING and m.alert.seq in inhibited)]
+        p = plan(members, last_flush_at, route, now, muted)
+        return Plan(p.notify, p.reason, p.alerts, True)
     firing = [m for m in members if m.status == FIRING]
     told_resolved = [m for m in members if m.status == RESOLVED and m.notified == FIRING]
     send_resolved = bool(route.get("send_resolved", True))
@@ -155,8 +165,8 @@ def build_flush(
     interval = float(route.get("group_interval", 300.0))
     repeat = float(route.get("repeat_interval", 14400.0))
     last = now if decision.notify else group.last_flush_at
-    if decision.reason == "muted":
-        nxt: float | None = now + interval  # look again: the mute may end
+    if decision.reason == "muted" or decision.held_back:
+        nxt: float | None = now + interval  # look again: the mute or inhibition may end
     elif still_firing:
         nxt = (last if last is not None else now) + repeat
         nxt = max(nxt, now + interval) if not decision.notify else nxt

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class RulesHolder:
         self.last_success_at: float | None = None
         self.last_attempt_at: float | None = None
         self.last_problems: list[Problem] = []
+        self.on_swap: list[Callable[[RuleSet], None]] = []
 
     @property
     def current(self) -> RuleSet:
@@ -67,6 +69,8 @@ class RulesHolder:
 
     def _swap(self, rules: RuleSet) -> None:
         self._current = rules
+        for callback in self.on_swap:
+            callback(rules)
         self.last_problems = []
         self.last_success_at = time.time()
         m = self._metrics

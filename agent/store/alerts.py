@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -50,6 +50,7 @@ def _without(r: sqlite3.Row, *keys: str) -> dict[str, object]:
 @dataclass(slots=True)
 class IngestResult:
     ids: list[str | None]  # per intake: the alert id (None: a resolve for no active alert)
+    outcomes: list[str] = field(default_factory=list)  # per intake: created|updated|...
     created: int = 0
     updated: int = 0
     resolved: int = 0
@@ -114,6 +115,7 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
                 (now, _dumps(a.annotations), it.message, a.ends_at, row["seq"]),
             )
             out.ids.append(row["id"])
+            out.outcomes.append("updated")
             out.updated += 1
             return
         aid = new_id("alt")
@@ -127,11 +129,13 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         )
         assert cur.lastrowid is not None
         out.ids.append(aid)
+        out.outcomes.append("created")
         out.created += 1
         out.groups_touched += _touch_groups(conn, cur.lastrowid, it, now)
         return
     if row is None:
         out.ids.append(None)  # resolved, but nothing active here: nothing to do
+        out.outcomes.append("stale")
         out.stale += 1
         return
     conn.execute(
@@ -140,6 +144,7 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         (RESOLVED, now, now, now, a.ends_at, it.message, row["seq"]),
     )
     out.ids.append(row["id"])
+    out.outcomes.append("resolved")
     out.resolved += 1
     out.groups_touched += _resolve_memberships(conn, row["seq"], now)
 
@@ -271,6 +276,15 @@ class AlertStore:
         return await self._db.read(lambda c: c.execute(
             "SELECT MIN(next_flush_at) FROM alert_groups WHERE claimed_at IS NULL"
         ).fetchone()[0])
+
+    async def active_labels(self) -> list[tuple[tuple[str, str], dict[str, str]]]:
+        """(source, fingerprint) and labels of every active alert (inhibition rebuild).
+
+        Read through the writer, so the snapshot sits between two ingest commits.
+        """
+        return await self._db.write(lambda c: [
+            ((r[0], r[1]), orjson.loads(r[2])) for r in c.execute(
+                "SELECT source, fingerprint, labels FROM alerts WHERE status = 'active'")])
 
     async def active_counts(self) -> tuple[int, int]:
         """(active alerts, groups)."""

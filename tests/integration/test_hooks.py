@@ -220,3 +220,108 @@ async def test_grafana_signature_is_verified(rules_settings: Settings) -> None:
         with_ts = {**h, "X-Grafana-Alerting-Signature": signed,
                    "X-Grafana-Alerting-Timestamp": ts}
         assert (await c.post("/hooks/grafana", data=raw, headers=with_ts)).status == 200
+
+
+INHIBIT_RULES = """
+defaults:
+  notify: [{channel: in-app, to: ops}]
+  group_wait: 0s
+  group_interval: 0s
+  repeat_interval: 1h
+  group_by: [alertname, severity]
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="warning"']
+    equal: [alertname, cluster]
+"""
+
+
+def am_alert(name: str, severity: str, cluster: str, status: str = "firing") -> dict[str, Any]:
+    labels = {"alertname": name, "severity": severity, "cluster": cluster}
+    return {"status": status, "labels": labels, "annotations": {"summary": f"{severity}"},
+            "startsAt": "2026-04-14T10:25:00Z",
+            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-04-14T10:30:00Z"}
+
+
+async def test_inhibition_mutes_then_releases(settings: Settings) -> None:
+    settings.rules_dir.mkdir(parents=True)
+    (settings.rules_dir / "r.yaml").write_text(INHIBIT_RULES)
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+        def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
+            return {"version": "4", "status": "firing", "receiver": "x", "alerts": list(alerts)}
+
+        crit = am_alert("Disk", "critical", "eu")
+        assert (await c.post("/hooks/alertmanager", json=payload(crit))).status == 200
+        await wait_until(lambda: _has(c, "ops", 1))
+        # A warning of the same alert and cluster is muted; another cluster's is not.
+        await c.post("/hooks/alertmanager", json=payload(am_alert("Disk", "warning", "eu"),
+                                                          am_alert("Disk", "warning", "us")))
+        await wait_until(lambda: _has(c, "ops", 2))
+        await runtime(c).grouper.run_until_idle()
+        notes = await inbox(c, "ops")
+        assert len(notes) == 2 and "warning" in notes[0]["body"]
+        metrics = await (await c.get("/metrics")).text()
+        assert "alert_agent_groups_muted_total 0.0" not in metrics
+        # The critical one resolves: the muted warning is told at the group's next look.
+        await c.post("/hooks/alertmanager", json=payload(am_alert("Disk", "critical", "eu",
+                                                                  "resolved")))
+        await wait_until(lambda: _has(c, "ops", 4), timeout=10)
+        bodies = [n["body"] for n in await inbox(c, "ops")]
+        # Oldest last: the critical; the us warning alone (eu muted); then, the critical gone,
+        # its resolution and the warning group with eu told at last.
+        assert bodies[2:] == ["[FIRING:1] Disk (severity=warning)\n- warning",
+                              "[FIRING:1] Disk (severity=critical)\n- critical"]
+        assert set(bodies[:2]) == {"[RESOLVED] Disk (severity=critical)\n- [resolved] critical",
+                                   "[FIRING:2] Disk (severity=warning)\n- warning\n- warning"}
+
+
+async def test_off_loopback_every_source_needs_auth(rules_settings: Settings) -> None:
+    from agent.settings import ConfigError
+
+    rules_settings.host = "0.0.0.0"
+    with pytest.raises(ConfigError) as exc:
+        async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")):
+            pass
+    assert "alertmanager" in str(exc.value) and "generic.shell" in str(exc.value)
+    rules_settings.sources.alertmanager.auth.bearer_token = SecretStr("t")
+    rules_settings.sources.grafana.auth.type = "none"
+    from agent.settings import SourceSettings
+
+    rules_settings.sources.generic["shell"] = SourceSettings.model_validate(
+        {"auth": {"hmac_secret": "k"}})
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        body = json.dumps({"alertname": "X", "status": "firing", "host": "h"}).encode()
+        sig = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+        assert (await c.post("/hooks/generic/shell", data=body)).status == 401
+        resp = await c.post("/hooks/generic/shell", data=body,
+                            headers={"X-Signature": f"sha256={sig}"})
+        assert resp.status == 200
+
+
+MUTE_RULES = """
+defaults:
+  notify: [{channel: in-app, to: ops}]
+  group_wait: 0s
+  group_interval: 1s
+time_intervals:
+  - name: always
+    time_intervals: [{}]
+routes:
+  - name: muted
+    matchers: ['alertname="Muted"']
+    mute_time_intervals: [always]
+"""
+
+
+async def test_mute_time_intervals_suppress(settings: Settings) -> None:
+    settings.rules_dir.mkdir(parents=True)
+    (settings.rules_dir / "r.yaml").write_text(MUTE_RULES)
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+        payload = {"version": "4", "alerts": [am_alert("Muted", "critical", "eu"),
+                                              am_alert("Loud", "critical", "eu")]}
+        assert (await c.post("/hooks/alertmanager", json=payload)).status == 200
+        await wait_until(lambda: _has(c, "ops", 1))
+        await runtime(c).grouper.run_until_idle()
+        [note] = await inbox(c, "ops")
+        assert "Loud" in note["body"]
+        assert runtime(c).metrics.groups_muted._value.get() >= 1
