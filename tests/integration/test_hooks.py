@@ -279,9 +279,10 @@ async def test_off_loopback_every_source_needs_auth(rules_settings: Settings) ->
     from agent.settings import ConfigError
 
     rules_settings.host = "0.0.0.0"
+    server = TestServer(create_app(rules_settings), host="127.0.0.1")
     with pytest.raises(ConfigError) as exc:
-        async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")):
-            pass
+        await server.start_server()
+    await server.close()
     assert "alertmanager" in str(exc.value) and "generic.shell" in str(exc.value)
     rules_settings.sources.alertmanager.auth.bearer_token = SecretStr("t")
     rules_settings.sources.grafana.auth.type = "none"
