@@ -45,7 +45,7 @@ def intake(rules: RuleSet, alert: Alert, channels: frozenset[str] | None = None)
         snap, key = rules.snapshot(d.route), d.group_key
         if channels is not None:
             # A restricted alert groups apart: its group notifies fewer channels.
-            snap["channels"] = sorted(channels)
+            snap = {**snap, "channels": sorted(channels)}
             snap["notify"] = restrict(snap["notify"], channels)
             key = hashlib.sha256(f"{key}|{','.join(snap['channels'])}".encode()).hexdigest()[:32]
         groups.append(GroupRef(key=key, route_id=d.route.id, labels=d.group_labels,

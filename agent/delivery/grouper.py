@@ -95,7 +95,7 @@ class Grouper:
         current = rules.routes_by_id.get(group.route_id)
         route = rules.snapshot(current) if current is not None else group.route
         if "channels" in group.route:
-            route["notify"] = restrict(route["notify"], group.route["channels"])
+            route = {**route, "notify": restrict(route["notify"], group.route["channels"])}
         muted = self._muted(route, rules, t)
         inhibitor = self._inhibitor()
         inhibited = frozenset(

@@ -99,13 +99,20 @@ class RuleSet:
     files: tuple[str, ...]
     config_hash: str
     routes_by_id: Mapping[str, Route] = field(default_factory=dict)
+    _snapshots: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def snapshot(self, route: Route) -> dict[str, Any]:
-        """A route's delivery settings as JSON, stored with its groups.
+        """A route's delivery settings as JSON, stored with its groups (cached: don't mutate).
 
         A group flushes with the current route of the same id; the snapshot serves when a
         reload removed that route, so no group is ever orphaned.
         """
+        cached = self._snapshots.get(route.id)
+        if cached is None:
+            cached = self._snapshots[route.id] = self._snapshot(route)
+        return cached
+
+    def _snapshot(self, route: Route) -> dict[str, Any]:
         names = {t.template for t in route.notify if t.template}
         return {
             "id": route.id, "name": route.name, "priority": route.priority,
