@@ -19,6 +19,7 @@ from agent.channels.base import (
 )
 from agent.delivery.rendering import TemplateError, render
 from agent.delivery.retry import RetryPolicy
+from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
 from agent.observability import Metrics, get_logger
 from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
@@ -46,10 +47,9 @@ class Dispatcher:
         self._retry = retry
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
-        self._poll = poll_interval
         self._lease = claim_lease
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._waker = Waker(poll_interval, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -60,7 +60,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """New due work may exist: look now instead of at the next poll."""
-        self._wake.set()
+        self._waker.wake()
 
     async def start(self) -> None:
         released = await self._store.release_claims()
@@ -75,7 +75,7 @@ class Dispatcher:
         A cancelled delivery's row stays queued (claim released at the next start).
         """
         self._stopping = True
-        self._wake.set()
+        self._waker.wake()
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
@@ -107,15 +107,14 @@ class Dispatcher:
             if free <= 0:
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            self._wake.clear()
+            self._waker.clear()
             try:
                 rows = await self._store.claim_due(
                     self._clock(), min(free, self._claim_batch), self._lease
                 )
             except Exception as exc:  # the store is down: keep the loop alive, retry later
                 log.error("outbox_claim_failed", error=str(exc))
-                rows = []
-                await self._sleep(self._poll)
+                await self._waker.idle(self._store.next_due_at)
                 continue
             for row in rows:
                 task = asyncio.create_task(self._deliver(row))
@@ -123,22 +122,8 @@ class Dispatcher:
                 task.add_done_callback(self._tasks.discard)
             if len(rows) == min(free, self._claim_batch):
                 continue  # there may be more due right now
-            await self._sleep(await self._idle_wait())
-
-    async def _idle_wait(self) -> float:
-        try:
-            nxt = await self._store.next_due_at()
-        except Exception:
-            return self._poll
-        if nxt is None:
-            return self._poll
-        return max(0.0, min(self._poll, nxt - self._clock()))
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0 or self._stopping:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            if not self._stopping:
+                await self._waker.idle(self._store.next_due_at)
 
     async def _deliver(self, n: Notification) -> None:
         self._metrics.in_flight.inc()

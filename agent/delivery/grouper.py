@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.alerts import restrict
 from agent.delivery.grouping import build_flush, plan
+from agent.delivery.waker import Waker
 from agent.domain import FlushResult, GroupSnapshot, now
 from agent.observability import Metrics, get_logger
 from agent.routing.inhibit import Inhibitor
@@ -45,10 +46,9 @@ class Grouper:
         self._on_queued = on_queued
         self._inhibitor = inhibitor
         self._batch = batch
-        self._poll = poll_interval
         self._lease = claim_lease
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._waker = Waker(poll_interval, clock)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -57,7 +57,7 @@ class Grouper:
         return self._task is not None and not self._task.done()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._waker.wake()
 
     async def start(self) -> None:
         await self._store.release_group_claims()
@@ -65,7 +65,7 @@ class Grouper:
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self._waker.wake()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -125,19 +125,11 @@ class Grouper:
 
     async def _run(self) -> None:
         while not self._stopping:
-            self._wake.clear()
+            self._waker.clear()
             try:
                 n = await self._round()
             except Exception as exc:  # keep flushing later; the claims expire
                 log.error("group_flush_failed", error=str(exc))
                 n = 0
-            if n >= self._batch:
-                continue
-            wait = self._poll
-            with contextlib.suppress(Exception):
-                nxt = await self._store.next_group_due()
-                if nxt is not None:
-                    wait = max(0.0, min(self._poll, nxt - self._clock()))
-            if wait > 0 and not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            if n < self._batch and not self._stopping:
+                await self._waker.idle(self._store.next_group_due)

@@ -1,0 +1,37 @@
+"""The idle wait shared by the outbox loops: sleep until the next row is due, or until woken."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+
+class Waker:
+    def __init__(self, poll_interval: float, clock: Callable[[], float]) -> None:
+        self._event = asyncio.Event()
+        self._poll = poll_interval
+        self._clock = clock
+
+    def wake(self) -> None:
+        """New work may be due: end the current or next idle wait now."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Forget earlier wake-ups; call before looking for work, so none is lost."""
+        self._event.clear()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+    async def idle(self, next_due: Callable[[], Awaitable[float | None]]) -> None:
+        """Sleep until ``next_due()`` (at most the poll interval), or a wake-up."""
+        wait = self._poll
+        with contextlib.suppress(Exception):  # the store is down: poll again later
+            nxt = await next_due()
+            if nxt is not None:
+                wait = max(0.0, min(self._poll, nxt - self._clock()))
+        await self.sleep(wait)
