@@ -76,11 +76,12 @@ def template_context(group: GroupSnapshot, about: Sequence[GroupMember]) -> dict
     for m in about:
         a = m.alert
         alerts.append({
+            # Source fields first: the alert's own fields must win over a sender's "status".
+            **(a.extra or {}),
             "id": a.id, "status": m.status, "labels": a.labels, "annotations": a.annotations,
             "severity": a.severity, "source": a.source, "fingerprint": a.fingerprint,
             "startsAt": iso(a.starts_at), "endsAt": iso(a.ends_at),
             "generatorURL": a.generator_url, "message": a.message, "type": a.type,
-            **(a.extra or {}),
         })
     firing = [x for x in alerts if x["status"] == FIRING]
     common_labels = _common([x["labels"] for x in alerts])
@@ -111,8 +112,8 @@ def default_text(ctx: Mapping[str, Any]) -> str:
     alerts = ctx["alerts"]
     firing = len(ctx["firing"])
     head = f"[FIRING:{firing}]" if firing else "[RESOLVED]"
-    name = ctx["commonLabels"].get("alertname") or (alerts[0]["labels"].get("alertname")
-                                                    if alerts else "alert")
+    name = ctx["commonLabels"].get("alertname") or next(
+        (a["labels"]["alertname"] for a in alerts if a["labels"].get("alertname")), "alert")
     extra = ", ".join(f"{k}={v}" for k, v in sorted(ctx["groupLabels"].items())
                       if k != "alertname")
     lines = [f"{head} {name}" + (f" ({extra})" if extra else "")]

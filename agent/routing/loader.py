@@ -7,6 +7,7 @@ keeps its running rules when loading fails (hot reload is all-or-nothing).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from agent.routing.ruleset import (
 )
 from agent.routing.schema import RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
 from agent.routing.timeintervals import TimeInterval, TimeIntervalError, parse_time_interval
+
+KNOWN_SOURCES = frozenset({"alertmanager", "grafana", "generic", "api"})
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +64,15 @@ def rule_files(rules_dir: Path) -> list[Path]:
 
 
 def _line(node: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
-    """The 1-based line of the value at ``loc`` in a composed YAML document."""
+    """The 1-based line of ``loc`` in a composed YAML document (of the key, for a mapping)."""
     if node is None:
         return None
+    line = int(node.start_mark.line)
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 if k.value == part:
-                    node = v
+                    node, line = v, int(k.start_mark.line)
                     break
             else:
                 break
@@ -75,9 +80,42 @@ def _line(node: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
             if part >= len(node.value):
                 break
             node = node.value[part]
+            line = int(node.start_mark.line)
         else:
             break
-    return int(node.start_mark.line) + 1
+    return line + 1
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[tuple[int, str]]:
+    """(line, key) of every key repeated within one mapping: YAML keeps only the last."""
+    out: list[tuple[int, str]] = []
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: set[object] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        out.append((k.start_mark.line + 1, k.value))
+                    seen.add(k.value)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return sorted(out)
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose_and_load(text: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once (libyaml when present): the node tree for line numbers, and the data."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -98,12 +136,22 @@ def _parse_file(path: Path, problems: list[Problem]) -> _Parsed | None:
         problems.append(Problem(name, None, f"cannot read: {exc}"))
         return None
     try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        tree, data = _compose_and_load(text)
+    except yaml.YAMLError as fast_exc:
+        exc = fast_exc
+        try:  # the pure-Python parser words its errors better (it names the character)
+            yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as slow_exc:
+            exc = slow_exc
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problems.append(Problem(name, line, f"invalid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    dups = _duplicate_keys(tree)
+    for line, key in dups:
+        problems.append(Problem(name, line, f"duplicate key '{key}' (the earlier one would be "
+                                            "ignored)"))
+    if dups:
         return None
     if data is None:
         data = {}
@@ -194,7 +242,14 @@ class _Compiler:
                               "template")
         group_by: tuple[str, ...] | None = parent.group_by
         if spec.group_by is not None:
+            if "..." in spec.group_by and len(spec.group_by) > 1:
+                self.fail(f, "group_by: '...' (every label) cannot be combined with names",
+                          *loc, "group_by")
             group_by = None if "..." in spec.group_by else tuple(spec.group_by)
+        for i, src in enumerate(spec.sources or []):
+            if src not in KNOWN_SOURCES and not src.startswith("generic:"):
+                self.fail(f, f"unknown source '{src}' (one of: {', '.join(sorted(KNOWN_SOURCES))}"
+                          ", generic:<name>)", *loc, "sources", i)
         shell = Route(
             id=rid, name=spec.name or rid,
             matchers=self.matchers(f, spec.matchers, *loc, "matchers"),
@@ -206,9 +261,9 @@ class _Compiler:
             group_interval=_pick(spec.group_interval, parent.group_interval),
             repeat_interval=_pick(spec.repeat_interval, parent.repeat_interval),
             send_resolved=_pick(spec.send_resolved, parent.send_resolved),
-            active_time_intervals=tuple(spec.active_time_intervals
-                                        or parent.active_time_intervals),
-            mute_time_intervals=tuple(spec.mute_time_intervals or parent.mute_time_intervals),
+            # Not inherited, as in Alertmanager's route.go: each route names its own.
+            active_time_intervals=tuple(spec.active_time_intervals or ()),
+            mute_time_intervals=tuple(spec.mute_time_intervals or ()),
             continue_=spec.continue_,
         )
         children = tuple(self.route(f, c, shell, (*loc, "routes", i))
@@ -262,6 +317,10 @@ def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: st
                 c.matchers(f, rule.target_matchers, "inhibit_rules", i, "target_matchers"),
                 tuple(rule.equal)))
         for name, mapping in f.rules.generic_sources.items():
+            if not _SOURCE_NAME.fullmatch(name):
+                c.fail(f, f"generic source name {name!r}: use 1-64 letters, digits, _ or -",
+                       "generic_sources", name)
+                continue
             if name in generic:
                 c.fail(f, f"generic source '{name}' is defined twice", "generic_sources", name)
                 continue

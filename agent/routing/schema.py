@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.domain import Channel, Priority, Severity
 
@@ -125,11 +125,3 @@ class RuleFile(_Strict):
     time_intervals: list[TimeIntervalSpec] = []
     templates: list[TemplateSpec] = []
     generic_sources: dict[str, dict[str, Any]] = {}
-
-    @field_validator("generic_sources")
-    @classmethod
-    def _source_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-                raise ValueError(f"generic source name {name!r}: use 1-64 letters, digits, _ or -")
-        return v
