@@ -835,3 +835,18 @@ def test_shipped_shell_example(shipped: RuleSet) -> None:
     assert d.route.id == "root"
     assert d.route.notify == (Target("console", "ops"),)
     assert (d.severity, d.group_labels) == ("warning", {"alertname": "BackupFailed"})
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\nb: [true, no, ~, 1.5, '2', 0x1F, 017, 1_000]\nc: {d: null, e: 2026-01-01}\n",
+    "base: &b {x: 1, y: two}\nuse: *b\nmerged: {<<: *b, y: 3}\n",
+    "- !!str 5\n- !!int '7'\n- plain\n- 'quoted: yes'\n",
+    "",
+    "times: [{start_time: 09:00, end_time: '17:00'}]\n",
+])
+def test_fast_yaml_loading_equals_safe_load(text: str) -> None:
+    import yaml
+
+    from agent.routing.loader import _load_yaml
+
+    assert _load_yaml(text) == yaml.safe_load(text)
