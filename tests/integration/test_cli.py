@@ -62,3 +62,30 @@ async def test_check_names_the_file_and_the_problem(tmp_path: Path) -> None:
     code, _, err = await run_cli("check", env={"PATH": "/usr/bin",
                                                "ALERT_AGENT_API_KEYS_FILE": str(keys)})
     assert code == 2 and "sk_live_" in err and "not_a_key_123456789" not in err
+
+
+async def test_check_validates_rules_like_the_reloader(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text("routes:\n  - name: ok\n")
+    (rules / "b.yaml").write_text("routes:\n  - name: bad\n    matchers: ['x=~\"(\"']\n")
+    env = {"PATH": "/usr/bin"}
+    code, _, err = await run_cli("check", "--rules", str(rules), env=env)
+    assert code == 1 and "b.yaml:3" in err and "bad matcher" in err
+    (rules / "b.yaml").unlink()
+    code, out, _ = await run_cli("check", "--rules", str(rules), env=env)
+    assert code == 0 and "rules ok: 1 file(s)" in out
+
+
+async def test_routes_test_shows_routes_and_rendered_text(tmp_path: Path) -> None:
+    repo_rules = Path(__file__).resolve().parents[2] / "rules"
+    code, out, err = await run_cli(
+        "routes", "test", "--rules", str(repo_rules), "alertname=PGDown", "severity=critical",
+        "service=postgres", "cluster=eu", "instance=db1:5432", "--annotation",
+        "summary=Postgres is down", env={"PATH": "/usr/bin"})
+    assert code == 0, err
+    assert "route: critical-db" in out and "route: critical-default" in out
+    assert "-> in-app dba:" in out and "Postgres is down" in out
+    code, _, err = await run_cli("routes", "test", "--rules", str(repo_rules), "novalue",
+                                 env={"PATH": "/usr/bin"})
+    assert code == 2 and "NAME=VALUE" in err
