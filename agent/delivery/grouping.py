@@ -25,6 +25,8 @@ from agent.domain import (
 
 SEVERITY_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
+# A storm's group can hold thousands of alerts; a page listing them all helps nobody.
+DEFAULT_TEXT_MAX_ALERTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +119,13 @@ def default_text(ctx: Mapping[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(ctx["groupLabels"].items())
                       if k != "alertname")
     lines = [f"{head} {name}" + (f" ({extra})" if extra else "")]
-    for a in alerts:
+    for a in alerts[:DEFAULT_TEXT_MAX_ALERTS]:
         text = (a["annotations"].get("summary") or a["annotations"].get("description")
                 or a["message"] or ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())))
         mark = "" if a["status"] == FIRING else "[resolved] "
         lines.append(f"- {mark}{text}")
+    if len(alerts) > DEFAULT_TEXT_MAX_ALERTS:
+        lines.append(f"... and {len(alerts) - DEFAULT_TEXT_MAX_ALERTS} more")
     return "\n".join(lines)
 
 
@@ -177,5 +181,5 @@ def build_flush(
         group_id=group.id, version_seen=group.version, notifications=notifications,
         alert_seqs=[m.alert.seq for m in decision.alerts] if decision.notify else [],
         notified=notified, remove=remove, last_flush_at=now if decision.notify else None,
-        next_flush_at=nxt, retry_at=max(now, (last or now) + interval) if last else now + interval,
+        next_flush_at=nxt, retry_at=max(now, (last if last is not None else now) + interval),
     )

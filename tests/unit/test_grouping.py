@@ -663,3 +663,16 @@ def test_plan_is_a_plain_value() -> None:
     p = plan([member(1)], None, route(), NOW, False)
     assert isinstance(p, Plan)
     assert p == Plan(True, "new", [member(1)])
+
+
+def test_default_text_caps_long_groups() -> None:
+    from agent.delivery.grouping import DEFAULT_TEXT_MAX_ALERTS, default_text
+
+    alerts = [{"status": "firing", "labels": {"alertname": "Storm", "i": str(i)},
+               "annotations": {"summary": f"s{i}"}, "message": None} for i in range(120)]
+    ctx = {"alerts": alerts, "firing": alerts, "commonLabels": {"alertname": "Storm"},
+           "groupLabels": {"alertname": "Storm"}}
+    lines = default_text(ctx).splitlines()
+    assert lines[0] == "[FIRING:120] Storm"
+    assert len(lines) == 1 + DEFAULT_TEXT_MAX_ALERTS + 1
+    assert lines[-1] == f"... and {120 - DEFAULT_TEXT_MAX_ALERTS} more"
