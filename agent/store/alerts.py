@@ -102,19 +102,17 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
 def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
                 out: IngestResult) -> None:
     a = it.alert
-    row = conn.execute(
-        "SELECT seq, id FROM alerts WHERE source = ? AND fingerprint = ? AND status = ?",
-        (a.source, a.fingerprint, ACTIVE),
-    ).fetchone()
     if a.status == AlertStatus.FIRING:
+        # Already active (the common case under repeats): one statement records the receipt;
+        # grouping decides about repeats.
+        row = conn.execute(
+            "UPDATE alerts SET last_received_at = ?, receive_count = receive_count + 1, "
+            "annotations = ?, message = ?, ends_at = ? "
+            "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING id",
+            (now, _dumps(a.annotations), it.message, a.ends_at, a.source, a.fingerprint, ACTIVE),
+        ).fetchone()
         if row is not None:
-            # Already active: remember we heard it; grouping decides about repeats.
-            conn.execute(
-                "UPDATE alerts SET last_received_at = ?, receive_count = receive_count + 1, "
-                "annotations = ?, message = ?, ends_at = ? WHERE seq = ?",
-                (now, _dumps(a.annotations), it.message, a.ends_at, row["seq"]),
-            )
-            out.ids.append(row["id"])
+            out.ids.append(row[0])
             out.outcomes.append("updated")
             out.updated += 1
             return
@@ -133,20 +131,21 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         out.created += 1
         out.groups_touched += _touch_groups(conn, cur.lastrowid, it, now)
         return
+    row = conn.execute(
+        "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, last_received_at = ?, "
+        "ends_at = COALESCE(?, ends_at), message = COALESCE(?, message) "
+        "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
+        (RESOLVED, now, now, now, a.ends_at, it.message, a.source, a.fingerprint, ACTIVE),
+    ).fetchone()
     if row is None:
         out.ids.append(None)  # resolved, but nothing active here: nothing to do
         out.outcomes.append("stale")
         out.stale += 1
         return
-    conn.execute(
-        "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, last_received_at = ?, "
-        "ends_at = COALESCE(?, ends_at), message = COALESCE(?, message) WHERE seq = ?",
-        (RESOLVED, now, now, now, a.ends_at, it.message, row["seq"]),
-    )
-    out.ids.append(row["id"])
+    out.ids.append(row[1])
     out.outcomes.append("resolved")
     out.resolved += 1
-    out.groups_touched += _resolve_memberships(conn, row["seq"], now)
+    out.groups_touched += _resolve_memberships(conn, row[0], now)
 
 
 class AlertStore:
