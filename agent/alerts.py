@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain import Alert, AlertIntake, AlertType, GroupRef
+from agent.domain import Alert, AlertIntake, AlertStatus, AlertType, GroupRef
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
 from agent.routing.router import route_alert
@@ -82,6 +82,56 @@ class Inhibition:
         self.current = fresh
 
 
+def digest(alert: Alert) -> int:
+    """What a repeat may change about an active alert (labels are its fingerprint)."""
+    return hash((tuple(sorted(alert.annotations.items())), alert.ends_at))
+
+
+class ActiveAlerts:
+    """Which alerts are active, in memory, so a repeat is recognised without a database round trip.
+
+    A cache of the store (rebuilt from it at start), updated only after commits. Senders repeat
+    firing alerts all the time (Alertmanager on every group_interval): an unchanged repeat changes
+    no state, so it is answered at once and only its receipt counters are written, batched.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], tuple[str, int]] = {}
+        # alert id -> (receipts not yet written, last receipt time)
+        self.receipts: dict[str, tuple[int, float]] = {}
+
+    def load(self, rows: Iterable[tuple[tuple[str, str], str, Alert]]) -> None:
+        self._by_key = {key: (aid, digest(a)) for key, aid, a in rows}
+
+    def repeat_of(self, a: Alert) -> str | None:
+        """The id of the active alert this unchanged firing alert repeats, if any."""
+        if a.status != AlertStatus.FIRING.value:
+            return None
+        hit = self._by_key.get((a.source, a.fingerprint))
+        return hit[0] if hit is not None and hit[1] == digest(a) else None
+
+    def record(self, a: Alert, alert_id: str | None, outcome: str) -> None:
+        key = (a.source, a.fingerprint)
+        if outcome in ("created", "updated") and alert_id is not None:
+            self._by_key[key] = (alert_id, digest(a))
+        else:
+            self._by_key.pop(key, None)
+
+    def forget(self, source: str, fingerprint: str) -> None:
+        self._by_key.pop((source, fingerprint), None)
+
+    def count_receipt(self, alert_id: str, at: float) -> None:
+        n, _ = self.receipts.get(alert_id, (0, at))
+        self.receipts[alert_id] = (n + 1, at)
+
+    def take_receipts(self) -> dict[str, tuple[int, float]]:
+        out, self.receipts = self.receipts, {}
+        return out
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
 @dataclass
 class Intake:
     """Stores alerts of any source after routing them with the current rules."""
@@ -92,17 +142,49 @@ class Intake:
     clock: Callable[[], float]
     on_groups_changed: Callable[[], None]
     inhibition: Inhibition
+    active: ActiveAlerts = field(default_factory=ActiveAlerts)
 
     async def ingest(self, alerts: Sequence[Alert],
                      channels: Mapping[int, frozenset[str]] | None = None) -> IngestResult:
+        """Store what is new or changed (one transaction), then answer for all of it."""
+        now = self.clock()
+        ids: list[str | None] = [None] * len(alerts)
+        outcomes = [""] * len(alerts)
+        fresh: list[int] = []
+        for i, a in enumerate(alerts):
+            repeat = self.active.repeat_of(a)
+            if repeat is None:
+                fresh.append(i)
+            else:
+                ids[i], outcomes[i] = repeat, "updated"
+                self.active.count_receipt(repeat, now)
+        result = IngestResult(ids=ids, outcomes=outcomes, updated=len(alerts) - len(fresh))
+        if not fresh:
+            return result
         rules = self.rules()
-        items = [intake(rules, a, (channels or {}).get(i)) for i, a in enumerate(alerts)]
-        result = await self.store.ingest(items, self.clock())
-        for it, outcome in zip(items, result.outcomes, strict=True):
+        items = [intake(rules, alerts[i], (channels or {}).get(i)) for i in fresh]
+        stored = await self.store.ingest(items, now)
+        for i, it, aid, outcome in zip(fresh, items, stored.ids, stored.outcomes, strict=True):
+            ids[i], outcomes[i] = aid, outcome
+            a = it.alert
+            self.active.record(a, aid, outcome)
             if outcome in ("created", "resolved"):
-                a = it.alert
                 self.inhibition.observe((a.source, a.fingerprint), a.labels,
                                         outcome == "created")
-        if result.groups_touched:
+        result.created, result.resolved, result.stale = (
+            stored.created, stored.resolved, stored.stale)
+        result.updated += stored.updated
+        result.groups_touched = stored.groups_touched
+        if stored.groups_touched:
             self.on_groups_changed()
         return result
+
+    async def load(self) -> None:
+        """Fill the active-alert index from the store (at start)."""
+        self.active.load(await self.store.active_alerts())
+
+    async def flush_receipts(self) -> None:
+        """Write the batched receipt counters of repeats (periodically and at shutdown)."""
+        pending = self.active.take_receipts()
+        if pending:
+            await self.store.record_receipts(pending)

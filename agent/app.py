@@ -186,6 +186,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
                       lambda: inhibition.current,
                       batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
                       claim_lease=d.claim_lease_seconds, clock=clock)
+    intake = Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake, inhibition)
     rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)
     app[RUNTIME] = rt
@@ -196,7 +197,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         wake_dispatcher=dispatcher.wake,
         dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
-        intake=Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake, inhibition),
+        intake=intake,
         rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
     )
     app[CTX] = ctx
@@ -220,18 +221,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             channels.update(build_channels(s, store))
             await dispatcher.start()
             await inhibition.rebuild(rules)
+            await intake.load()
             holder.on_swap.append(lambda new: _spawn(rt, inhibition.rebuild(new)))
             await grouper.start()
             watcher = asyncio.create_task(holder.watch(), name="rules-watcher")
             scheduler = AsyncIOScheduler(timezone="UTC")
             scheduler.add_job(_refresh_outbox_gauges, "interval", seconds=5, args=[rt],
                               id="outbox_gauges", coalesce=True, max_instances=1)
+            scheduler.add_job(intake.flush_receipts, "interval", seconds=1,
+                              id="receipts_flush", coalesce=True, max_instances=1)
             scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[rt],
                               id="idempotency_purge", coalesce=True, max_instances=1)
             scheduler.start()
             await _refresh_outbox_gauges(rt)
             yield
             scheduler.shutdown(wait=False)
+            await intake.flush_receipts()
             watcher.cancel()
             await grouper.stop()
             await dispatcher.stop(s.delivery.shutdown_grace_seconds)

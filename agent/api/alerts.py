@@ -133,6 +133,7 @@ async def update_alert(request: web.Request) -> web.Response:
         raise ApiError(404, "alert_not_found", f"No such alert: '{aid}'.", "id")
     if resolve:
         c.intake.inhibition.observe((found.source, found.fingerprint), found.labels, False)
+        c.intake.active.forget(found.source, found.fingerprint)
         c.wake_grouper()
         log.info("alert_resolved", alert_id=aid, via="api")
     return json_response({"data": serialize(found)})

@@ -51,7 +51,6 @@ async def _store(c: ApiContext, source: str, batch: IngestBatch) -> web.Response
     return json_response({
         "status": "ok", "received": len(batch.alerts), "created": result.created,
         "updated": result.updated, "resolved": result.resolved, "ignored": result.stale,
-        "alert_ids": [i for i in result.ids if i is not None],
     })
 
 

@@ -7,6 +7,7 @@ alerting webhook (v1) send, so the two parsers agree field for field.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from agent.domain import Alert, AlertStatus, fingerprint_of, parse_iso
@@ -43,14 +44,24 @@ def parse_time(value: object, param: str) -> float | None:
         return None
     if not isinstance(value, str):
         raise IngestError(f"{param}: expected an RFC 3339 time string, got {_kind(value)}", param)
+    try:
+        return _parse_rfc3339(value)
+    except ValueError as exc:
+        raise IngestError(f"{param}: {exc}", param) from exc
+
+
+@lru_cache(maxsize=4096)
+def _parse_rfc3339(value: str) -> float | None:
+    # Cached: the alerts of one payload share a few timestamps (every endsAt of a firing
+    # Alertmanager alert is the zero time).
     match = _RFC3339.fullmatch(value.strip())
     if match is None:
-        raise IngestError(f"{param}: not an RFC 3339 time: {value[:64]!r}", param)
+        raise ValueError(f"not an RFC 3339 time: {value[:64]!r}")
     try:
         # datetime keeps microseconds only; the fraction is added separately to keep Go's ns.
         whole = parse_iso(match["base"] + match["tz"])
     except ValueError as exc:
-        raise IngestError(f"{param}: invalid time {value[:64]!r}: {exc}", param) from exc
+        raise ValueError(f"invalid time {value[:64]!r}: {exc}") from exc
     if whole == _GO_ZERO_TIME:
         return None
     frac = match["frac"]
@@ -94,6 +105,8 @@ def str_map(value: object, param: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise IngestError(f"{param}: expected an object, got {_kind(value)}", param)
+    if all(type(v) is str for v in value.values()):  # the common case: nothing to coerce
+        return dict(value)
     return {str(k): scalar_str(v, f"{param}.{k}") for k, v in value.items()}
 
 

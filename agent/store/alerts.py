@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from agent.domain import (
+    Alert,
     AlertIntake,
     AlertStatus,
     FlushResult,
@@ -29,6 +30,11 @@ _COLUMNS = (
     "resolved_at, last_received_at, receive_count"
 )
 ACTIVE, RESOLVED = "active", "resolved"
+_MEMBERS = (
+    f"SELECT {', '.join('a.' + c.strip() for c in _COLUMNS.split(','))}, m.status AS m_status, "
+    "m.notified AS m_notified FROM group_members m JOIN alerts a ON a.seq = m.alert_seq "
+    "WHERE m.group_id = ? ORDER BY a.seq"
+)
 
 
 def _dumps(v: object) -> str:
@@ -226,27 +232,34 @@ class AlertStore:
 
     # --- groups, for the grouper ---------------------------------------------------------
 
-    async def claim_groups(self, now: float, limit: int, lease: float = 300.0
-                           ) -> list[GroupSnapshot]:
+    async def claim_groups(self, now: float, limit: int, lease: float = 300.0,
+                           member_budget: int = 5000) -> list[GroupSnapshot]:
+        """Claim due groups, oldest due first, with their members.
+
+        Stops once ``member_budget`` members are loaded (at least one group per round), so a
+        storm's thousands of groups are flushed in slices: bounded memory, and ingest commits
+        are never stuck behind one huge transaction.
+        """
+
         def op(conn: sqlite3.Connection) -> list[GroupSnapshot]:
-            groups = conn.execute(
-                "UPDATE alert_groups SET claimed_at = ? WHERE id IN (SELECT id FROM alert_groups "
-                "WHERE next_flush_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
-                "ORDER BY next_flush_at LIMIT ?) RETURNING id, group_key, route_id, route, "
-                "labels, version, last_flush_at, created_at",
-                (now, now, now - lease, limit),
+            due = conn.execute(
+                "SELECT id, group_key, route_id, route, labels, version, last_flush_at, "
+                "created_at FROM alert_groups WHERE next_flush_at <= ? AND (claimed_at IS NULL "
+                "OR claimed_at < ?) ORDER BY next_flush_at LIMIT ?",
+                (now, now - lease, limit),
             ).fetchall()
-            out = []
-            for g in groups:
+            out: list[GroupSnapshot] = []
+            loaded = 0
+            for g in due:
+                if out and loaded >= member_budget:
+                    break
                 members = [
                     GroupMember(_alert(_without(r, "m_status", "m_notified")), r["m_status"],
                                 r["m_notified"])
-                    for r in conn.execute(
-                        f"SELECT {', '.join('a.' + c.strip() for c in _COLUMNS.split(','))}, "
-                        "m.status AS m_status, m.notified AS m_notified FROM group_members m "
-                        "JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
-                        "ORDER BY a.seq", (g["id"],))
+                    for r in conn.execute(_MEMBERS, (g["id"],))
                 ]
+                loaded += len(members)
+                conn.execute("UPDATE alert_groups SET claimed_at = ? WHERE id = ?", (now, g["id"]))
                 out.append(GroupSnapshot(
                     id=g["id"], key=g["group_key"], route_id=g["route_id"],
                     route=orjson.loads(g["route"]), labels=orjson.loads(g["labels"]),
@@ -284,6 +297,21 @@ class AlertStore:
         return await self._db.write(lambda c: [
             ((r[0], r[1]), orjson.loads(r[2])) for r in c.execute(
                 "SELECT source, fingerprint, labels FROM alerts WHERE status = 'active'")])
+
+    async def active_alerts(self) -> list[tuple[tuple[str, str], str, Alert]]:
+        """Every active alert as (key, id, Alert) with what dedup compares (annotations, end)."""
+        return await self._db.read(lambda c: [
+            ((r[0], r[1]), r[2], Alert(source=r[0], fingerprint=r[1], status=AlertStatus.FIRING,
+                                       labels={}, annotations=orjson.loads(r[3]), ends_at=r[4]))
+            for r in c.execute("SELECT source, fingerprint, id, annotations, ends_at FROM alerts "
+                               "WHERE status = 'active'")])
+
+    async def record_receipts(self, receipts: dict[str, tuple[int, float]]) -> None:
+        """Add batched repeat receipts to the alerts' counters."""
+        await self._db.write(lambda c: c.executemany(
+            "UPDATE alerts SET receive_count = receive_count + ?, last_received_at = "
+            "MAX(last_received_at, ?) WHERE id = ?",
+            [(n, at, aid) for aid, (n, at) in receipts.items()]))
 
     async def active_counts(self) -> tuple[int, int]:
         """(active alerts, groups)."""

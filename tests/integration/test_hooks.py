@@ -108,6 +108,18 @@ async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
     assert (again["created"], again["updated"]) == (0, 2)
     await runtime(hclient).grouper.run_until_idle()
     assert len(await inbox(hclient, "ops")) == 1
+    # Repeats are counted in batches (written every second and at shutdown).
+    from agent.api.context import CTX
+
+    await hclient.app[CTX].intake.flush_receipts()
+    counts = {x["id"]: x["receive_count"] for x in (await alerts(hclient))["data"]}
+    assert counts[a["id"]] == 2
+    # A changed repeat (new annotations) is stored at once.
+    changed = sample("alertmanager-firing.json")
+    changed["alerts"][0]["annotations"]["summary"] = "CPU at 99%"
+    await hclient.post("/hooks/alertmanager", json=changed)
+    got = {x["fingerprint"]: x for x in (await alerts(hclient))["data"]}
+    assert got["3f2a9c1b7d4e5a60"]["message"] == "CPU at 99%"
 
     resp = await hclient.post("/hooks/alertmanager", json=sample("alertmanager-resolved.json"))
     assert (await resp.json())["resolved"] >= 1
