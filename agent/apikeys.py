@@ -34,7 +34,7 @@ def key_mode(key: str) -> str | None:
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def hint_of(key: str) -> str:

@@ -202,13 +202,21 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
     )
     app[CTX] = ctx
 
+    def check_sources(rules: RuleSet) -> list[str]:
+        return insecure_sources(s.host, source_settings(s, rules))
+
+    holder.checks.append(lambda rules: [
+        f"generic source '{name.removeprefix('generic.')}' has no auth configured while "
+        f"listening on {s.host} (set sources.generic.<name>.auth)" for name in
+        check_sources(rules)])
+
     async def resources(app: web.Application) -> AsyncIterator[None]:
         try:
             rules = holder.load_initial()
         except RulesError as exc:
             raise ConfigError(f"rules in {s.rules_dir}: {exc}") from exc
-        ctx.hooks = hooks_from(s.sources)
-        open_sources = insecure_sources(s.host, source_settings(s, rules))
+        ctx.hooks = hooks_from(s.sources, s.host)
+        open_sources = check_sources(rules)
         if open_sources:
             raise ConfigError(
                 f"listening on {s.host} (not loopback) but these sources have no auth: "

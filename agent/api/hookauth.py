@@ -67,7 +67,7 @@ def authorized(creds: HookCredentials, headers: Mapping[str, str], body: bytes) 
     scheme, _, value = headers.get("Authorization", "").partition(" ")
     scheme = scheme.lower()
     if creds.bearer is not None and scheme == "bearer":
-        ok |= hmac.compare_digest(value.strip().encode(), creds.bearer)
+        ok |= hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"), creds.bearer)
     if creds.basic is not None and scheme == "basic":
         try:
             given = base64.b64decode(value.strip(), validate=True)
@@ -77,7 +77,7 @@ def authorized(creds: HookCredentials, headers: Mapping[str, str], body: bytes) 
     if creds.hmac_secret is not None:
         sig = headers.get(creds.hmac_header, "").strip().lower().removeprefix("sha256=")
         expected = hmac.new(creds.hmac_secret, body, hashlib.sha256).hexdigest()
-        ok |= hmac.compare_digest(sig.encode(), expected.encode())
+        ok |= hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected.encode())
     return ok
 
 
@@ -114,12 +114,14 @@ class Hooks:
     grafana_signing_secret: bytes | None
     generic: dict[str, HookCredentials]
     disabled: frozenset[str]
+    # True only on loopback: a source without credentials is open there, refused elsewhere.
+    open_allowed: bool = True
 
     def enabled(self, source: str) -> bool:
         return source not in self.disabled
 
 
-def hooks_from(sources: SourcesSettings) -> Hooks:
+def hooks_from(sources: SourcesSettings, host: str = "127.0.0.1") -> Hooks:
     """Read every source's secrets once at start. Raises ConfigError naming the source."""
 
     def creds(name: str, s: SourceSettings) -> HookCredentials:
@@ -139,4 +141,5 @@ def hooks_from(sources: SourcesSettings) -> Hooks:
                                        "Grafana signing secret"),
         generic={n: creds(f"generic.{n}", s) for n, s in sources.generic.items()},
         disabled=frozenset(disabled),
+        open_allowed=is_loopback(host),
     )

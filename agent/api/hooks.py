@@ -105,7 +105,13 @@ async def generic_hook(request: web.Request) -> web.Response:
         raise _reject(c, "generic", ApiError(
             404, "unknown_source", f"No generic source '{name}' is defined in the rules.",
             "name"))
-    raw = await _body(request, "generic", c.hooks.generic.get(name))
+    creds = c.hooks.generic.get(name)
+    if creds is None and not c.hooks.open_allowed:
+        # Added to the rules by a reload, with no auth in the config: never open off loopback.
+        raise _reject(c, "generic", ApiError(
+            401, "source_not_secured",
+            f"Generic source '{name}' has no auth configured (sources.generic.{name}.auth)."))
+    raw = await _body(request, "generic", creds)
     try:
         batch = generic.parse(mapping, parse_json_object(raw))  # type: ignore[arg-type]
     except (IngestError, ApiError) as exc:

@@ -30,6 +30,8 @@ class RulesHolder:
         self.last_attempt_at: float | None = None
         self.last_problems: list[Problem] = []
         self.on_swap: list[Callable[[RuleSet], None]] = []
+        # Checks beyond the rules themselves (e.g. every hook source secured off loopback).
+        self.checks: list[Callable[[RuleSet], list[str]]] = []
 
     @property
     def current(self) -> RuleSet:
@@ -52,6 +54,10 @@ class RulesHolder:
             started = time.perf_counter()
             try:
                 rules = await asyncio.to_thread(load_rules, self.rules_dir)
+                extra = [Problem("(config)", None, m) for check in self.checks
+                         for m in check(rules)]
+                if extra:
+                    raise RulesError(extra)
             except RulesError as exc:
                 self.last_problems = exc.problems
                 self._metrics.rules_reload_success.set(0)

@@ -338,3 +338,21 @@ async def test_mute_time_intervals_suppress(settings: Settings) -> None:
         [note] = await inbox(c, "ops")
         assert "Loud" in note["body"]
         assert runtime(c).metrics.groups_muted._value.get() >= 1
+
+
+async def test_reload_cannot_open_an_unsecured_source(rules_settings: Settings) -> None:
+    from agent.settings import SourceSettings
+
+    rules_settings.host = "0.0.0.0"
+    rules_settings.sources.alertmanager.auth.bearer_token = SecretStr("t")
+    rules_settings.sources.grafana.auth.type = "none"
+    rules_settings.sources.generic["shell"] = SourceSettings.model_validate(
+        {"auth": {"bearer_token": "s"}})
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        (rules_settings.rules_dir / "20-ci.yaml").write_text(
+            "generic_sources:\n  ci:\n    alertname: '{{ name }}'\n")
+        resp = await c.post("/-/reload", headers=auth())
+        assert resp.status == 422
+        assert "generic source 'ci' has no auth" in (await resp.json())["error"]["message"]
+        assert "ci" not in runtime(c).rules.current.generic_sources
+        assert (await c.post("/hooks/generic/ci", json={"name": "x"})).status == 404

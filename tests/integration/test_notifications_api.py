@@ -343,3 +343,19 @@ async def test_idempotent_replay_skips_checks_its_original_passed(client: Client
     assert (await resp.json())["notifications"][0]["id"] == first["id"]
     s3, other = await send(client, {**body, "message": "different"})
     assert s3 == 409 and error_of(other)["code"] == "idempotency_key_reused"
+
+
+async def test_non_utf8_credentials_are_401_not_500(client: Client) -> None:
+    import asyncio
+
+    async def raw_status(path: bytes, auth_value: bytes) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + auth_value + b"\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        return int(line.split()[1])
+
+    assert await raw_status(b"/v1/notifications", b"\xff\xfe") == 401
+    assert await raw_status(b"/v1/notifications", b"sk_live_\xc3\x28") == 401
