@@ -7,11 +7,13 @@ reverse (the dispatcher drains before channels close, channels close before the 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -127,6 +129,19 @@ def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]
     return out
 
 
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """An exclusive lock on the data dir, held while running: a second agent on the same data
+    would release this one's claims and deliver its rows twice."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / "lock", "a+")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        raise ConfigError(f"{data_dir} is in use by another alert-agent process") from exc
+    return fh
+
+
 def _spawn(rt: Runtime, coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.create_task(coro)
     rt.background.add(task)  # a reference until done, or the task may be collected
@@ -222,7 +237,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
                 f"listening on {s.host} (not loopback) but these sources have no auth: "
                 f"{', '.join(open_sources)}; configure sources.<name>.auth or set "
                 "auth.type: none explicitly")
-        await store.open()
+        lock = _lock_data_dir(s.data_dir)
+        try:
+            await store.open()
+        except BaseException:
+            lock.close()
+            raise
         watcher: asyncio.Task[None] | None = None
         try:
             rt.keyring.replace(await _load_keys(rt, store))
@@ -254,6 +274,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             for channel in channels.values():
                 await channel.close()
             await store.close()
+            lock.close()
 
     app.cleanup_ctx.append(resources)
     api.add_routes(app)

@@ -99,3 +99,25 @@ async def test_scheduled_rows_are_not_claimed_early(store: Store) -> None:
     await store.notifications.create([item(due_at=t + 60)])
     assert await store.notifications.claim_due(t, 10) == []
     assert len(await store.notifications.claim_due(t + 61, 10)) == 1
+
+
+async def test_a_second_agent_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from agent.app import create_app
+    from agent.settings import ConfigError, Settings
+
+    s = Settings(data_dir=tmp_path / "d", rules_dir=tmp_path / "r",
+                 api_keys=["sk_live_0123456789abcdefghijkl"])
+    first = TestServer(create_app(s), host="127.0.0.1")
+    await first.start_server()
+    try:
+        second = TestServer(create_app(s), host="127.0.0.1")
+        with pytest.raises(ConfigError, match="in use by another alert-agent"):
+            await second.start_server()
+        await second.close()
+    finally:
+        await first.close()
+    third = TestServer(create_app(s), host="127.0.0.1")  # released on stop
+    await third.start_server()
+    await third.close()
