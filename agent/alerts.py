@@ -96,24 +96,28 @@ class ActiveAlerts:
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str], tuple[str, int]] = {}
+        # (source, fingerprint) -> (alert id, digest, hash of the rules it was routed with)
+        self._by_key: dict[tuple[str, str], tuple[str, int, str]] = {}
         # alert id -> (receipts not yet written, last receipt time)
         self.receipts: dict[str, tuple[int, float]] = {}
 
     def load(self, rows: Iterable[tuple[tuple[str, str], str, Alert]]) -> None:
-        self._by_key = {key: (aid, digest(a)) for key, aid, a in rows}
+        # Loaded entries carry no rules hash: their first repeat is routed again (cheap, once).
+        self._by_key = {key: (aid, digest(a), "") for key, aid, a in rows}
 
-    def repeat_of(self, a: Alert) -> str | None:
-        """The id of the active alert this unchanged firing alert repeats, if any."""
+    def repeat_of(self, a: Alert, rules_hash: str) -> str | None:
+        """The id of the active alert this unchanged firing alert repeats, under the same rules."""
         if a.status != AlertStatus.FIRING.value:
             return None
         hit = self._by_key.get((a.source, a.fingerprint))
-        return hit[0] if hit is not None and hit[1] == digest(a) else None
+        if hit is None or hit[2] != rules_hash or hit[1] != digest(a):
+            return None
+        return hit[0]
 
-    def record(self, a: Alert, alert_id: str | None, outcome: str) -> None:
+    def record(self, a: Alert, alert_id: str | None, outcome: str, rules_hash: str) -> None:
         key = (a.source, a.fingerprint)
         if outcome in ("created", "updated") and alert_id is not None:
-            self._by_key[key] = (alert_id, digest(a))
+            self._by_key[key] = (alert_id, digest(a), rules_hash)
         else:
             self._by_key.pop(key, None)
 
@@ -148,11 +152,12 @@ class Intake:
                      channels: Mapping[int, frozenset[str]] | None = None) -> IngestResult:
         """Store what is new or changed (one transaction), then answer for all of it."""
         now = self.clock()
+        rules = self.rules()
         ids: list[str | None] = [None] * len(alerts)
         outcomes = [""] * len(alerts)
         fresh: list[int] = []
         for i, a in enumerate(alerts):
-            repeat = self.active.repeat_of(a)
+            repeat = self.active.repeat_of(a, rules.config_hash)
             if repeat is None:
                 fresh.append(i)
             else:
@@ -161,13 +166,12 @@ class Intake:
         result = IngestResult(ids=ids, outcomes=outcomes, updated=len(alerts) - len(fresh))
         if not fresh:
             return result
-        rules = self.rules()
         items = [intake(rules, alerts[i], (channels or {}).get(i)) for i in fresh]
         stored = await self.store.ingest(items, now)
         for i, it, aid, outcome in zip(fresh, items, stored.ids, stored.outcomes, strict=True):
             ids[i], outcomes[i] = aid, outcome
             a = it.alert
-            self.active.record(a, aid, outcome)
+            self.active.record(a, aid, outcome, rules.config_hash)
             if outcome in ("created", "resolved"):
                 self.inhibition.observe((a.source, a.fingerprint), a.labels,
                                         outcome == "created")

@@ -29,6 +29,8 @@ class Waker:
 
     async def idle(self, next_due: Callable[[], Awaitable[float | None]]) -> None:
         """Sleep until ``next_due()`` (at most the poll interval), or a wake-up."""
+        if self._event.is_set():  # woken while working: look again before any query
+            return
         wait = self._poll
         with contextlib.suppress(Exception):  # the store is down: poll again later
             nxt = await next_due()

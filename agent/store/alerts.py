@@ -76,8 +76,17 @@ _GROUP_UPSERT = (
 )
 
 
-def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: float) -> int:
+def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: float,
+                  only_missing: bool = False) -> int:
+    """Put the alert in its groups; ``only_missing`` skips groups it is already in."""
+    touched = 0
     for g in it.groups:
+        if only_missing and conn.execute(
+            "SELECT 1 FROM group_members m JOIN alert_groups g ON g.id = m.group_id "
+            "WHERE g.group_key = ? AND m.alert_seq = ?", (g.key, seq)
+        ).fetchone():
+            continue
+        touched += 1
         (gid,) = conn.execute(
             _GROUP_UPSERT,
             (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
@@ -88,7 +97,7 @@ def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: floa
             "ON CONFLICT DO UPDATE SET status = excluded.status",
             (gid, seq, AlertStatus.FIRING),
         )
-    return len(it.groups)
+    return touched
 
 
 def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
@@ -114,13 +123,16 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         row = conn.execute(
             "UPDATE alerts SET last_received_at = ?, receive_count = receive_count + 1, "
             "annotations = ?, message = ?, ends_at = ? "
-            "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING id",
+            "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
             (now, _dumps(a.annotations), it.message, a.ends_at, a.source, a.fingerprint, ACTIVE),
         ).fetchone()
         if row is not None:
-            out.ids.append(row[0])
+            out.ids.append(row[1])
             out.outcomes.append("updated")
             out.updated += 1
+            # Rules may have changed since it was first routed: join any new route's group
+            # (Alertmanager routes every receipt).
+            out.groups_touched += _touch_groups(conn, row[0], it, now, only_missing=True)
             return
         aid = new_id("alt")
         cur = conn.execute(

@@ -151,4 +151,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (alert_seq, notification_id)
     ) WITHOUT ROWID;
     """,
+    # 3: list filters walk an index in page order instead of scanning and sorting.
+    """
+    DROP INDEX notifications_channel_status;
+    CREATE INDEX notifications_status_seq ON notifications (status, seq);
+    CREATE INDEX notifications_channel_seq ON notifications (channel, seq);
+    CREATE INDEX notifications_channel_status_seq ON notifications (channel, status, seq);
+    """,
 )

@@ -98,3 +98,27 @@ async def test_the_directory_is_watched(rclient: Client, settings: Settings) -> 
     (settings.rules_dir / "main.yaml").write_text(GOOD.replace("team-a", "team-b"))
     await wait_until(lambda: holder.current.config_hash != before, timeout=15)
     assert holder.current.routes_by_id["first"].notify[0].to == "team-b"
+
+
+async def test_firing_alerts_follow_new_routes_after_a_reload(
+    rclient: Client, settings: Settings
+) -> None:
+    payload = {"version": "4", "alerts": [{
+        "status": "firing", "labels": {"alertname": "DBDown", "team": "db"},
+        "annotations": {"summary": "db down"}, "startsAt": "2026-04-14T10:25:00Z"}]}
+    assert (await rclient.post("/hooks/alertmanager", json=payload)).status == 200
+    (settings.rules_dir / "main.yaml").write_text(GOOD + """
+  - name: db
+    matchers: ['team="db"']
+    group_wait: 0s
+    notify: [{channel: in-app, to: db-oncall}]
+""")
+    assert (await rclient.post("/-/reload", headers=auth())).status == 200
+    # The next repeat (Alertmanager re-sends firing alerts) joins the new route's group.
+    assert (await rclient.post("/hooks/alertmanager", json=payload)).status == 200
+
+    async def paged() -> bool:
+        page = await (await rclient.get("/v1/inbox?to=db-oncall", headers=auth())).json()
+        return len(page["data"]) == 1
+
+    await wait_until(paged)
