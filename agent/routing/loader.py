@@ -241,10 +241,18 @@ class _Compiler:
 
     def route(self, f: _Parsed, spec: RouteSpec, parent: Route, loc: tuple[int | str, ...]
               ) -> Route:
-        rid = spec.name or f"{f.name}:" + "".join(
+        where = f"{f.name}:" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-        if rid in self.route_ids:
-            self.fail(f, f"route name '{rid}' is used twice", *loc, "name")
+        if spec.name:
+            rid = spec.name
+            if rid in self.route_ids:
+                self.fail(f, f"route name '{rid}' is used twice", *loc, "name")
+        else:
+            # An unnamed route is known by what it selects, not by its position: inserting a
+            # route above it must not hand its groups to another route after a reload.
+            rid = _content_id(parent.id, spec)
+            while rid in self.route_ids:  # identical siblings: keep them apart, in order
+                rid += "'"
         self.route_ids.add(rid)
         for key in ("active_time_intervals", "mute_time_intervals"):
             for i, name in enumerate(getattr(spec, key) or []):
@@ -268,7 +276,7 @@ class _Compiler:
                 self.fail(f, f"unknown source '{src}' (one of: {', '.join(sorted(KNOWN_SOURCES))}"
                           ", generic:<name>)", *loc, "sources", i)
         shell = Route(
-            id=rid, name=spec.name or rid,
+            id=rid, name=spec.name or where,
             matchers=self.matchers(f, spec.matchers, *loc, "matchers"),
             sources=frozenset(spec.sources) if spec.sources is not None else parent.sources,
             severity=spec.severity.value if spec.severity else parent.severity,
@@ -288,6 +296,12 @@ class _Compiler:
         done = _with_children(shell, children)
         self.routes_by_id[rid] = done
         return done
+
+
+def _content_id(parent_id: str, spec: RouteSpec) -> str:
+    selects = "|".join((parent_id, ",".join(spec.matchers), ",".join(spec.sources or []),
+                        ",".join(spec.group_by or [])))
+    return "route-" + hashlib.sha256(selects.encode()).hexdigest()[:12]
 
 
 def _pick(value: Any, inherited: Any) -> Any:

@@ -649,14 +649,25 @@ def test_defaults_from_any_file_apply_to_routes_of_every_file(tmp_path: Path) ->
     assert (d.route.id, d.route.notify) == ("root", (Target("in-app", "team"),))
 
 
-def test_unnamed_routes_get_ids_from_file_and_position(tmp_path: Path) -> None:
+def test_unnamed_routes_get_names_from_position_and_ids_from_content(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path / "rules", {
         "a.yaml": "routes: [{matchers: ['x=\"1\"'], routes: [{}, {name: named}]}]\n",
         "b.yaml": "routes: [{}]\n",
     }))
-    assert set(rules.routes_by_id) == {
-        "root", "a.yaml:routes[0]", "a.yaml:routes[0].routes[0]", "named", "b.yaml:routes[0]"}
-    assert rules.routes_by_id["a.yaml:routes[0].routes[0]"].name == "a.yaml:routes[0].routes[0]"
+    names = {r.name for r in rules.routes_by_id.values()}
+    assert names == {"root", "a.yaml:routes[0]", "a.yaml:routes[0].routes[0]", "named",
+                     "b.yaml:routes[0]"}
+    assert len(rules.routes_by_id) == 5
+    # A route inserted above another does not change the other's id (its groups stay its own).
+    before = {r.name: r.id for r in rules.routes_by_id.values()}
+    moved = load_rules(write(tmp_path / "rules2", {
+        "a.yaml": "routes: [{matchers: ['y=\"2\"']}, {matchers: ['x=\"1\"'], "
+                  "routes: [{}, {name: named}]}]\n",
+        "b.yaml": "routes: [{}]\n",
+    }))
+    after = {r.name: r.id for r in moved.routes_by_id.values()}
+    assert after["a.yaml:routes[1]"] == before["a.yaml:routes[0]"]
+    assert after["a.yaml:routes[1].routes[0]"] == before["a.yaml:routes[0].routes[0]"]
 
 
 def test_non_yaml_files_are_ignored(tmp_path: Path) -> None:

@@ -922,7 +922,7 @@ def test_ten_thousand_routes_load_and_route(tmp_path: Path) -> None:
     assert rules.root.index is not None
 
     def ids(labels: dict[str, str]) -> list[str]:
-        return [d.route.id for d in route_alert(rules, alert(labels))]
+        return [d.route.name for d in route_alert(rules, alert(labels))]
 
     assert ids({"service": "svc0"}) == ["big.yaml:routes[0]"]
     assert ids({"service": "svc5000"}) == ["big.yaml:routes[5000]"]
