@@ -95,7 +95,8 @@ class Dispatcher:
         """
         total = 0
         while True:
-            rows = await self._store.claim_due(self._clock(), self._claim_batch, self._lease)
+            rows = await self._store.claim_due(self._clock(), self._claim_batch, self._lease,
+                                               self._retry.max_attempts)
             if not rows:
                 return total
             total += len(rows)
@@ -110,7 +111,8 @@ class Dispatcher:
             self._waker.clear()
             try:
                 rows = await self._store.claim_due(
-                    self._clock(), min(free, self._claim_batch), self._lease
+                    self._clock(), min(free, self._claim_batch), self._lease,
+                    self._retry.max_attempts,
                 )
             except Exception as exc:  # the store is down: keep the loop alive, retry later
                 log.error("outbox_claim_failed", error=str(exc))
@@ -161,7 +163,7 @@ class Dispatcher:
             await channel.send(message)
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            attempts = n.attempts + 1
+            attempts = n.attempts  # the claim counted this one
             if not self._retry.should_retry(attempts):
                 return Failed(n.id, self._clock(), exc.reason,
                               f"gave up after {attempts} attempts: {exc.details}")
@@ -186,13 +188,13 @@ class Dispatcher:
                 max(0.0, o.delivered_at - n.due_at)
             )
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
-                     simulated=n.simulated, attempts=n.attempts + 1)
+                     simulated=n.simulated, attempts=n.attempts)
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,
-                        reason=o.reason, details=o.details, attempts=n.attempts + 1)
+                        reason=o.reason, details=o.details, attempts=n.attempts)
         else:
             self._metrics.notifications.labels(n.channel, "retried").inc()
             log.info("notification_retry_scheduled", notification_id=n.id, channel=n.channel,
                      reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
-                     attempts=n.attempts + 1)
+                     attempts=n.attempts)

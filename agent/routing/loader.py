@@ -239,6 +239,15 @@ class _Compiler:
                 self.fail(f, f"bad matcher {text!r}: {exc}", *loc, i)
         return tuple(out)
 
+    def group_by(self, f: _Parsed, spec: RouteSpec, parent: Route,
+                 loc: tuple[int | str, ...]) -> tuple[str, ...] | None:
+        if spec.group_by is None:
+            return parent.group_by
+        if "..." in spec.group_by and len(spec.group_by) > 1:
+            self.fail(f, "group_by: '...' (every label) cannot be combined with names",
+                      *loc, "group_by")
+        return None if "..." in spec.group_by else tuple(spec.group_by)
+
     def route(self, f: _Parsed, spec: RouteSpec, parent: Route, loc: tuple[int | str, ...]
               ) -> Route:
         where = f"{f.name}:" + "".join(
@@ -265,12 +274,7 @@ class _Compiler:
                 if n.template is not None and n.template not in self.templates:
                     self.fail(f, f"unknown template '{n.template}'", *loc, "notify", i,
                               "template")
-        group_by: tuple[str, ...] | None = parent.group_by
-        if spec.group_by is not None:
-            if "..." in spec.group_by and len(spec.group_by) > 1:
-                self.fail(f, "group_by: '...' (every label) cannot be combined with names",
-                          *loc, "group_by")
-            group_by = None if "..." in spec.group_by else tuple(spec.group_by)
+        group_by = self.group_by(f, spec, parent, loc)
         for i, src in enumerate(spec.sources or []):
             if src not in KNOWN_SOURCES and not src.startswith("generic:"):
                 self.fail(f, f"unknown source '{src}' (one of: {', '.join(sorted(KNOWN_SOURCES))}"

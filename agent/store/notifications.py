@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from agent.domain import NewNotification, Notification, Status
+from agent.domain import FailureReason, NewNotification, Notification, Status
 from agent.store.db import Database
 from agent.store.idempotency import IdempotencyConflict, check_key, remember_key
 
@@ -188,18 +188,28 @@ class NotificationStore:
         return await self._db.write(op)
 
     async def claim_due(
-        self, now: float, limit: int, lease: float = 300.0
+        self, now: float, limit: int, lease: float = 300.0, max_attempts: int = 1_000_000
     ) -> list[Notification]:
         """Atomically claim up to ``limit`` due rows and return them, oldest due first.
 
+        A claim counts as an attempt, so a row that kills the process while being delivered
+        (a runaway template) fails after ``max_attempts`` starts instead of looping forever.
         A claim older than ``lease`` seconds is abandoned (its outcome could not be recorded)
         and the row is claimed again.
         """
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
+            conn.execute(
+                "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                "failure_details = 'claimed too often without an outcome', claimed_at = NULL "
+                "WHERE status = ? AND due_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
+                "AND attempts >= ?",
+                (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, Status.QUEUED, now,
+                 now - lease, max_attempts),
+            )
             rows = conn.execute(
-                f"UPDATE notifications SET claimed_at = ? WHERE seq IN ("
-                f"SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
+                f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
+                f"WHERE seq IN (SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
                 f"AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?) "
                 f"RETURNING {_COLUMNS}",
                 (now, Status.QUEUED, now, now - lease, limit),
@@ -227,21 +237,21 @@ class NotificationStore:
                     conn.execute(
                         "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
                         "message = COALESCE(?, message), claimed_at = NULL, "
-                        "attempts = attempts + 1, failure_reason = NULL, failure_details = NULL "
+                        "failure_reason = NULL, failure_details = NULL "
                         "WHERE id = ?",
                         (Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id),
                     )
                 elif isinstance(o, Failed):
                     conn.execute(
                         "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                        "failure_details = ?, claimed_at = NULL "
                         "WHERE id = ?",
                         (Status.FAILED, o.failed_at, o.reason, o.details, o.id),
                     )
                 else:
                     conn.execute(
                         "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                        "failure_details = ?, claimed_at = NULL "
                         "WHERE id = ?",
                         (o.due_at, o.reason, o.details, o.id),
                     )

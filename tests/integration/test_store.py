@@ -121,3 +121,17 @@ async def test_a_second_agent_on_the_same_data_dir_refuses_to_start(tmp_path: Pa
     third = TestServer(create_app(s), host="127.0.0.1")  # released on stop
     await third.start_server()
     await third.close()
+
+
+async def test_a_row_claimed_too_often_without_an_outcome_fails(store: Store) -> None:
+    created = await store.notifications.create([item()])
+    nid = created.notifications[0].id
+    t = now()
+    for attempt in range(1, 4):  # each claim dies (lease expires) before any outcome
+        [row] = await store.notifications.claim_due(t + attempt * 400, 10, lease=300,
+                                                    max_attempts=3)
+        assert row.attempts == attempt
+    assert await store.notifications.claim_due(t + 4 * 400, 10, lease=300, max_attempts=3) == []
+    failed = await store.notifications.get(nid)
+    assert failed is not None and failed.status == "failed"
+    assert failed.failure_reason == "retries_exhausted"

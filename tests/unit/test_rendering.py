@@ -142,3 +142,23 @@ def test_render_sandbox_blocks_escapes(body: str, variables: dict[str, Any]) -> 
 
 def test_render_sandbox_still_allows_calling_safe_values() -> None:
     assert render("{{ f() }}", {"f": _hook}) == "called"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("{{ 'x' * 100000000 }}", "too large"),
+        ("{{ 10 ** 100000000 }}", "exponent"),
+        ("{% for i in range(100000) %}{% endfor %}", "range"),
+        ("{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}"
+         "{% endfor %}{% endfor %}{% endfor %}", "longer than"),
+        ("{% for i in range(1000) %}{{ 'y' * 1000 }}{% endfor %}", "larger than"),
+    ],
+)
+def test_runaway_templates_fail_fast(body: str, needle: str) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match=needle):
+        render(body, {})
+    assert time.monotonic() - started < 2.0
