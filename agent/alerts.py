@@ -6,6 +6,7 @@ of it with the old rules and half with the new.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Inhibition:
         self._store = store
         self.current = Inhibitor(())
         self._pending: Inhibitor | None = None
+        self._lock = asyncio.Lock()  # rebuilds one at a time, in the order the rules swapped
 
     def observe(self, key: tuple[str, str], labels: Mapping[str, str], active: bool) -> None:
         self.current.observe(key, labels, active)
@@ -71,15 +73,16 @@ class Inhibition:
             self._pending.observe(key, labels, active)
 
     async def rebuild(self, rules: RuleSet) -> None:
-        fresh = Inhibitor(rules.inhibit_rules)
-        fresh.begin_rebuild()
-        self._pending = fresh
-        try:
-            snapshot = await self._store.active_labels() if fresh.rules else []
-        finally:
-            self._pending = None
-        fresh.finish_rebuild(snapshot)
-        self.current = fresh
+        async with self._lock:
+            fresh = Inhibitor(rules.inhibit_rules)
+            fresh.begin_rebuild()
+            self._pending = fresh
+            try:
+                snapshot = await self._store.active_labels() if fresh.rules else []
+            finally:
+                self._pending = None
+            fresh.finish_rebuild(snapshot)
+            self.current = fresh
 
 
 def digest(alert: Alert) -> int:

@@ -83,12 +83,17 @@ async def grafana_hook(request: web.Request) -> web.Response:
     _enabled(c, "grafana")
     raw = await _body(request, "grafana", c.hooks.grafana)
     secret = c.hooks.grafana_signing_secret
+    stamp = request.headers.get(grafana.TIMESTAMP_HEADER)
     if secret is not None and not grafana.verify_signature(
-        secret, raw, request.headers.get(grafana.SIGNATURE_HEADER),
-        request.headers.get(grafana.TIMESTAMP_HEADER),
+        secret, raw, request.headers.get(grafana.SIGNATURE_HEADER), stamp,
     ):
         raise _reject(c, "grafana", ApiError(401, "invalid_signature",
                                              "The Grafana webhook signature does not verify."))
+    if secret is not None and stamp is not None and not grafana.timestamp_fresh(stamp,
+                                                                                 c.clock()):
+        # A signed body replayed later would re-open the alert and page again.
+        raise _reject(c, "grafana", ApiError(401, "stale_signature",
+                                             "The Grafana signature timestamp is too old."))
     try:
         batch = grafana.parse(parse_json_object(raw))
     except (IngestError, ApiError) as exc:

@@ -88,9 +88,13 @@ class WebhookChannel:
             "Idempotency-Key": message.notification_id,
         }
         try:
-            async with self._client().post(message.to, data=body, headers=headers) as resp:
-                excerpt = (await resp.content.read(512)).decode("utf-8", "replace")
-                classify_status(resp.status, resp.headers.get("Retry-After"), excerpt)
+            # No redirects: a webhook must not be bounced to another (internal) address. The
+            # response body is not kept either: the address comes from API callers, and a
+            # failure reason readable through the API must not leak an internal service's reply.
+            async with self._client().post(message.to, data=body, headers=headers,
+                                           allow_redirects=False) as resp:
+                classify_status(resp.status, resp.headers.get("Retry-After"),
+                                resp.reason or "")
         except TimeoutError as exc:
             raise RetryableDeliveryError(FailureReason.TIMEOUT, "webhook timed out") from exc
         except asyncio.CancelledError:

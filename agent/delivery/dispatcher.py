@@ -131,13 +131,25 @@ class Dispatcher:
         self._metrics.in_flight.inc()
         try:
             outcome = await self._attempt(n)
-            await self._store.complete([outcome])
+            await self._record(outcome)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
             return
         finally:
             self._metrics.in_flight.dec()
         self._observe(n, outcome)
+
+    async def _record(self, outcome: Outcome) -> None:
+        # A store hiccup (busy beyond its timeout) must not turn a delivered page into a
+        # re-send five minutes later: try a few times before leaving it to the lease.
+        for pause in (0.1, 0.5, 2.0):
+            try:
+                await self._store.complete([outcome])
+                return
+            except Exception as exc:
+                log.warning("delivery_record_retry", notification_id=outcome.id, error=str(exc))
+                await asyncio.sleep(pause)
+        await self._store.complete([outcome])
 
     async def _attempt(self, n: Notification) -> Outcome:
         started = self._clock()

@@ -83,8 +83,14 @@ class Grouper:
         if not groups:
             return 0
         rules = self._rules()
-        results = [self.flush(g, rules, t) for g in groups]
-        queued = await self._store.apply_flushes(results)
+        try:
+            results = [self.flush(g, rules, t) for g in groups]
+            queued = await self._store.apply_flushes(results)
+        except Exception:
+            # Don't sit on the claims for a whole lease: let the next round try again.
+            with contextlib.suppress(Exception):
+                await self._store.release_group_claims([g.id for g in groups])
+            raise
         if queued:
             self._metrics.group_notifications.inc(queued)
             self._on_queued()

@@ -292,9 +292,14 @@ class AlertStore:
 
         return await self._db.write(op)
 
-    async def release_group_claims(self) -> int:
-        return await self._db.write(lambda c: c.execute(
-            "UPDATE alert_groups SET claimed_at = NULL WHERE claimed_at IS NOT NULL").rowcount)
+    async def release_group_claims(self, ids: Sequence[int] | None = None) -> int:
+        """Release the claims of these groups (all, at start: their claimant is gone)."""
+        if ids is None:
+            return await self._db.write(lambda c: c.execute(
+                "UPDATE alert_groups SET claimed_at = NULL WHERE claimed_at IS NOT NULL").rowcount)
+        return await self._db.write(lambda c: c.executemany(
+            "UPDATE alert_groups SET claimed_at = NULL WHERE id = ?", [(i,) for i in ids]
+        ).rowcount)
 
     async def next_group_due(self) -> float | None:
         return await self._db.read(lambda c: c.execute(

@@ -208,3 +208,11 @@ async def test_no_secret_reaches_the_logs(settings: Settings, sink: Sink) -> Non
     for secret in (LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, "sk_live_xnopeNOPEnope123",
                    LIVE_KEY[8:], WEBHOOK_SECRET[6:]):
         assert secret not in logs
+
+
+async def test_webhook_redirects_are_not_followed(client: Client, sink: Sink) -> None:
+    sink.script = [(302, {"Location": sink.url + "/elsewhere"})]
+    n = await send(client, channel="webhook", to=sink.url, message="m")
+    done = await wait_status(client, n["id"], "failed")
+    assert len(sink.received) == 1 and done["failure_reason"] == "provider_rejected"
+    assert done["failure_details"].startswith("HTTP 302")

@@ -232,6 +232,13 @@ async def test_grafana_signature_is_verified(rules_settings: Settings) -> None:
         with_ts = {**h, "X-Grafana-Alerting-Signature": signed,
                    "X-Grafana-Alerting-Timestamp": ts}
         assert (await c.post("/hooks/grafana", data=raw, headers=with_ts)).status == 200
+        old = str(int(time.time()) - 3600)  # a captured request replayed an hour later
+        replay = hmac.new(b"gsecret", old.encode() + b":" + raw, hashlib.sha256).hexdigest()
+        stale = {**h, "X-Grafana-Alerting-Signature": replay,
+                 "X-Grafana-Alerting-Timestamp": old}
+        resp = await c.post("/hooks/grafana", data=raw, headers=stale)
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "stale_signature"
 
 
 INHIBIT_RULES = """
