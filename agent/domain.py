@@ -114,6 +114,8 @@ class NewNotification:
     due_at: float
     created_at: float
     batch_id: str | None = None
+    # Built without validation because its key was seen: must replay, never be inserted.
+    replay_only: bool = False
 
 
 @dataclass(slots=True)

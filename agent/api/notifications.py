@@ -18,6 +18,7 @@ from agent.apikeys import ApiKey
 from agent.domain import Channel, NewNotification, Status, Template, new_id, parse_iso
 from agent.observability import get_logger
 from agent.store import IdempotencyConflict
+from agent.store.idempotency import ReplayExpired
 from agent.store.notifications import ListFilter
 
 log = get_logger("api")
@@ -44,7 +45,9 @@ async def _build(
     passed them, and time or template changes since must not turn a retry into an error.
     """
     if replay:
-        return _row(key, raw, req, now, None, None)
+        row = _row(key, raw, req, now, None, None)
+        row.replay_only = True
+        return row
     status = 422
     p = prefix + "." if prefix else ""
     if req.message is None and req.template_id is None:
@@ -142,7 +145,11 @@ async def send(request: web.Request) -> web.Response:
     replays = await _replays(c, key, [(req, raw)], now)
     item = await _build(c, key, raw, req, now, {}, replay=bool(replays))
     try:
-        out = await c.store.notifications.create([item])
+        try:
+            out = await c.store.notifications.create([item])
+        except ReplayExpired:  # the key expired between our look and the write: a new request
+            item = await _build(c, key, raw, req, now, {})
+            out = await c.store.notifications.create([item])
     except IdempotencyConflict as exc:
         raise _conflict(exc) from exc
     _accepted(c, [item], out.replayed)
@@ -177,14 +184,13 @@ async def send_batch(request: web.Request) -> web.Response:
             seen_keys.add(req.idempotency_key)
         parsed.append((req, raw))
     replays = await _replays(c, key, parsed, now)
-    items = []
-    for i, (req, raw) in enumerate(parsed):
-        item = await _build(c, key, raw, req, now, templates, f"notifications[{i}]",
-                            replay=req.idempotency_key in replays)
-        item.batch_id = batch_id
-        items.append(item)
     try:
-        out = await c.store.notifications.create(items)
+        try:
+            items = await _build_batch(c, key, parsed, now, templates, batch_id, replays)
+            out = await c.store.notifications.create(items)
+        except ReplayExpired:  # a key expired between our look and the write: validate all
+            items = await _build_batch(c, key, parsed, now, templates, batch_id, set())
+            out = await c.store.notifications.create(items)
     except IdempotencyConflict as exc:
         raise _conflict(exc) from exc
     _accepted(c, items, out.replayed)
@@ -200,6 +206,19 @@ async def send_batch(request: web.Request) -> web.Response:
         ],
         "created_at": serialize.iso(now),
     })
+
+
+async def _build_batch(c: ApiContext, key: ApiKey,
+                       parsed: list[tuple[SendRequest, dict[str, Any]]], now: float,
+                       templates: dict[str, Template | None], batch_id: str,
+                       replays: set[str]) -> list[NewNotification]:
+    items = []
+    for i, (req, raw) in enumerate(parsed):
+        item = await _build(c, key, raw, req, now, templates, f"notifications[{i}]",
+                            replay=req.idempotency_key in replays)
+        item.batch_id = batch_id
+        items.append(item)
+    return items
 
 
 @routes.get("/v1/notifications/{id}")

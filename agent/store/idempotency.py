@@ -7,6 +7,10 @@ import sqlite3
 from agent.store.db import Database
 
 
+class ReplayExpired(Exception):
+    """A request taken for a replay found its idempotency key gone (expired meanwhile)."""
+
+
 class IdempotencyConflict(Exception):
     """The key was already used with a different request body."""
 

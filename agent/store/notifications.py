@@ -11,7 +11,12 @@ import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Status
 from agent.store.db import Database
-from agent.store.idempotency import IdempotencyConflict, check_key, remember_key
+from agent.store.idempotency import (
+    IdempotencyConflict,
+    ReplayExpired,
+    check_key,
+    remember_key,
+)
 
 _COLUMNS = (
     "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
@@ -106,6 +111,8 @@ class NotificationStore:
                             out.notifications.append(_row(row))
                             out.replayed.append(True)
                             continue
+                if it.replay_only:
+                    raise ReplayExpired(it.idempotency_key or "")
                 seq = _insert(conn, it)
                 if it.idempotency_key and it.api_key_id is not None and it.request_hash:
                     remember_key(conn, it.api_key_id, it.idempotency_key, it.request_hash, it.id,

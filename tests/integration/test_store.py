@@ -135,3 +135,13 @@ async def test_a_row_claimed_too_often_without_an_outcome_fails(store: Store) ->
     failed = await store.notifications.get(nid)
     assert failed is not None and failed.status == "failed"
     assert failed.failure_reason == "retries_exhausted"
+
+
+async def test_a_replay_whose_key_expired_is_never_inserted(store: Store) -> None:
+    from agent.store.idempotency import ReplayExpired
+
+    stray = item()
+    stray.idempotency_key, stray.request_hash, stray.replay_only = "k", "h", True
+    with pytest.raises(ReplayExpired):
+        await store.notifications.create([stray])
+    assert await store.notifications.get(stray.id) is None
