@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.observability import Metrics, get_logger
-from agent.routing.loader import Problem, RulesError, load_rules
+from agent.routing.loader import ParseCache, Problem, RulesError, load_rules
 from agent.routing.ruleset import RuleSet
 
 log = get_logger("rules")
@@ -29,6 +29,7 @@ class RulesHolder:
         self.last_success_at: float | None = None
         self.last_attempt_at: float | None = None
         self.last_problems: list[Problem] = []
+        self._parse_cache: ParseCache = {}
         self.on_swap: list[Callable[[RuleSet], None]] = []
         # Checks beyond the rules themselves (e.g. every hook source secured off loopback).
         self.checks: list[Callable[[RuleSet], list[str]]] = []
@@ -43,7 +44,7 @@ class RulesHolder:
 
     def load_initial(self) -> RuleSet:
         """Load at start; raises RulesError (the daemon refuses to run on broken rules)."""
-        rules = load_rules(self.rules_dir)
+        rules = load_rules(self.rules_dir, self._parse_cache)
         self._swap(rules)
         return rules
 
@@ -53,7 +54,7 @@ class RulesHolder:
             self.last_attempt_at = time.time()
             started = time.perf_counter()
             try:
-                rules = await asyncio.to_thread(load_rules, self.rules_dir)
+                rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache)
                 extra = [Problem("(config)", None, m) for check in self.checks
                          for m in check(rules)]
                 if extra:

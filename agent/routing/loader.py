@@ -148,12 +148,11 @@ def _yaml_problem(name: str, text: str, exc: yaml.YAMLError) -> Problem:
     return Problem(name, line, f"invalid YAML: {getattr(exc, 'problem', exc)}")
 
 
-def _parse_file(path: Path, problems: list[Problem]) -> _Parsed | None:
-    name = path.name
+def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(name, None, f"cannot read: {exc}"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(name, None, f"not UTF-8: {exc}"))
         return None
     try:
         data = _load_yaml(text)
@@ -374,23 +373,40 @@ def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: st
     )
 
 
-def load_rules(rules_dir: Path) -> RuleSet:
+ParseCache = dict[tuple[str, str], "_Parsed"]
+
+
+def load_rules(rules_dir: Path, cache: ParseCache | None = None) -> RuleSet:
     """Load and compile every rule file of ``rules_dir``. Raises RulesError listing all problems.
 
     A missing or empty directory is valid: the embedded default routes everything to console.
+    With a ``cache`` (kept by the reloader), a file whose bytes did not change since the last
+    load is not parsed and validated again: only compiling, which is cheaper, is redone.
     """
     problems: list[Problem] = []
     parsed = []
     digest = hashlib.sha256()
+    seen: set[tuple[str, str]] = set()
     for path in rule_files(rules_dir):
-        digest.update(path.name.encode() + b"\0")
         try:
-            digest.update(path.read_bytes() + b"\0")
-        except OSError:
-            pass
-        p = _parse_file(path, problems)
+            raw = path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(path.name, None, f"cannot read: {exc.strerror}"))
+            continue
+        file_digest = hashlib.sha256(raw).hexdigest()
+        digest.update(path.name.encode() + b"\0" + file_digest.encode())
+        key = (path.name, file_digest)
+        p = cache.get(key) if cache is not None else None
+        if p is None:
+            p = _parse_file(path.name, raw, problems)
+            if p is not None and cache is not None:
+                cache[key] = p
         if p is not None:
+            seen.add(key)
             parsed.append(p)
+    if cache is not None:
+        for stale in set(cache) - seen:
+            del cache[stale]
     rules = compile_files(parsed, problems, digest.hexdigest())
     if problems:
         raise RulesError(problems)

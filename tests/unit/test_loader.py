@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -861,3 +862,19 @@ def test_fast_yaml_loading_equals_safe_load(text: str) -> None:
     from agent.routing.loader import _load_yaml
 
     assert _load_yaml(text) == yaml.safe_load(text)
+
+
+def test_parse_cache_reuses_unchanged_files_only(tmp_path: Path) -> None:
+    rules_dir = write(tmp_path / "rules", {"a.yaml": "routes: [{name: a}]\n",
+                                           "b.yaml": "routes: [{name: b}]\n"})
+    cache: dict[Any, Any] = {}
+    first = load_rules(rules_dir, cache)
+    kept = dict(cache)
+    assert len(kept) == 2
+    (rules_dir / "b.yaml").write_text("routes: [{name: b2}]\n")
+    second = load_rules(rules_dir, cache)
+    assert {r.name for r in second.root.children} == {"a", "b2"}
+    assert len(cache) == 2
+    a_key = next(k for k in kept if k[0] == "a.yaml")
+    assert cache[a_key] is kept[a_key]  # a.yaml was not parsed again
+    assert first.config_hash != second.config_hash
