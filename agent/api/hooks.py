@@ -6,6 +6,8 @@ does not persist what it sent, so an alert acknowledged here must survive a cras
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from agent.api.bodies import parse_json_object, read_raw
@@ -54,10 +56,16 @@ async def _store(c: ApiContext, source: str, batch: IngestBatch) -> web.Response
     })
 
 
-def _invalid(c: ApiContext, source: str, exc: IngestError | ApiError) -> ApiError:
-    if isinstance(exc, ApiError):
-        return _reject(c, source, exc)
-    return _reject(c, source, ApiError(400, "invalid_payload", exc.message, exc.param))
+async def _parse_and_store(c: ApiContext, source: str, raw: bytes,
+                           parse: Callable[[object], IngestBatch]) -> web.Response:
+    try:
+        batch = parse(parse_json_object(raw))
+    except ApiError as exc:
+        raise _reject(c, source, exc) from exc
+    except IngestError as exc:
+        raise _reject(c, source, ApiError(400, "invalid_payload", exc.message,
+                                          exc.param)) from exc
+    return await _store(c, source, batch)
 
 
 def _enabled(c: ApiContext, source: str) -> None:
@@ -70,11 +78,7 @@ async def alertmanager_hook(request: web.Request) -> web.Response:
     c = ctx(request)
     _enabled(c, "alertmanager")
     raw = await _body(request, "alertmanager", c.hooks.alertmanager)
-    try:
-        batch = alertmanager.parse(parse_json_object(raw))
-    except (IngestError, ApiError) as exc:
-        raise _invalid(c, "alertmanager", exc) from exc
-    return await _store(c, "alertmanager", batch)
+    return await _parse_and_store(c, "alertmanager", raw, alertmanager.parse)
 
 
 @routes.post("/hooks/grafana")
@@ -94,11 +98,7 @@ async def grafana_hook(request: web.Request) -> web.Response:
         # A signed body replayed later would re-open the alert and page again.
         raise _reject(c, "grafana", ApiError(401, "stale_signature",
                                              "The Grafana signature timestamp is too old."))
-    try:
-        batch = grafana.parse(parse_json_object(raw))
-    except (IngestError, ApiError) as exc:
-        raise _invalid(c, "grafana", exc) from exc
-    return await _store(c, "grafana", batch)
+    return await _parse_and_store(c, "grafana", raw, grafana.parse)
 
 
 @routes.post("/hooks/generic/{name}")
@@ -117,8 +117,4 @@ async def generic_hook(request: web.Request) -> web.Response:
             401, "source_not_secured",
             f"Generic source '{name}' has no auth configured (sources.generic.{name}.auth)."))
     raw = await _body(request, "generic", creds)
-    try:
-        batch = generic.parse(mapping, parse_json_object(raw))  # type: ignore[arg-type]
-    except (IngestError, ApiError) as exc:
-        raise _invalid(c, "generic", exc) from exc
-    return await _store(c, "generic", batch)
+    return await _parse_and_store(c, "generic", raw, lambda body: generic.parse(mapping, body))

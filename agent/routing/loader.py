@@ -330,7 +330,7 @@ def _root(defaults: RouteDefaults) -> Route:
 
 
 def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str) -> RuleSet:
-    from agent.ingest.generic import compile_mapping
+    from agent.ingest.generic import GenericMapping, compile_mapping
 
     c = _Compiler(files, problems)
     _, defaults = c.single("defaults")
@@ -343,7 +343,7 @@ def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: st
         for i, spec in enumerate(f.rules.routes):
             top.append(c.route(f, spec, root, ("routes", i)))
     inhibit = []
-    generic: dict[str, object] = {}
+    generic: dict[str, GenericMapping] = {}
     for f in files:
         for i, rule in enumerate(f.rules.inhibit_rules):
             inhibit.append(InhibitRule(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.ingest.generic import GenericMapping
 from agent.routing.matchers import Matcher
 from agent.routing.timeintervals import TimeInterval
 
@@ -95,7 +96,7 @@ class RuleSet:
     inhibit_rules: tuple[InhibitRule, ...]
     time_intervals: Mapping[str, tuple[TimeInterval, ...]]
     templates: Mapping[str, Template]
-    generic_sources: Mapping[str, object]  # name -> compiled mapping (agent.ingest.generic)
+    generic_sources: Mapping[str, GenericMapping]
     files: tuple[str, ...]
     config_hash: str
     routes_by_id: Mapping[str, Route] = field(default_factory=dict)
