@@ -60,6 +60,7 @@ class TemplateCreate(_Strict):
     body: str = Field(min_length=1, max_length=4096)
     description: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("name")
     @classmethod

@@ -25,7 +25,7 @@ log = get_logger("api")
 routes = web.RouteTableDef()
 
 
-def _request_hash(item: dict[str, Any]) -> str:
+def request_hash(item: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -98,7 +98,7 @@ def _row(key: ApiKey, raw: dict[str, Any], req: SendRequest, now: float,
         subject=req.subject, template_id=req.template_id, template_body=template_body,
         severity=req.severity.value, priority=req.priority.value, metadata=req.metadata,
         idempotency_key=req.idempotency_key,
-        request_hash=_request_hash(raw) if req.idempotency_key else None,
+        request_hash=request_hash(raw) if req.idempotency_key else None,
         simulated=key.simulated, api_key_id=key.id, schedule_at=schedule_at,
         due_at=schedule_at if schedule_at is not None else now, created_at=now,
     )
@@ -106,7 +106,7 @@ def _row(key: ApiKey, raw: dict[str, Any], req: SendRequest, now: float,
 
 async def _replays(c: ApiContext, key: ApiKey, pairs: list[tuple[SendRequest, dict[str, Any]]],
                    now: float) -> set[str]:
-    wanted = {req.idempotency_key: _request_hash(raw) for req, raw in pairs
+    wanted = {req.idempotency_key: request_hash(raw) for req, raw in pairs
               if req.idempotency_key}
     if not wanted:
         return set()
@@ -114,10 +114,10 @@ async def _replays(c: ApiContext, key: ApiKey, pairs: list[tuple[SendRequest, di
         return await c.store.idempotency.replays(
             key.id, wanted, now - c.settings.idempotency_ttl_seconds)
     except IdempotencyConflict as exc:
-        raise _conflict(exc) from exc
+        raise idempotency_conflict(exc) from exc
 
 
-def _conflict(exc: IdempotencyConflict) -> ApiError:
+def idempotency_conflict(exc: IdempotencyConflict) -> ApiError:
     return ApiError(409, "idempotency_key_reused",
                     f"Idempotency key '{exc.key}' was already used with a different request body.",
                     "idempotency_key")
@@ -151,7 +151,7 @@ async def send(request: web.Request) -> web.Response:
             item = await _build(c, key, raw, req, now, {})
             out = await c.store.notifications.create([item])
     except IdempotencyConflict as exc:
-        raise _conflict(exc) from exc
+        raise idempotency_conflict(exc) from exc
     _accepted(c, [item], out.replayed)
     return json_response(serialize.notification(out.notifications[0]),
                          200 if out.replayed[0] else 201)
@@ -192,7 +192,7 @@ async def send_batch(request: web.Request) -> web.Response:
             items = await _build_batch(c, key, parsed, now, templates, batch_id, set())
             out = await c.store.notifications.create(items)
     except IdempotencyConflict as exc:
-        raise _conflict(exc) from exc
+        raise idempotency_conflict(exc) from exc
     _accepted(c, items, out.replayed)
     return json_response({
         "object": "batch",
@@ -230,7 +230,7 @@ async def get_one(request: web.Request) -> web.Response:
     return json_response(serialize.notification(n))
 
 
-def _enum_param(query: Any, name: str, choices: type[Any]) -> str | None:
+def enum_param(query: Any, name: str, choices: type[Any]) -> str | None:
     value = query.get(name)
     if value is None:
         return None
@@ -257,8 +257,8 @@ async def list_all(request: web.Request) -> web.Response:
     c, q = ctx(request), request.query
     now = c.clock()
     f = ListFilter(
-        channel=_enum_param(q, "channel", Channel),
-        status=_enum_param(q, "status", Status),
+        channel=enum_param(q, "channel", Channel),
+        status=enum_param(q, "status", Status),
         created_from=_time_param(q, "from"),
         created_to=_time_param(q, "to"),
         limit=pagination.parse_limit(q),

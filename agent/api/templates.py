@@ -8,12 +8,14 @@ from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response, not_found
+from agent.api.middleware import API_KEY
 from agent.api.models import TemplateCreate, TemplateUpdate, parse
-from agent.api.notifications import _enum_param
+from agent.api.notifications import enum_param, idempotency_conflict, request_hash
 from agent.delivery.rendering import TemplateError, extract_variables
 from agent.domain import Channel, Template, new_id
 from agent.observability import get_logger
-from agent.store import TemplateNameTaken
+from agent.store import IdempotencyConflict, TemplateNameTaken
+from agent.store.idempotency import IdemRequest
 from agent.store.templates import TemplateChanges
 
 log = get_logger("api")
@@ -36,26 +38,34 @@ def _taken(name: str) -> ApiError:
 @routes.post("/v1/templates")
 async def create(request: web.Request) -> web.Response:
     c = ctx(request)
-    req = parse(TemplateCreate, await read_json_object(request))
+    raw = await read_json_object(request)
+    req = parse(TemplateCreate, raw)
     now = c.clock()
+    idem = None
+    if req.idempotency_key is not None:
+        idem = IdemRequest(request[API_KEY].id, req.idempotency_key, request_hash(raw),
+                           now - c.settings.idempotency_ttl_seconds)
     t = Template(
         id=new_id("tpl"), name=req.name, channel=req.channel.value, body=req.body,
         variables=_variables(req.body), description=req.description, metadata=req.metadata,
         usage_count=0, last_used_at=None, created_at=now, updated_at=now,
     )
     try:
-        t = await c.store.templates.create(t)
+        t, replayed = await c.store.templates.create(t, idem)
     except TemplateNameTaken as exc:
         raise _taken(req.name) from exc
-    log.info("template_created", template_id=t.id, name=t.name)
-    return json_response(serialize.template(t), 201)
+    except IdempotencyConflict as exc:
+        raise idempotency_conflict(exc) from exc
+    if not replayed:
+        log.info("template_created", template_id=t.id, name=t.name)
+    return json_response(serialize.template(t), 200 if replayed else 201)
 
 
 @routes.get("/v1/templates")
 async def list_all(request: web.Request) -> web.Response:
     c, q = ctx(request), request.query
     now = c.clock()
-    channel = _enum_param(q, "channel", Channel)
+    channel = enum_param(q, "channel", Channel)
     limit = pagination.parse_limit(q)
     before = pagination.position(q, "tpl", now)
     rows, more = await c.store.templates.page(channel, before, limit)

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 from agent.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class IdemRequest:
+    """An idempotency key presented with a request, and what it must match."""
+
+    api_key_id: str
+    key: str
+    request_hash: str
+    valid_after: float  # keys created at or before this are expired
 
 
 class ReplayExpired(Exception):

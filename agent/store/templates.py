@@ -10,6 +10,7 @@ import orjson
 
 from agent.domain import Template
 from agent.store.db import Database
+from agent.store.idempotency import IdemRequest, check_key, remember_key
 
 _COLUMNS = (
     "seq, id, name, channel, body, variables, description, metadata, usage_count, last_used_at, "
@@ -42,10 +43,25 @@ class TemplateStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, t: Template) -> Template:
-        """Insert; raises TemplateNameTaken when the name is in use."""
+    async def create(self, t: Template, idem: IdemRequest | None = None
+                     ) -> tuple[Template, bool]:
+        """Insert; returns (template, replayed). Raises TemplateNameTaken, IdempotencyConflict.
 
-        def op(conn: sqlite3.Connection) -> Template:
+        With ``idem``, a repeat of the same request returns the template it created.
+        """
+
+        def op(conn: sqlite3.Connection) -> tuple[Template, bool]:
+            if idem is not None:
+                original = check_key(conn, idem.api_key_id, idem.key, idem.request_hash,
+                                     idem.valid_after)
+                if original is not None:
+                    r = conn.execute(f"SELECT {_COLUMNS} FROM templates WHERE id = ?",
+                                     (original,)).fetchone()
+                    if r is not None:
+                        return _row(r), True
+                    # Deleted since: the request creates it again, under the same key.
+                    conn.execute("DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ?",
+                                 (idem.api_key_id, idem.key))
             try:
                 cur = conn.execute(
                     "INSERT INTO templates (id, name, channel, body, variables, description, "
@@ -58,7 +74,10 @@ class TemplateStore:
             except sqlite3.IntegrityError as exc:
                 raise TemplateNameTaken(t.name) from exc
             t.seq = cur.lastrowid or 0
-            return t
+            if idem is not None:
+                remember_key(conn, idem.api_key_id, idem.key, idem.request_hash, t.id,
+                             t.created_at)
+            return t, False
 
         return await self._db.write(op)
 

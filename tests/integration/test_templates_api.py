@@ -136,3 +136,13 @@ async def test_send_with_template_checks_channel_and_variables(client: Client) -
                              json=base | {"channel": "email", "to": "a@b.c"})
     assert (await resp.json())["error"]["code"] == "template_channel_mismatch"
     assert runtime(client).metrics.notifications_accepted.labels("slack")._value.get() == 0
+
+
+async def test_create_is_idempotent(client: Client) -> None:
+    s1, first = await create(client, idempotency_key="tpl-1")
+    s2, again = await create(client, idempotency_key="tpl-1")
+    assert (s1, s2) == (201, 200) and again["id"] == first["id"]
+    s3, other = await create(client, idempotency_key="tpl-1", body="another {{x}}")
+    assert s3 == 409 and other["error"]["code"] == "idempotency_key_reused"
+    page = await (await client.get("/v1/templates", headers=auth())).json()
+    assert len(page["data"]) == 1
