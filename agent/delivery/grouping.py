@@ -164,7 +164,7 @@ def build_flush(
         notified = {m.alert.seq: m.status for m in decision.alerts}
     # Resolved members leave once their resolution was told (or will never be).
     remove = [m.alert.seq for m in group.members if m.status == RESOLVED
-              and (decision.notify or m.notified != FIRING or not route.get("send_resolved"))
+              and (decision.notify or m.notified != FIRING or not route.get("send_resolved", True))
               and decision.reason != "muted"]
     still_firing = any(m.status == FIRING for m in group.members)
     interval = float(route.get("group_interval", 300.0))

@@ -57,7 +57,6 @@ class Database:
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
-        self.commit_listeners: list[Callable[[], None]] = []
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -198,7 +197,5 @@ class Database:
                     p.future.set_result(value)
                 else:
                     p.future.set_exception(value)
-            for listener in self.commit_listeners:
-                listener()
             if self._pending:
                 self._wakeup.set()
