@@ -27,6 +27,7 @@ SEVERITY_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRI
 FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
 # A storm's group can hold thousands of alerts; a page listing them all helps nobody.
 DEFAULT_TEXT_MAX_ALERTS = 50
+MAX_ALERT_IDS = 100  # in a notification's metadata; GET /v1/alerts/{id} links them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,8 @@ def build_flush(
                 priority=route.get("priority", "normal"),
                 metadata={"route": route.get("name", group.route_id), "group_key": group.key,
                           "status": ctx["status"], "reason": decision.reason,
-                          "alert_ids": [a["id"] for a in ctx["alerts"]],
+                          "alert_ids": [a["id"] for a in ctx["alerts"][:MAX_ALERT_IDS]],
+                          "alert_count": len(ctx["alerts"]),
                           "group_labels": group.labels},
                 idempotency_key=None, request_hash=None, simulated=False, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,

@@ -114,6 +114,15 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
     return len(gids)
 
 
+def _already_ended(conn: sqlite3.Connection, a: Alert, starts_at: float) -> bool:
+    """Whether the last resolved alert of this fingerprint ended at or after ``starts_at``."""
+    r = conn.execute(
+        "SELECT COALESCE(ends_at, resolved_at) FROM alerts WHERE source = ? AND fingerprint = ? "
+        "AND status = ? ORDER BY seq DESC LIMIT 1", (a.source, a.fingerprint, RESOLVED),
+    ).fetchone()
+    return r is not None and r[0] is not None and starts_at < r[0]
+
+
 def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
                 out: IngestResult) -> None:
     a = it.alert
@@ -133,6 +142,13 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
             # Rules may have changed since it was first routed: join any new route's group
             # (Alertmanager routes every receipt).
             out.groups_touched += _touch_groups(conn, row[0], it, now, only_missing=True)
+            return
+        if a.starts_at is not None and _already_ended(conn, a, a.starts_at):
+            # A late copy of a firing alert that already resolved (two Alertmanager peers
+            # sending, a retried request): re-opening it would page for an alert that is over.
+            out.ids.append(None)
+            out.outcomes.append("stale")
+            out.stale += 1
             return
         aid = new_id("alt")
         cur = conn.execute(

@@ -157,5 +157,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX notifications_status_seq ON notifications (status, seq);
     CREATE INDEX notifications_channel_seq ON notifications (channel, seq);
     CREATE INDEX notifications_channel_status_seq ON notifications (channel, status, seq);
+    CREATE INDEX alerts_fingerprint ON alerts (source, fingerprint, seq);
     """,
 )

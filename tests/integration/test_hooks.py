@@ -363,3 +363,18 @@ async def test_reload_cannot_open_an_unsecured_source(rules_settings: Settings) 
         assert "generic source 'ci' has no auth" in (await resp.json())["error"]["message"]
         assert "ci" not in runtime(c).rules.current.generic_sources
         assert (await c.post("/hooks/generic/ci", json={"name": "x"})).status == 404
+
+
+async def test_a_late_firing_copy_of_a_resolved_alert_is_ignored(hclient: Client) -> None:
+    firing = sample("alertmanager-firing.json")
+    assert (await hclient.post("/hooks/alertmanager", json=firing)).status == 200
+    resolved = sample("alertmanager-resolved.json")
+    assert (await hclient.post("/hooks/alertmanager", json=resolved)).status == 200
+    # The other Alertmanager peer's copy of the firing alert arrives late.
+    late = await (await hclient.post("/hooks/alertmanager", json=firing)).json()
+    assert late["created"] == 0 and late["ignored"] >= 1
+    # A real re-fire starts after the resolution and opens a new alert.
+    refire = sample("alertmanager-firing.json")
+    for a in refire["alerts"]:
+        a["startsAt"] = "2099-01-01T00:00:00Z"
+    assert (await (await hclient.post("/hooks/alertmanager", json=refire)).json())["created"] >= 1
