@@ -39,6 +39,7 @@ from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.settings import ConfigError, Settings, SourceSettings, SourcesSettings, read_secret_file
 from agent.store import Store
+from agent.store.retention import prune
 
 log = get_logger("app")
 WEBHOOK_SECRET_FILE = "webhook-signing-secret"
@@ -168,6 +169,21 @@ async def _refresh_outbox_gauges(rt: Runtime) -> None:
     rt.metrics.outbox_depth.labels("due").set(due)
     rt.metrics.outbox_depth.labels("scheduled").set(scheduled)
     rt.metrics.outbox_oldest_due_age.set(0.0 if oldest is None else t - oldest)
+    db = rt.settings.database_path
+    rt.metrics.store_size.set(sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal"))
+                                  if p.exists()))
+
+
+async def _apply_retention(rt: Runtime) -> None:
+    days = rt.settings.store.retention_days
+    if rt.store is None or days <= 0:
+        return
+    removed = await prune(rt.store.db, rt.clock() - days * 86400)
+    for table, n in removed.items():
+        if n:
+            rt.metrics.rows_pruned.labels(table).inc(n)
+    if any(removed.values()):
+        log.info("retention_pruned", **removed)
 
 
 async def _purge_idempotency(rt: Runtime) -> None:
@@ -258,6 +274,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
                               id="outbox_gauges", coalesce=True, max_instances=1)
             scheduler.add_job(intake.flush_receipts, "interval", seconds=1,
                               id="receipts_flush", coalesce=True, max_instances=1)
+            scheduler.add_job(_apply_retention, "interval", hours=1, args=[rt],
+                              id="retention", coalesce=True, max_instances=1)
             scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[rt],
                               id="idempotency_purge", coalesce=True, max_instances=1)
             scheduler.start()

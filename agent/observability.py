@@ -162,6 +162,13 @@ class Metrics:
         self.store_errors = Counter(
             "alert_agent_store_errors_total", "Store transactions that failed.", registry=r
         )
+        self.rows_pruned = Counter(
+            "alert_agent_store_rows_pruned_total", "Rows deleted by retention, by table.",
+            ["table"], registry=r,
+        )
+        self.store_size = Gauge(
+            "alert_agent_store_size_bytes", "Size of the database files (db + WAL).", registry=r
+        )
         self.dispatcher_running = Gauge(
             "alert_agent_dispatcher_running", "1 while the dispatcher loop runs.", registry=r
         )

@@ -51,6 +51,9 @@ class StoreSettings(_Section):
     # NORMAL survives a process crash (kill -9); FULL also survives a power cut, ~5 % slower.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Finished notifications, inbox items and resolved alerts older than this are deleted
+    # (hourly). 0 keeps everything.
+    retention_days: float = Field(default=30.0, ge=0)
 
 
 class DeliverySettings(_Section):

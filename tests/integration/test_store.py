@@ -145,3 +145,26 @@ async def test_a_replay_whose_key_expired_is_never_inserted(store: Store) -> Non
     with pytest.raises(ReplayExpired):
         await store.notifications.create([stray])
     assert await store.notifications.get(stray.id) is None
+
+
+async def test_retention_prunes_only_what_ended_long_ago(store: Store) -> None:
+    from agent.domain import Alert, AlertIntake
+    from agent.store.notifications import Delivered
+    from agent.store.retention import prune
+
+    old, queued = item(), item()
+    await store.notifications.create([old, queued])
+    t = now()
+    [claimed] = await store.notifications.claim_due(t, 1)
+    await store.notifications.complete([Delivered(claimed.id, t, t, None)])
+    alert = Alert("api", "fp1", "firing", {"alertname": "A"}, {})
+    await store.alerts.ingest([AlertIntake(alert, "info", "custom", None, None, [])], t)
+    alert.status = "resolved"
+    await store.alerts.ingest([AlertIntake(alert, "info", "custom", None, None, [])], t)
+
+    assert await prune(store.db, t - 10) == {"notifications": 0, "inbox": 0, "alerts": 0}
+    removed = await prune(store.db, t + 10)
+    assert removed == {"notifications": 1, "inbox": 0, "alerts": 1}
+    assert await store.notifications.get(claimed.id) is None
+    remaining = old.id if claimed.id != old.id else queued.id
+    assert await store.notifications.get(remaining) is not None  # still queued: kept
