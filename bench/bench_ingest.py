@@ -55,10 +55,13 @@ from bench_api import (
     ROOT,
     SHARED,
     Daemon,
+    collect_runs,
     cpu_set,
     fmt,
+    log,
     median,
     metric,
+    past_deadline,
     proc_cpu_s,
     proc_kb,
     quantile,
@@ -81,13 +84,6 @@ TARGET_ROUTE_US = 50.0
 TARGET_RELOAD_S = 1.0
 TARGET_RSS_MB = 200.0
 SERVICES = ["api-gateway", "payments", "search", "checkout", "db-primary", "auth"]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --- helpers ---------------------------------------------------------------------------------
 
 
 def request(url: str, method: str = "GET", key: str | None = None, timeout: float = 30.0,
@@ -176,29 +172,6 @@ def wrk_post(a: argparse.Namespace, url: str, body: Path, seconds: float) -> dic
     res["socket_errors"] = sum(res[k] for k in ("errors_connect", "errors_read", "errors_write",
                                                 "errors_timeout"))
     return res
-
-
-def collect(a: argparse.Namespace, label: str, count: int,
-            run: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Up to ``count`` runs; a failed run is logged and skipped, the others are kept."""
-    runs, errors = [], []
-    for i in range(count):
-        if past_deadline(a):
-            break
-        log(f"{label} run {i + 1}/{count}")
-        try:
-            runs.append(run())
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            log(f"  {label} run {i + 1} FAILED: {errors[-1]}")
-    return runs, errors
-
-
-def past_deadline(a: argparse.Namespace) -> bool:
-    if time.monotonic() > a.deadline:
-        log(f"suite deadline ({a.max_minutes:g} min) reached: skipping the rest")
-        return True
-    return False
 
 
 class IngestDaemon(Daemon):
@@ -419,7 +392,7 @@ def ingest_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         nroutes = write_small_rules(rules_dir)
     log(f"ingest: {body} ({body.stat().st_size:,} B), rules {rules_dir} "
         f"({nroutes if nroutes is not None else '?'} routes)")
-    runs, errors = collect(a, "ingest", a.runs, lambda: ingest_run(a, body, rules_dir))
+    runs, errors = collect_runs(a, "ingest", a.runs, lambda: ingest_run(a, body, rules_dir))
     if not runs:
         raise RuntimeError(f"every ingest run failed: {errors[0] if errors else '?'}")
     try:
