@@ -286,9 +286,22 @@ class StoredAlert:
 
 @dataclass(slots=True)
 class GroupMember:
-    alert: StoredAlert
+    """One alert's place in a group. ``alert`` is loaded only for the alerts a notification
+    can show (a storm's group may hold 100,000): decisions need just seq, status and severity."""
+
+    alert: StoredAlert | None
     status: str  # "firing" | "resolved", as last received
     notified: str | None  # what the last notification said about it; None: never notified
+    seq: int = 0
+    severity: str = "info"
+    key: tuple[str, str] = ("", "")  # (source, fingerprint)
+    labels_json: str | None = None  # for inhibition checks, when the alert is not loaded
+
+    def __post_init__(self) -> None:
+        if self.alert is not None:
+            self.seq = self.alert.seq
+            self.severity = self.alert.severity
+            self.key = (self.alert.source, self.alert.fingerprint)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from agent.alerts import restrict
 from agent.delivery.grouping import build_flush, plan
 from agent.delivery.waker import Waker
@@ -105,9 +107,10 @@ class Grouper:
         muted = self._muted(route, rules, t)
         inhibitor = self._inhibitor()
         inhibited = frozenset(
-            m.alert.seq for m in group.members
-            if m.status == "firing" and inhibitor.inhibited(
-                (m.alert.source, m.alert.fingerprint), m.alert.labels))
+            m.seq for m in group.members
+            if m.status == "firing" and inhibitor.rules and inhibitor.inhibited(
+                m.key, m.alert.labels if m.alert is not None else orjson.loads(
+                    m.labels_json or "{}")))
         decision = plan(group.members, group.last_flush_at, route, t, muted, inhibited)
         result = build_flush(group, route, decision, t)
         if decision.notify:

@@ -45,9 +45,9 @@ def plan(members: Sequence[GroupMember], last_flush_at: float | None, route: Map
     ``inhibited`` holds the seqs of firing alerts an inhibit rule mutes right now: they are left
     out as if absent, and stay untold so they notify once the inhibition ends.
     """
-    held = any(m.status == FIRING and m.alert.seq in inhibited for m in members)
+    held = any(m.status == FIRING and m.seq in inhibited for m in members)
     if held:
-        members = [m for m in members if not (m.status == FIRING and m.alert.seq in inhibited)]
+        members = [m for m in members if not (m.status == FIRING and m.seq in inhibited)]
         p = plan(members, last_flush_at, route, now, muted)
         return Plan(p.notify, p.reason, p.alerts, True)
     firing = [m for m in members if m.status == FIRING]
@@ -78,6 +78,8 @@ def template_context(group: GroupSnapshot, about: Sequence[GroupMember]) -> dict
     alerts = []
     for m in about:
         a = m.alert
+        if a is None:  # beyond what the store loaded for display (counted in "truncated")
+            continue
         alerts.append({
             # Source fields first: the alert's own fields must win over a sender's "status".
             **(a.extra or {}),
@@ -87,11 +89,15 @@ def template_context(group: GroupSnapshot, about: Sequence[GroupMember]) -> dict
             "generatorURL": a.generator_url, "message": a.message, "type": a.type,
         })
     firing = [x for x in alerts if x["status"] == FIRING]
+    firing_count = sum(1 for m in about if m.status == FIRING)
     common_labels = _common([x["labels"] for x in alerts])
     common_annotations = _common([x["annotations"] for x in alerts])
     return {
-        "status": FIRING if firing else RESOLVED,
+        "status": FIRING if firing_count else RESOLVED,
         "alerts": alerts,
+        # Alertmanager's name: alerts of the group the notification does not list.
+        "truncatedAlerts": len(about) - len(alerts),
+        "firing_count": firing_count,
         "firing": firing,
         "resolved": [x for x in alerts if x["status"] == RESOLVED],
         "labels": common_labels,
@@ -107,13 +113,13 @@ def template_context(group: GroupSnapshot, about: Sequence[GroupMember]) -> dict
 def max_severity(about: Sequence[GroupMember]) -> str:
     if not about:
         return Severity.INFO.value
-    return max((m.alert.severity for m in about), key=lambda s: SEVERITY_RANK.get(s, 0))
+    return max((m.severity for m in about), key=lambda s: SEVERITY_RANK.get(s, 0))
 
 
 def default_text(ctx: Mapping[str, Any]) -> str:
     """A readable message when the route names no template (Alertmanager's default shape)."""
     alerts = ctx["alerts"]
-    firing = len(ctx["firing"])
+    firing = ctx.get("firing_count", len(ctx["firing"]))
     head = f"[FIRING:{firing}]" if firing else "[RESOLVED]"
     name = ctx["commonLabels"].get("alertname") or next(
         (a["labels"]["alertname"] for a in alerts if a["labels"].get("alertname")), "alert")
@@ -125,8 +131,9 @@ def default_text(ctx: Mapping[str, Any]) -> str:
                 or a["message"] or ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())))
         mark = "" if a["status"] == FIRING else "[resolved] "
         lines.append(f"- {mark}{text}")
-    if len(alerts) > DEFAULT_TEXT_MAX_ALERTS:
-        lines.append(f"... and {len(alerts) - DEFAULT_TEXT_MAX_ALERTS} more")
+    hidden = max(0, len(alerts) - DEFAULT_TEXT_MAX_ALERTS) + ctx.get("truncatedAlerts", 0)
+    if hidden:
+        lines.append(f"... and {hidden} more")
     return "\n".join(lines)
 
 
@@ -163,9 +170,9 @@ def build_flush(
                 idempotency_key=None, request_hash=None, simulated=False, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,
             ))
-        notified = {m.alert.seq: m.status for m in decision.alerts}
+        notified = {m.seq: m.status for m in decision.alerts}
     # Resolved members leave once their resolution was told (or will never be).
-    remove = [m.alert.seq for m in group.members if m.status == RESOLVED
+    remove = [m.seq for m in group.members if m.status == RESOLVED
               and (decision.notify or m.notified != FIRING or not route.get("send_resolved", True))
               and decision.reason != "muted"]
     still_firing = any(m.status == FIRING for m in group.members)
@@ -181,7 +188,7 @@ def build_flush(
         nxt = None if len(remove) == len(group.members) else now + interval
     return FlushResult(
         group_id=group.id, version_seen=group.version, notifications=notifications,
-        alert_seqs=[m.alert.seq for m in decision.alerts] if decision.notify else [],
+        alert_seqs=[m.seq for m in decision.alerts] if decision.notify else [],
         notified=notified, remove=remove, last_flush_at=now if decision.notify else None,
         next_flush_at=nxt, retry_at=max(now, (last if last is not None else now) + interval),
     )

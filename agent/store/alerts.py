@@ -30,11 +30,28 @@ _COLUMNS = (
     "resolved_at, last_received_at, receive_count"
 )
 ACTIVE, RESOLVED = "active", "resolved"
-_MEMBERS = (
-    f"SELECT {', '.join('a.' + c.strip() for c in _COLUMNS.split(','))}, m.status AS m_status, "
-    "m.notified AS m_notified FROM group_members m JOIN alerts a ON a.seq = m.alert_seq "
-    "WHERE m.group_id = ? ORDER BY a.seq"
+_MEMBER_STATES = (
+    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, a.labels "
+    "FROM group_members m JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
+    "ORDER BY m.alert_seq"
 )
+
+
+def _members(conn: sqlite3.Connection, group_id: int, display: int) -> list[GroupMember]:
+    """Every member's state, and the full alert for the first ``display`` a notification could
+    list (firing, or told firing): a 100,000-alert group costs tuples, not alert objects."""
+    members = []
+    shown = 0
+    for seq, status, notified, severity, source, fp, labels in conn.execute(
+            _MEMBER_STATES, (group_id,)):
+        alert = None
+        if shown < display and (status == AlertStatus.FIRING or notified == AlertStatus.FIRING):
+            r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?", (seq,)).fetchone()
+            alert = _alert(r)
+            shown += 1
+        members.append(GroupMember(alert, status, notified, seq=seq, severity=severity,
+                                   key=(source, fp), labels_json=None if alert else labels))
+    return members
 
 
 def _dumps(v: object) -> str:
@@ -47,10 +64,6 @@ def _alert(r: sqlite3.Row | dict[str, object]) -> StoredAlert:
     d["annotations"] = orjson.loads(d["annotations"])
     d["extra"] = orjson.loads(d["extra"]) if d["extra"] else None
     return StoredAlert(**d)
-
-
-def _without(r: sqlite3.Row, *keys: str) -> dict[str, object]:
-    return {k: r[k] for k in r.keys() if k not in keys}
 
 
 @dataclass(slots=True)
@@ -261,7 +274,8 @@ class AlertStore:
     # --- groups, for the grouper ---------------------------------------------------------
 
     async def claim_groups(self, now: float, limit: int, lease: float = 300.0,
-                           member_budget: int = 5000) -> list[GroupSnapshot]:
+                           member_budget: int = 20000, display: int = 200
+                           ) -> list[GroupSnapshot]:
         """Claim due groups, oldest due first, with their members.
 
         Stops once ``member_budget`` members are loaded (at least one group per round), so a
@@ -281,11 +295,7 @@ class AlertStore:
             for g in due:
                 if out and loaded >= member_budget:
                     break
-                members = [
-                    GroupMember(_alert(_without(r, "m_status", "m_notified")), r["m_status"],
-                                r["m_notified"])
-                    for r in conn.execute(_MEMBERS, (g["id"],))
-                ]
+                members = _members(conn, g["id"], display)
                 loaded += len(members)
                 conn.execute("UPDATE alert_groups SET claimed_at = ? WHERE id = ?", (now, g["id"]))
                 out.append(GroupSnapshot(

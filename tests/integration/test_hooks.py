@@ -378,3 +378,26 @@ async def test_a_late_firing_copy_of_a_resolved_alert_is_ignored(hclient: Client
     for a in refire["alerts"]:
         a["startsAt"] = "2099-01-01T00:00:00Z"
     assert (await (await hclient.post("/hooks/alertmanager", json=refire)).json())["created"] >= 1
+
+
+async def test_a_huge_group_is_told_in_one_capped_notification(settings: Settings) -> None:
+    settings.rules_dir.mkdir(parents=True)
+    (settings.rules_dir / "r.yaml").write_text(
+        "defaults: {notify: [{channel: in-app, to: ops}], group_wait: 0s, group_by: [alertname]}\n")
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+        alerts_ = []
+        for i in range(300):
+            a = am_alert("Storm", "critical", "eu")
+            a["labels"]["instance"] = f"host-{i}"
+            alerts_.append(a)
+        resp = await c.post("/hooks/alertmanager", json={"version": "4", "alerts": alerts_})
+        assert (await resp.json())["created"] == 300
+        await wait_until(lambda: _has(c, "ops", 1))
+        [note] = await inbox(c, "ops")
+        lines = note["body"].splitlines()
+        assert lines[0] == "[FIRING:300] Storm"
+        assert len(lines) == 1 + 50 + 1 and lines[-1] == "... and 250 more"
+        detail = await (await c.get("/v1/alerts?per_page=1", headers=auth())).json()
+        one = detail["data"][0]["id"]
+        got = await (await c.get(f"/v1/alerts/{one}", headers=auth())).json()
+        assert len(got["data"]["notifications"]) == 1  # every alert links to the notification
