@@ -295,7 +295,6 @@ class GroupMember:
     seq: int = 0
     severity: str = "info"
     key: tuple[str, str] = ("", "")  # (source, fingerprint)
-    labels_json: str | None = None  # for inhibition checks, when the alert is not loaded
 
     def __post_init__(self) -> None:
         if self.alert is not None:
@@ -315,6 +314,7 @@ class GroupSnapshot:
     last_flush_at: float | None
     created_at: float
     members: list[GroupMember]
+    inhibited: frozenset[int] = frozenset()  # seqs of firing members muted right now
 
 
 @dataclass(slots=True)

@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from agent.alerts import restrict
 from agent.delivery.grouping import build_flush, plan
 from agent.delivery.waker import Waker
@@ -81,7 +79,9 @@ class Grouper:
 
     async def _round(self) -> int:
         t = self._clock()
-        groups = await self._store.claim_groups(t, self._batch, self._lease)
+        inhibitor = self._inhibitor()
+        groups = await self._store.claim_groups(
+            t, self._batch, self._lease, muted=inhibitor.inhibited if inhibitor.rules else None)
         if not groups:
             return 0
         rules = self._rules()
@@ -105,13 +105,7 @@ class Grouper:
         if "channels" in group.route:
             route = {**route, "notify": restrict(route["notify"], group.route["channels"])}
         muted = self._muted(route, rules, t)
-        inhibitor = self._inhibitor()
-        inhibited = frozenset(
-            m.seq for m in group.members
-            if m.status == "firing" and inhibitor.rules and inhibitor.inhibited(
-                m.key, m.alert.labels if m.alert is not None else orjson.loads(
-                    m.labels_json or "{}")))
-        decision = plan(group.members, group.last_flush_at, route, t, muted, inhibited)
+        decision = plan(group.members, group.last_flush_at, route, t, muted, group.inhibited)
         result = build_flush(group, route, decision, t)
         if decision.notify:
             log.info("group_notified", group_key=group.key, route=route.get("name"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,27 +31,36 @@ _COLUMNS = (
 )
 ACTIVE, RESOLVED = "active", "resolved"
 _MEMBER_STATES = (
-    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, a.labels "
+    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, {labels} "
     "FROM group_members m JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
     "ORDER BY m.alert_seq"
 )
 
 
-def _members(conn: sqlite3.Connection, group_id: int, display: int) -> list[GroupMember]:
+Muted = Callable[[tuple[str, str], dict[str, str]], bool]
+
+
+def _members(conn: sqlite3.Connection, group_id: int, display: int,
+             muted: Muted | None) -> tuple[list[GroupMember], frozenset[int]]:
     """Every member's state, and the full alert for the first ``display`` a notification could
     list (firing, or told firing): a 100,000-alert group costs tuples, not alert objects."""
     members = []
     shown = 0
-    for seq, status, notified, severity, source, fp, labels in conn.execute(
-            _MEMBER_STATES, (group_id,)):
+    inhibited = set()
+    sql = _MEMBER_STATES.format(labels="a.labels" if muted else "NULL")
+    for seq, status, notified, severity, source, fp, labels in conn.execute(sql, (group_id,)):
+        # Labels are looked at here and dropped: a storm's group never holds them all at once.
+        if muted is not None and status == AlertStatus.FIRING and muted(
+                (source, fp), orjson.loads(labels)):
+            inhibited.add(seq)
         alert = None
         if shown < display and (status == AlertStatus.FIRING or notified == AlertStatus.FIRING):
             r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?", (seq,)).fetchone()
             alert = _alert(r)
             shown += 1
         members.append(GroupMember(alert, status, notified, seq=seq, severity=severity,
-                                   key=(source, fp), labels_json=None if alert else labels))
-    return members
+                                   key=(source, fp)))
+    return members, frozenset(inhibited)
 
 
 def _dumps(v: object) -> str:
@@ -274,10 +283,11 @@ class AlertStore:
     # --- groups, for the grouper ---------------------------------------------------------
 
     async def claim_groups(self, now: float, limit: int, lease: float = 300.0,
-                           member_budget: int = 20000, display: int = 200
-                           ) -> list[GroupSnapshot]:
+                           member_budget: int = 20000, display: int = 200,
+                           muted: Muted | None = None) -> list[GroupSnapshot]:
         """Claim due groups, oldest due first, with their members.
 
+        ``muted`` (the inhibitor's check, run on the writer thread) marks muted members.
         Stops once ``member_budget`` members are loaded (at least one group per round), so a
         storm's thousands of groups are flushed in slices: bounded memory, and ingest commits
         are never stuck behind one huge transaction.
@@ -295,14 +305,14 @@ class AlertStore:
             for g in due:
                 if out and loaded >= member_budget:
                     break
-                members = _members(conn, g["id"], display)
+                members, inhibited = _members(conn, g["id"], display, muted)
                 loaded += len(members)
                 conn.execute("UPDATE alert_groups SET claimed_at = ? WHERE id = ?", (now, g["id"]))
                 out.append(GroupSnapshot(
                     id=g["id"], key=g["group_key"], route_id=g["route_id"],
                     route=orjson.loads(g["route"]), labels=orjson.loads(g["labels"]),
                     version=g["version"], last_flush_at=g["last_flush_at"],
-                    created_at=g["created_at"], members=members))
+                    created_at=g["created_at"], members=members, inhibited=inhibited))
             return out
 
         return await self._db.write(op)
