@@ -1050,10 +1050,16 @@ def run_phases(a: argparse.Namespace, work: Path) -> tuple[dict[str, Any], dict[
         "rss": lambda: rss_phase(a),
         "floors": lambda: floors_phase(a, work),
     }
+    return run_each(a, phases, set(a.phases))
+
+
+def run_each(a: argparse.Namespace, phases: dict[str, Callable[[], Any]],
+             wanted: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the wanted phases in order; a failed phase is reported, the others still run."""
     res: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, run in phases.items():
-        if name not in a.phases or past_deadline(a):
+        if name not in wanted or past_deadline(a):
             continue
         try:
             res[name] = run()

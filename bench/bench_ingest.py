@@ -61,10 +61,10 @@ from bench_api import (
     log,
     median,
     metric,
-    past_deadline,
     proc_cpu_s,
     proc_kb,
     quantile,
+    run_each,
     short,
     table,
 )
@@ -1076,18 +1076,7 @@ def run_phases(a: argparse.Namespace, work: Path) -> tuple[dict[str, Any], dict[
         "reload": lambda: reload_phase(a, work),
         "storm": lambda: storm_phase(a, work),
     }
-    wanted = set(a.phases) | ({"compare"} if a.compare else set())
-    res: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, run in phases.items():
-        if name not in wanted or past_deadline(a):
-            continue
-        try:
-            res[name] = run()
-        except Exception as exc:  # keep the other phases' figures
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            log(f"{name} FAILED: {errors[name]}")
-    return res, errors
+    return run_each(a, phases, set(a.phases) | ({"compare"} if a.compare else set()))
 
 
 def main(argv: list[str] | None = None) -> int:
