@@ -975,22 +975,11 @@ def past_deadline(a: argparse.Namespace) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(PHASES),
-                    help="comma-separated phases: accept,deliver,latency,rss (and floors)")
-    ap.add_argument("--quick", action="store_true",
-                    help="1 run of 5 s per accept variant, 1 deliver run, short latency, 20k rss")
+    ap = common_parser(__doc__, PHASES, "accept,deliver,latency,rss (and floors)",
+                       "1 run of 5 s per accept variant, 1 deliver run, short latency, 20k rss")
     ap.add_argument("--floors", action="store_true",
                     help="also run the shared floors (bench_floors.py) and print the ratios")
-    ap.add_argument("--out", type=Path, help="write every figure and run as JSON here")
-    ap.add_argument("--agent", type=Path, default=ROOT / ".venv" / "bin" / "alert-agent")
-    ap.add_argument("--server-cpu", default="0", help="taskset CPU list for the daemon")
-    ap.add_argument("--client-cpu", default="1", help="CPU list for wrk, the sink and this process")
     ap.add_argument("--runs", type=int, help="accept runs per variant (3; --quick 1)")
-    ap.add_argument("--duration", type=float, help="wrk seconds (10; --quick 5)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds")
-    ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--deliver-n", type=int, default=20_000)
     ap.add_argument("--deliver-runs", type=int, help="deliver runs per variant (3; --quick 1)")
     ap.add_argument("--deliver-timeout", type=float, default=120.0)
@@ -1000,9 +989,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--latency-duration", type=float, help="latency seconds (20; --quick 5)")
     ap.add_argument("--rss-n", type=int, help="rss notifications (100,000; --quick 20,000)")
     ap.add_argument("--rss-timeout", type=float, default=300.0)
-    ap.add_argument("--floor-python", default="/tmp/benchvenv/bin/python")
-    ap.add_argument("--max-minutes", type=float, default=14.0, help="hard cap on the suite")
-    ap.add_argument("--keep", action="store_true", help="keep the daemons' data dirs and logs")
     ap.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     quick = a.quick
@@ -1011,14 +997,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.deliver_runs = a.deliver_runs or (1 if quick else 3)
     a.latency_duration = a.latency_duration or (5.0 if quick else 20.0)
     a.rss_n = a.rss_n or (20_000 if quick else 100_000)
-    a.phases = [p.strip() for p in a.only.split(",") if p.strip()]
-    unknown = set(a.phases) - set(PHASES) - {"floors"}
-    if unknown:
-        ap.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    finish_common(ap, a, (*PHASES, "floors"))
     if a.floors and "floors" not in a.phases:
         a.phases.append("floors")
-    a.deadline = time.monotonic() + a.max_minutes * 60
     return a
+
+
+def common_parser(doc: str | None, phases: tuple[str, ...], phases_help: str,
+                  quick_help: str) -> argparse.ArgumentParser:
+    """The options every bench script of this repo shares (CPUs, wrk, limits, output)."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(phases),
+                    help=f"comma-separated phases: {phases_help}")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--out", type=Path, help="write every figure and run as JSON here")
+    ap.add_argument("--agent", type=Path, default=ROOT / ".venv" / "bin" / "alert-agent")
+    ap.add_argument("--server-cpu", default="0", help="taskset CPU list for the daemon")
+    ap.add_argument("--client-cpu", default="1", help="CPU list for wrk, clients, this process")
+    ap.add_argument("--duration", type=float, help="wrk seconds (10; --quick 5)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--floor-python", default="/tmp/benchvenv/bin/python")
+    ap.add_argument("--max-minutes", type=float, default=14.0, help="hard cap on the suite")
+    ap.add_argument("--keep", action="store_true", help="keep the daemons' data dirs and logs")
+    return ap
+
+
+def finish_common(ap: argparse.ArgumentParser, a: argparse.Namespace,
+                  known: tuple[str, ...]) -> None:
+    """Parse ``--only`` into ``a.phases`` (rejecting unknown ones) and set the suite deadline."""
+    a.phases = [p.strip() for p in a.only.split(",") if p.strip()]
+    unknown = set(a.phases) - set(known)
+    if unknown:
+        ap.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    a.deadline = time.monotonic() + a.max_minutes * 60
 
 
 def preflight(a: argparse.Namespace) -> None:

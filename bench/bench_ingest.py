@@ -52,11 +52,12 @@ from typing import Any
 
 import aiohttp
 from bench_api import (
-    ROOT,
     SHARED,
     Daemon,
     collect_runs,
+    common_parser,
     cpu_set,
+    finish_common,
     fmt,
     log,
     median,
@@ -1005,21 +1006,11 @@ def report(res: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(PHASES),
-                    help="comma-separated phases: ingest,routing,reload,storm")
-    ap.add_argument("--quick", action="store_true", help="1 short run of each, smaller counts")
+    ap = common_parser(__doc__, PHASES, "ingest,routing,reload,storm",
+                       "1 short run of each, smaller counts")
     ap.add_argument("--compare", action="store_true",
                     help="after ingest: the shared floors and Alertmanager, for the ratios")
-    ap.add_argument("--out", type=Path, help="write every figure and run as JSON here")
-    ap.add_argument("--agent", type=Path, default=ROOT / ".venv" / "bin" / "alert-agent")
-    ap.add_argument("--server-cpu", default="0", help="taskset CPU list for the daemon")
-    ap.add_argument("--client-cpu", default="1", help="CPU list for wrk, clients, this process")
     ap.add_argument("--runs", type=int, help="ingest (and compare) runs (3; --quick 1)")
-    ap.add_argument("--duration", type=float, help="wrk seconds (10; --quick 5)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds")
-    ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--ingest-rules", type=Path,
                     help="rules dir for ingest (default: a generated 20-route dir)")
     ap.add_argument("--routes", type=int, default=10_000, help="routes for routing/reload")
@@ -1035,9 +1026,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="storm rules' group_interval, s (alerts after the first flush wait it)")
     ap.add_argument("--storm-drain", type=float, default=60.0,
                     help="seconds to wait until every alert is notified")
-    ap.add_argument("--floor-python", default="/tmp/benchvenv/bin/python")
-    ap.add_argument("--max-minutes", type=float, default=14.0, help="hard cap on the suite")
-    ap.add_argument("--keep", action="store_true", help="keep the daemons' data dirs and logs")
     a = ap.parse_args(argv)
     q = a.quick
     defaults = {"runs": (3, 1), "duration": (10.0, 5.0), "route_alerts": (100_000, 20_000),
@@ -1046,11 +1034,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for k, (full, quick) in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, quick if q else full)
-    a.phases = [p.strip() for p in a.only.split(",") if p.strip()]
-    unknown = set(a.phases) - set(PHASES)
-    if unknown:
-        ap.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
-    a.deadline = time.monotonic() + a.max_minutes * 60
+    finish_common(ap, a, PHASES)
     a.big_rules_cache = {}
     return a
 
