@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain import Alert, AlertIntake, AlertStatus, AlertType, GroupRef
+from agent.domain import TEST_MODE, Alert, AlertIntake, AlertStatus, AlertType, GroupRef
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
 from agent.routing.router import route_alert
@@ -39,7 +39,10 @@ def restrict(notify: list[dict[str, Any]], channels: Iterable[str]) -> list[dict
 
 
 def intake(rules: RuleSet, alert: Alert, channels: frozenset[str] | None = None) -> AlertIntake:
-    """Route one alert; ``channels`` (API alerts) keeps only notify targets of those channels."""
+    """Route one alert; ``channels`` (API alerts) keeps only notify targets of those channels.
+
+    A test-mode alert groups apart from live ones, and its group's notifications are simulated.
+    """
     decisions = route_alert(rules, alert)
     groups = []
     for d in decisions:
@@ -49,6 +52,9 @@ def intake(rules: RuleSet, alert: Alert, channels: frozenset[str] | None = None)
             snap = {**snap, "channels": sorted(channels)}
             snap["notify"] = restrict(snap["notify"], channels)
             key = hashlib.sha256(f"{key}|{','.join(snap['channels'])}".encode()).hexdigest()[:32]
+        if alert.mode == TEST_MODE:
+            snap = {**snap, "mode": TEST_MODE}
+            key = hashlib.sha256(f"{key}|{TEST_MODE}".encode()).hexdigest()[:32]
         groups.append(GroupRef(key=key, route_id=d.route.id, labels=d.group_labels,
                                route=snap, group_wait=d.route.group_wait,
                                group_interval=d.route.group_interval))
@@ -175,7 +181,8 @@ class Intake:
             ids[i], outcomes[i] = aid, outcome
             a = it.alert
             self.active.record(a, aid, outcome, rules.config_hash)
-            if outcome in ("created", "resolved"):
+            if outcome in ("created", "resolved") and a.mode != TEST_MODE:
+                # Test alerts never mute live ones.
                 self.inhibition.observe((a.source, a.fingerprint), a.labels,
                                         outcome == "created")
         result.created, result.resolved, result.stale = (

@@ -179,6 +179,12 @@ class InboxItem:
     created_at: float
     read_at: float | None
     seq: int = 0
+    mode: str = "live"  # "test": written by a simulated (sk_test_) notification
+
+
+# The mode of the API key behind a stored row: "live" rows page people, "test" rows
+# (sk_test_ keys) are simulated and visible to test keys only.
+LIVE_MODE, TEST_MODE = "live", "test"
 
 
 class AlertStatus(StrEnum):
@@ -201,6 +207,9 @@ class Alert:
     # Source-specific fields kept for templates and the stored record (Grafana's silenceURL,
     # dashboardURL, panelURL, values, valueString; anything a newer sender adds).
     extra: dict[str, Any] | None = None
+    # "test" for alerts posted with an sk_test_ key: stored apart, routed to simulated
+    # notifications, invisible to live keys, never inhibiting live alerts.
+    mode: str = "live"
 
 
 @dataclass(slots=True)
@@ -282,6 +291,7 @@ class StoredAlert:
     resolved_at: float | None
     last_received_at: float
     receive_count: int
+    mode: str = "live"  # "live" | "test": the mode of the key that created it
 
 
 @dataclass(slots=True)

@@ -10,9 +10,19 @@ from pydantic import Field
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
+from agent.api.middleware import API_KEY
 from agent.api.models import _Strict, parse
 from agent.api.serialize import notification
-from agent.domain import Alert, AlertStatus, AlertType, Channel, Severity, StoredAlert, iso
+from agent.domain import (
+    TEST_MODE,
+    Alert,
+    AlertStatus,
+    AlertType,
+    Channel,
+    Severity,
+    StoredAlert,
+    iso,
+)
 from agent.domain import fingerprint_of as _fp
 from agent.observability import get_logger
 
@@ -46,6 +56,8 @@ def serialize(a: StoredAlert) -> dict[str, Any]:
         "created_at": iso(a.created_at), "updated_at": iso(a.updated_at),
         "resolved_at": iso(a.resolved_at), "last_received_at": iso(a.last_received_at),
         "receive_count": a.receive_count,
+        # Alerts posted with an sk_test_ key: their notifications are simulated.
+        "simulated": a.mode == TEST_MODE,
     }
 
 
@@ -71,7 +83,8 @@ async def list_alerts(request: web.Request) -> web.Response:
                        "status")
     page = _int_param(q, "page", 1, 1, 1_000_000)
     per_page = _int_param(q, "per_page", 20, 1, 100)
-    rows, total = await c.store.alerts.page(status, q.get("monitor_id"), page, per_page)
+    rows, total = await c.store.alerts.page(status, q.get("monitor_id"), page, per_page,
+                                            request[API_KEY].mode)
     return json_response({"object": "list", "data": [serialize(a) for a in rows],
                           "meta": {"page": page, "per_page": per_page, "total": total}})
 
@@ -79,7 +92,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 @routes.get("/v1/alerts/{id}")
 async def get_alert(request: web.Request) -> web.Response:
     aid = request.match_info["id"]
-    found = await ctx(request).store.alerts.get(aid)
+    found = await ctx(request).store.alerts.get(aid, request[API_KEY].mode)
     if found is None:
         raise ApiError(404, "alert_not_found", f"No such alert: '{aid}'.", "id")
     alert, notifications = found
@@ -101,9 +114,13 @@ async def create_alert(request: web.Request) -> web.Response:
     extra = {"threshold": req.threshold} if req.threshold else None
     # "up" closes the monitor's open alert; every other type opens (or re-reports) one.
     status = AlertStatus.RESOLVED if req.type == AlertType.UP else AlertStatus.FIRING
-    fingerprint = _fp({"monitor_id": req.monitor_id})
+    mode = request[API_KEY].mode
+    # A test key's monitor is not the live one of the same name: its own fingerprint keeps
+    # the two apart in deduplication, grouping and resolution.
+    fingerprint = _fp({"monitor_id": req.monitor_id}
+                      | ({"mode": TEST_MODE} if mode == TEST_MODE else {}))
     alert = Alert(source="api", fingerprint=fingerprint, status=status.value, labels=labels,
-                  annotations=annotations, starts_at=c.clock(), extra=extra)
+                  annotations=annotations, starts_at=c.clock(), extra=extra, mode=mode)
     channels = {0: frozenset(ch.value for ch in req.channels)} if req.channels else None
     c.metrics.alerts_received.labels("api").inc()
     result = await c.intake.ingest([alert], channels)
@@ -128,11 +145,13 @@ async def update_alert(request: web.Request) -> web.Response:
                        "An alert can only be resolved here; post a new alert to re-open.",
                        "status")
     resolve = req.status == AlertStatus.RESOLVED
-    found = await c.store.alerts.resolve(aid, req.message, c.clock(), resolve=resolve)
+    found = await c.store.alerts.resolve(aid, req.message, c.clock(), request[API_KEY].mode,
+                                         resolve=resolve)
     if found is None:
         raise ApiError(404, "alert_not_found", f"No such alert: '{aid}'.", "id")
     if resolve:
-        c.intake.inhibition.observe((found.source, found.fingerprint), found.labels, False)
+        if found.mode != TEST_MODE:
+            c.intake.inhibition.observe((found.source, found.fingerprint), found.labels, False)
         c.intake.active.forget(found.source, found.fingerprint)
         c.wake_grouper()
         log.info("alert_resolved", alert_id=aid, via="api")

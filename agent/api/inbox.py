@@ -7,6 +7,7 @@ from aiohttp import web
 from agent.api import pagination, serialize
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
+from agent.api.middleware import API_KEY
 
 routes = web.RouteTableDef()
 
@@ -21,6 +22,6 @@ async def list_inbox(request: web.Request) -> web.Response:
     now = c.clock()
     limit = pagination.parse_limit(q)
     before = pagination.position(q, "inbox", now)
-    rows, more = await c.store.inbox.page(recipient, before, limit)
+    rows, more = await c.store.inbox.page(recipient, request[API_KEY].mode, before, limit)
     return json_response(pagination.page("inbox", rows, more, serialize.inbox_item,
                                          now + c.settings.cursor_ttl_seconds))

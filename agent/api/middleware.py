@@ -13,6 +13,14 @@ from agent.apikeys import ApiKey
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 
+def require_live(key: ApiKey, action: str) -> None:
+    """Shared configuration (templates, rules) changes only with a live key: 403 otherwise."""
+    if key.simulated:
+        raise ApiError(403, "live_key_required",
+                       f"{action} needs an sk_live_ key; sk_test_ keys may only read and use "
+                       "shared configuration.")
+
+
 def _route_label(request: web.Request) -> str:
     info = request.match_info
     route = info.route if info is not None else None

@@ -224,7 +224,7 @@ async def _build_batch(c: ApiContext, key: ApiKey,
 @routes.get("/v1/notifications/{id}")
 async def get_one(request: web.Request) -> web.Response:
     nid = request.match_info["id"]
-    n = await ctx(request).store.notifications.get(nid)
+    n = await ctx(request).store.notifications.get(nid, request[API_KEY].simulated)
     if n is None:
         raise not_found("notification", nid)
     return json_response(serialize.notification(n))
@@ -262,6 +262,7 @@ async def list_all(request: web.Request) -> web.Response:
         created_from=_time_param(q, "from"),
         created_to=_time_param(q, "to"),
         limit=pagination.parse_limit(q),
+        simulated=request[API_KEY].simulated,
     )
     f.before_seq = pagination.position(q, "ntf", now)
     rows, more = await c.store.notifications.page(f)
@@ -273,7 +274,8 @@ async def list_all(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     c = ctx(request)
     nid = request.match_info["id"]
-    n, cancelled = await c.store.notifications.cancel(nid, c.clock())
+    n, cancelled = await c.store.notifications.cancel(nid, c.clock(),
+                                                      request[API_KEY].simulated)
     if n is None:
         raise not_found("notification", nid)
     if not cancelled and n.status != Status.CANCELLED:

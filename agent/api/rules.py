@@ -6,6 +6,7 @@ from aiohttp import web
 
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
+from agent.api.middleware import require_live
 
 routes = web.RouteTableDef()
 
@@ -19,9 +20,11 @@ async def status(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     c = ctx(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or c.keyring.authenticate(token.strip()) is None:
+    key = c.keyring.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
         c.metrics.auth_failures.inc()
         raise ApiError(401, "invalid_api_key", "Reloading needs a valid API key.")
+    require_live(key, "Reloading the rules")
     ok = await c.rules_holder.reload("api")
     body = c.rules_holder.status()
     if not ok:

@@ -8,7 +8,7 @@ from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response, not_found
-from agent.api.middleware import API_KEY
+from agent.api.middleware import API_KEY, require_live
 from agent.api.models import TemplateCreate, TemplateUpdate, parse
 from agent.api.notifications import enum_param, idempotency_conflict, request_hash
 from agent.delivery.rendering import TemplateError, extract_variables
@@ -38,6 +38,7 @@ def _taken(name: str) -> ApiError:
 @routes.post("/v1/templates")
 async def create(request: web.Request) -> web.Response:
     c = ctx(request)
+    require_live(request[API_KEY], "Creating a template")
     raw = await read_json_object(request)
     req = parse(TemplateCreate, raw)
     now = c.clock()
@@ -86,6 +87,7 @@ async def get_one(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     c = ctx(request)
     tid = request.match_info["id"]
+    require_live(request[API_KEY], "Changing a template")
     req = parse(TemplateUpdate, await read_json_object(request))
     changes = TemplateChanges(
         name=req.name, body=req.body, description=req.description, metadata=req.metadata,
@@ -104,6 +106,7 @@ async def update(request: web.Request) -> web.Response:
 @routes.delete("/v1/templates/{id}")
 async def delete(request: web.Request) -> web.Response:
     tid = request.match_info["id"]
+    require_live(request[API_KEY], "Deleting a template")
     if not await ctx(request).store.templates.delete(tid):
         raise not_found("template", tid)
     log.info("template_deleted", template_id=tid)

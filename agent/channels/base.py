@@ -31,6 +31,9 @@ class Message:
     priority: str
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    # Only channels that deliver into the agent itself (``local = True``) see simulated
+    # messages; they keep them apart for test keys.
+    simulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,9 @@ class ChannelSender(Protocol):
     """One delivery channel."""
 
     name: str
+    # True for a channel that delivers into the agent itself (in-app): nothing leaves the host,
+    # so simulated (sk_test_) messages go through it too, marked as such.
+    local: bool
 
     async def send(self, message: Message) -> DeliveryResult: ...
 

@@ -9,6 +9,7 @@ from agent.channels.base import DeliveryResult, Message
 
 class ConsoleChannel:
     name = "console"
+    local = False
 
     def __init__(self, logger: Any) -> None:
         self._log = logger

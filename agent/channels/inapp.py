@@ -12,6 +12,7 @@ InboxWriter = Callable[[InboxItem], Awaitable[None]]
 
 class InAppChannel:
     name = "in-app"
+    local = True
 
     def __init__(self, write: InboxWriter) -> None:
         # The writer is injected: the channel does not know where the inbox is kept.
@@ -28,6 +29,7 @@ class InAppChannel:
                 metadata=message.metadata,
                 created_at=now(),
                 read_at=None,
+                mode="test" if message.simulated else "live",
             )
         )
         return DeliveryResult(provider_id=message.notification_id)

@@ -59,6 +59,7 @@ def payload(message: Message) -> bytes:
 
 class WebhookChannel:
     name = "webhook"
+    local = False
 
     def __init__(self, config: WebhookConfig) -> None:
         self._config = config

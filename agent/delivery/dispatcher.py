@@ -158,9 +158,9 @@ class Dispatcher:
         except TemplateError as exc:
             return Failed(n.id, started, FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
         rendered = text if n.template_body else None
-        if n.simulated:
-            return Delivered(n.id, started, self._clock(), rendered)
         channel = self._channels.get(n.channel)
+        if n.simulated and (channel is None or not channel.local):
+            return Delivered(n.id, started, self._clock(), rendered)
         if channel is None:
             return Failed(
                 n.id, started, FailureReason.CHANNEL_NOT_CONFIGURED,
@@ -169,7 +169,7 @@ class Dispatcher:
         message = Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
-            metadata=n.metadata, created_at=n.created_at,
+            metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
         )
         try:
             await channel.send(message)

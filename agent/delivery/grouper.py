@@ -104,6 +104,8 @@ class Grouper:
         route = rules.snapshot(current) if current is not None else group.route
         if "channels" in group.route:
             route = {**route, "notify": restrict(route["notify"], group.route["channels"])}
+        if "mode" in group.route:  # a test-mode group stays simulated under any rules
+            route = {**route, "mode": group.route["mode"]}
         muted = self._muted(route, rules, t)
         decision = plan(group.members, group.last_flush_at, route, t, muted, group.inhibited)
         result = build_flush(group, route, decision, t)

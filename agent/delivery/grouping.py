@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.delivery.rendering import TemplateError, render
 from agent.domain import (
+    TEST_MODE,
     AlertStatus,
     FlushResult,
     GroupMember,
@@ -167,7 +168,8 @@ def build_flush(
                           "alert_ids": [a["id"] for a in ctx["alerts"][:MAX_ALERT_IDS]],
                           "alert_count": len(ctx["alerts"]),
                           "group_labels": group.labels},
-                idempotency_key=None, request_hash=None, simulated=False, api_key_id=None,
+                idempotency_key=None, request_hash=None,
+                simulated=route.get("mode") == TEST_MODE, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,
             ))
         notified = {m.seq: m.status for m in decision.alerts}

@@ -27,7 +27,7 @@ from agent.store.notifications import _row as notification_row
 _COLUMNS = (
     "seq, id, source, fingerprint, status, type, monitor_id, alertname, message, severity, "
     "labels, annotations, extra, generator_url, starts_at, ends_at, created_at, updated_at, "
-    "resolved_at, last_received_at, receive_count"
+    "resolved_at, last_received_at, receive_count, mode"
 )
 ACTIVE, RESOLVED = "active", "resolved"
 _MEMBER_STATES = (
@@ -175,11 +175,11 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         aid = new_id("alt")
         cur = conn.execute(
             f"INSERT INTO alerts ({_COLUMNS.replace('seq, ', '', 1)}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)",
             (aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
              a.labels.get("alertname"), it.message, it.severity, _dumps(a.labels),
              _dumps(a.annotations), _dumps(a.extra) if a.extra else None, a.generator_url,
-             a.starts_at, a.ends_at, now, now, None, now),
+             a.starts_at, a.ends_at, now, now, None, now, a.mode),
         )
         assert cur.lastrowid is not None
         out.ids.append(aid)
@@ -219,12 +219,14 @@ class AlertStore:
 
         return await self._db.write(op)
 
-    async def resolve(self, alert_id: str, message: str | None, now: float,
+    async def resolve(self, alert_id: str, message: str | None, now: float, mode: str,
                       resolve: bool = True) -> StoredAlert | None:
-        """Resolve an active alert by id (API) and/or set its message; None when unknown."""
+        """Resolve an active alert of this key mode by id (API) and/or set its message; None
+        when unknown or of the other mode."""
 
         def op(conn: sqlite3.Connection) -> StoredAlert | None:
-            r = conn.execute("SELECT seq, status FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            r = conn.execute("SELECT seq, status FROM alerts WHERE id = ? AND mode = ?",
+                             (alert_id, mode)).fetchone()
             if r is None:
                 return None
             if resolve and r["status"] == ACTIVE:
@@ -244,10 +246,16 @@ class AlertStore:
 
         return await self._db.write(op)
 
-    async def get(self, alert_id: str) -> tuple[StoredAlert, list[Notification]] | None:
+    async def get(self, alert_id: str,
+                  mode: str | None = None) -> tuple[StoredAlert, list[Notification]] | None:
+        """The alert and its notifications; None when unknown or (``mode`` given) of the
+        other mode."""
+
         def op(conn: sqlite3.Connection) -> tuple[StoredAlert, list[Notification]] | None:
             r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?",
                              (alert_id,)).fetchone()
+            if r is not None and mode is not None and r["mode"] != mode:
+                return None
             if r is None:
                 return None
             ntf = conn.execute(
@@ -258,17 +266,17 @@ class AlertStore:
 
         return await self._db.read(op)
 
-    async def page(self, status: str | None, monitor_id: str | None, page: int, per_page: int
-                   ) -> tuple[list[StoredAlert], int]:
-        """Newest first; returns one page and the total matching."""
-        where, args = [], []  # type: tuple[list[str], list[object]]
+    async def page(self, status: str | None, monitor_id: str | None, page: int, per_page: int,
+                   mode: str) -> tuple[list[StoredAlert], int]:
+        """Newest first, of one key mode; returns one page and the total matching."""
+        where, args = ["mode = ?"], [mode]  # type: tuple[list[str], list[object]]
         if status is not None:
             where.append("status = ?")
             args.append(status)
         if monitor_id is not None:
             where.append("monitor_id = ?")
             args.append(monitor_id)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        cond = " WHERE " + " AND ".join(where)
 
         def op(conn: sqlite3.Connection) -> tuple[list[StoredAlert], int]:
             total = conn.execute(f"SELECT count(*) FROM alerts{cond}", args).fetchone()[0]
@@ -349,7 +357,8 @@ class AlertStore:
         """
         return await self._db.write(lambda c: [
             ((r[0], r[1]), orjson.loads(r[2])) for r in c.execute(
-                "SELECT source, fingerprint, labels FROM alerts WHERE status = 'active'")])
+                "SELECT source, fingerprint, labels FROM alerts WHERE status = 'active' "
+                "AND mode = 'live'")])
 
     async def active_alerts(self) -> list[tuple[tuple[str, str], str, Alert]]:
         """Every active alert as (key, id, Alert) with what dedup compares (annotations, end)."""

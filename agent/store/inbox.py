@@ -9,7 +9,8 @@ import orjson
 from agent.domain import InboxItem
 from agent.store.db import Database
 
-_COLUMNS = "seq, notification_id, recipient, title, body, severity, metadata, created_at, read_at"
+_COLUMNS = ("seq, notification_id, recipient, title, body, severity, metadata, created_at, "
+            "read_at, mode")
 
 
 def _row(r: sqlite3.Row) -> InboxItem:
@@ -27,17 +28,18 @@ class InboxStore:
         await self._db.write(
             lambda c: c.execute(
                 "INSERT OR IGNORE INTO inbox (notification_id, recipient, title, body, severity, "
-                "metadata, created_at) VALUES (?,?,?,?,?,?,?)",
+                "metadata, created_at, mode) VALUES (?,?,?,?,?,?,?,?)",
                 (item.notification_id, item.recipient, item.title, item.body, item.severity,
-                 orjson.dumps(item.metadata).decode(), item.created_at),
+                 orjson.dumps(item.metadata).decode(), item.created_at, item.mode),
             )
         )
 
     async def page(
-        self, recipient: str, before_seq: int | None, limit: int
+        self, recipient: str, mode: str, before_seq: int | None, limit: int
     ) -> tuple[list[InboxItem], bool]:
-        sql = f"SELECT {_COLUMNS} FROM inbox WHERE recipient = ?"
-        args: list[object] = [recipient]
+        """A recipient's items of one key mode, newest first."""
+        sql = f"SELECT {_COLUMNS} FROM inbox WHERE recipient = ? AND mode = ?"
+        args: list[object] = [recipient, mode]
         if before_seq is not None:
             sql += " AND seq < ?"
             args.append(before_seq)

@@ -46,6 +46,7 @@ class ListFilter:
     created_to: float | None = None
     before_seq: int | None = None
     limit: int = 25
+    simulated: bool | None = None  # the key's mode: test keys list simulated rows only
 
 
 @dataclass(slots=True)
@@ -129,12 +130,17 @@ class NotificationStore:
 
         return await self._db.write(op)
 
-    async def get(self, notification_id: str) -> Notification | None:
+    async def get(self, notification_id: str,
+                  simulated: bool | None = None) -> Notification | None:
+        """The notification; None when unknown or (``simulated`` given) of the other mode."""
+
         def op(conn: sqlite3.Connection) -> Notification | None:
             r = conn.execute(
                 f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
             ).fetchone()
-            return _row(r) if r else None
+            if r is None or (simulated is not None and bool(r["simulated"]) != simulated):
+                return None
+            return _row(r)
 
         return await self._db.read(op)
 
@@ -148,6 +154,7 @@ class NotificationStore:
             ("created_at >= ?", f.created_from),
             ("created_at <= ?", f.created_to),
             ("seq < ?", f.before_seq),
+            ("simulated = ?", None if f.simulated is None else int(f.simulated)),
         ):
             if value is not None:
                 where.append(clause)
@@ -164,17 +171,20 @@ class NotificationStore:
         rows = await self._db.read(op)
         return rows[: f.limit], len(rows) > f.limit
 
-    async def cancel(self, notification_id: str, now: float) -> tuple[Notification | None, bool]:
-        """Cancel a queued, unclaimed notification. Returns (row, cancelled_now)."""
+    async def cancel(self, notification_id: str, now: float,
+                     simulated: bool) -> tuple[Notification | None, bool]:
+        """Cancel a queued, unclaimed notification of this mode. Returns (row, cancelled_now);
+        the row is None when unknown or of the other mode."""
 
         def op(conn: sqlite3.Connection) -> tuple[Notification | None, bool]:
             cur = conn.execute(
                 "UPDATE notifications SET status = ?, cancelled_at = ? "
-                "WHERE id = ? AND status = ? AND claimed_at IS NULL",
-                (Status.CANCELLED, now, notification_id, Status.QUEUED),
+                "WHERE id = ? AND status = ? AND claimed_at IS NULL AND simulated = ?",
+                (Status.CANCELLED, now, notification_id, Status.QUEUED, int(simulated)),
             )
             r = conn.execute(
-                f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+                f"SELECT {_COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
+                (notification_id, int(simulated)),
             ).fetchone()
             return (_row(r) if r else None), cur.rowcount == 1
 

@@ -159,4 +159,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX notifications_channel_status_seq ON notifications (channel, status, seq);
     CREATE INDEX alerts_fingerprint ON alerts (source, fingerprint, seq);
     """,
+    # 4: the mode (live | test) of the key that created an alert or an inbox item: test keys
+    # see and touch only test-mode rows. A notification's mode is its ``simulated`` flag.
+    """
+    ALTER TABLE alerts ADD COLUMN mode TEXT NOT NULL DEFAULT 'live'
+        CHECK (mode IN ('live', 'test'));
+    ALTER TABLE inbox ADD COLUMN mode TEXT NOT NULL DEFAULT 'live'
+        CHECK (mode IN ('live', 'test'));
+    CREATE INDEX notifications_mode_seq ON notifications (simulated, seq);
+    DROP INDEX inbox_recipient;
+    CREATE INDEX inbox_recipient ON inbox (recipient, mode, seq);
+    """,
 )

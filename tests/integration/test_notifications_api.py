@@ -240,8 +240,11 @@ async def test_idempotency_replay_conflict_and_scope(client: Client) -> None:
     # Keys are scoped to the API key: the test key may reuse it.
     s4, other = await send(client, body, key=TEST_KEY)
     assert s4 == 201 and other["id"] != first["id"]
+    # Each key mode lists its own notifications only.
     page = await (await client.get("/v1/notifications", headers=auth())).json()
-    assert len(page["data"]) == 2
+    assert [n["id"] for n in page["data"]] == [first["id"]]
+    page = await (await client.get("/v1/notifications", headers=auth(TEST_KEY))).json()
+    assert [n["id"] for n in page["data"]] == [other["id"]]
 
 
 async def test_idempotency_keys_expire(client: Client) -> None:
@@ -316,7 +319,7 @@ async def test_test_keys_simulate_delivery(client: Client) -> None:
     _, created = await send(client, {"channel": "telegram", "to": "team", "message": "m"},
                             key=TEST_KEY)
     assert created["simulated"] is True and created["credits_used"] == 0
-    body = await wait_status(client, created["id"], "delivered")
+    body = await wait_status(client, created["id"], "delivered", key=TEST_KEY)
     # Even an unbuilt channel "delivers": nothing leaves the host under a test key.
     assert body["status"] == "delivered" and body["simulated"] is True
     metrics = await (await client.get("/metrics")).text()
