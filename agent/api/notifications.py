@@ -278,7 +278,8 @@ async def cancel(request: web.Request) -> web.Response:
                                                       request[API_KEY].simulated)
     if n is None:
         raise not_found("notification", nid)
-    if not cancelled and n.status != Status.CANCELLED:
+    if not cancelled:
+        # Seed 000: only queued notifications can be cancelled, a cancelled one included.
         if n.status == Status.QUEUED:
             raise ApiError(409, "notification_in_flight",
                            "The notification is being delivered right now; it cannot be "
@@ -286,8 +287,7 @@ async def cancel(request: web.Request) -> web.Response:
         raise ApiError(409, "notification_not_cancellable",
                        f"Only queued notifications can be cancelled; this one is '{n.status}'.",
                        "id")
-    if cancelled:
-        c.metrics.notifications.labels(n.channel, "cancelled").inc()
-        log.info("notification_cancelled", notification_id=n.id, channel=n.channel)
+    c.metrics.notifications.labels(n.channel, "cancelled").inc()
+    log.info("notification_cancelled", notification_id=n.id, channel=n.channel)
     return json_response({"id": n.id, "object": "notification", "status": n.status,
                           "cancelled_at": serialize.iso(n.cancelled_at)})

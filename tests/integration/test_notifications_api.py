@@ -211,9 +211,13 @@ async def test_cancel_queued_then_conflict_when_sent(client: Client) -> None:
     body = await resp.json()
     assert body["id"] == scheduled["id"] and body["object"] == "notification"
     assert body["status"] == "cancelled" and body["cancelled_at"]
-    # Cancelling twice is harmless; the cancelled row is never delivered.
-    assert (await client.delete(f"/v1/notifications/{scheduled['id']}",
-                                headers=auth())).status == 200
+    # Seed 000: only queued notifications can be cancelled, so a second cancel is a conflict.
+    resp = await client.delete(f"/v1/notifications/{scheduled['id']}", headers=auth())
+    assert resp.status == 409
+    err = error_of(await resp.json())
+    assert (err["type"], err["code"], err["param"]) == (
+        "conflict", "notification_not_cancellable", "id")
+    assert "'cancelled'" in err["message"]
 
     _, now_ = await send(client, {"channel": "console", "to": "ops", "message": "now"})
     await wait_status(client, now_["id"], "delivered")
