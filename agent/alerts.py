@@ -18,6 +18,7 @@ from agent.routing.inhibit import Inhibitor
 from agent.routing.router import route_alert
 from agent.routing.ruleset import RuleSet
 from agent.store.alerts import AlertStore, IngestResult
+from agent.store.idempotency import IdemRequest
 
 _TYPES = frozenset(t.value for t in AlertType)
 
@@ -158,15 +159,20 @@ class Intake:
     active: ActiveAlerts = field(default_factory=ActiveAlerts)
 
     async def ingest(self, alerts: Sequence[Alert],
-                     channels: Mapping[int, frozenset[str]] | None = None) -> IngestResult:
-        """Store what is new or changed (one transaction), then answer for all of it."""
+                     channels: Mapping[int, frozenset[str]] | None = None,
+                     idem: IdemRequest | None = None) -> IngestResult:
+        """Store what is new or changed (one transaction), then answer for all of it.
+
+        With ``idem`` (one alert: ``POST /v1/alerts``) the key is checked and bound in the
+        store's transaction, so even an unchanged repeat goes there.
+        """
         now = self.clock()
         rules = self.rules()
         ids: list[str | None] = [None] * len(alerts)
         outcomes = [""] * len(alerts)
         fresh: list[int] = []
         for i, a in enumerate(alerts):
-            repeat = self.active.repeat_of(a, rules.config_hash)
+            repeat = None if idem is not None else self.active.repeat_of(a, rules.config_hash)
             if repeat is None:
                 fresh.append(i)
             else:
@@ -176,7 +182,9 @@ class Intake:
         if not fresh:
             return result
         items = [intake(rules, alerts[i], (channels or {}).get(i)) for i in fresh]
-        stored = await self.store.ingest(items, now)
+        stored = await self.store.ingest(items, now, idem)
+        if stored.replayed:
+            return stored
         for i, it, aid, outcome in zip(fresh, items, stored.ids, stored.outcomes, strict=True):
             ids[i], outcomes[i] = aid, outcome
             a = it.alert

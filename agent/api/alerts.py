@@ -12,6 +12,7 @@ from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
 from agent.api.middleware import API_KEY
 from agent.api.models import _Strict, parse
+from agent.api.notifications import idempotency_conflict, request_hash
 from agent.api.serialize import notification
 from agent.domain import (
     TEST_MODE,
@@ -25,6 +26,8 @@ from agent.domain import (
 )
 from agent.domain import fingerprint_of as _fp
 from agent.observability import get_logger
+from agent.store import IdempotencyConflict
+from agent.store.idempotency import IdemRequest
 
 log = get_logger("api")
 routes = web.RouteTableDef()
@@ -39,6 +42,7 @@ class AlertCreate(_Strict):
     threshold: dict[str, Any] | None = None
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class AlertUpdate(_Strict):
@@ -103,7 +107,8 @@ async def get_alert(request: web.Request) -> web.Response:
 @routes.post("/v1/alerts")
 async def create_alert(request: web.Request) -> web.Response:
     c = ctx(request)
-    req = parse(AlertCreate, await read_json_object(request))
+    raw = await read_json_object(request)
+    req = parse(AlertCreate, raw)
     labels = {**req.labels, "alertname": req.labels.get("alertname", req.monitor_id),
               "monitor_id": req.monitor_id, "type": req.type.value}
     if req.severity is not None:
@@ -122,8 +127,15 @@ async def create_alert(request: web.Request) -> web.Response:
     alert = Alert(source="api", fingerprint=fingerprint, status=status.value, labels=labels,
                   annotations=annotations, starts_at=c.clock(), extra=extra, mode=mode)
     channels = {0: frozenset(ch.value for ch in req.channels)} if req.channels else None
+    idem = None
+    if req.idempotency_key is not None:
+        idem = IdemRequest(request[API_KEY].id, req.idempotency_key, request_hash(raw),
+                           c.clock() - c.settings.idempotency_ttl_seconds)
     c.metrics.alerts_received.labels("api").inc()
-    result = await c.intake.ingest([alert], channels)
+    try:
+        result = await c.intake.ingest([alert], channels, idem)
+    except IdempotencyConflict as exc:
+        raise idempotency_conflict(exc) from exc
     aid = result.ids[0]
     if aid is None:
         raise ApiError(409, "no_active_alert",
@@ -131,7 +143,7 @@ async def create_alert(request: web.Request) -> web.Response:
                        "monitor_id")
     found = await c.store.alerts.get(aid)
     assert found is not None
-    created = result.created == 1
+    created = result.created == 1 and not result.replayed
     return json_response({"data": serialize(found[0])}, 201 if created else 200)
 
 

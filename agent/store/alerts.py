@@ -20,6 +20,7 @@ from agent.domain import (
     new_id,
 )
 from agent.store.db import Database
+from agent.store.idempotency import IdemRequest, check_key, remember_key
 from agent.store.notifications import _COLUMNS as NTF_COLUMNS
 from agent.store.notifications import _insert as insert_notification
 from agent.store.notifications import _row as notification_row
@@ -84,6 +85,7 @@ class IngestResult:
     resolved: int = 0
     stale: int = 0
     groups_touched: int = 0
+    replayed: bool = False  # an idempotency key's repeat: ids holds the original, nothing changed
 
 
 _GROUP_UPSERT = (
@@ -204,17 +206,46 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
     out.groups_touched += _resolve_memberships(conn, row[0], now)
 
 
+def _replay(conn: sqlite3.Connection, idem: IdemRequest) -> str | None:
+    """The alert a live idempotency key stored for this body; raises on another body."""
+    original = check_key(conn, idem.api_key_id, idem.key, idem.request_hash, idem.valid_after)
+    if original is None:
+        return None
+    if conn.execute("SELECT 1 FROM alerts WHERE id = ?", (original,)).fetchone():
+        return original
+    # Pruned since (retention): the request is stored again, under the same key.
+    conn.execute("DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ?",
+                 (idem.api_key_id, idem.key))
+    return None
+
+
 class AlertStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def ingest(self, items: Sequence[AlertIntake], now: float) -> IngestResult:
-        """Store a payload's alerts, deduplicated by fingerprint, in one transaction."""
+    async def ingest(self, items: Sequence[AlertIntake], now: float,
+                     idem: IdemRequest | None = None) -> IngestResult:
+        """Store a payload's alerts, deduplicated by fingerprint, in one transaction.
+
+        ``idem`` (one alert only) binds the request's idempotency key to the alert it stored,
+        in the same transaction; a repeat of that request answers with the original alert and
+        changes nothing. Raises IdempotencyConflict for the key with another body.
+        """
+        if idem is not None and len(items) != 1:
+            raise ValueError("an idempotency key covers exactly one alert")
 
         def op(conn: sqlite3.Connection) -> IngestResult:
+            if idem is not None:
+                original = _replay(conn, idem)
+                if original is not None:
+                    return IngestResult(ids=[original], outcomes=["replayed"], replayed=True)
             out = IngestResult(ids=[])
             for it in items:
                 _ingest_one(conn, it, now, out)
+            if idem is not None and out.ids[0] is not None:
+                # Only a request that did something binds its key (a refused one can be fixed).
+                remember_key(conn, idem.api_key_id, idem.key, idem.request_hash, out.ids[0],
+                             now)
             return out
 
         return await self._db.write(op)

@@ -116,3 +116,53 @@ async def test_validation_and_not_found(aclient: Client) -> None:
     resp = await aclient.put("/v1/alerts/alt_nope", headers=auth(), json={"status": "resolved"})
     assert resp.status == 404
     assert (await aclient.get("/v1/alerts")).status == 401
+
+
+async def test_idempotency_key_replays_and_conflicts(aclient: Client) -> None:
+    body = {"monitor_id": "web-9", "type": "down", "message": "down",
+            "idempotency_key": "incident-42"}
+    status, first = await post(aclient, **body)
+    assert status == 201
+    aid = first["data"]["id"]
+    await runtime(aclient).grouper.run_until_idle()
+    # The same request again (keys in another order): 200 with the original, nothing new.
+    status, again = await post(aclient, **dict(reversed(list(body.items()))))
+    assert status == 200 and again["data"]["id"] == aid
+    assert again["data"]["receive_count"] == 1
+    await runtime(aclient).grouper.run_until_idle()
+    got = await (await aclient.get(f"/v1/alerts/{aid}", headers=auth())).json()
+    assert len(got["data"]["notifications"]) == 2
+    # Even once the alert is resolved, a retried request does not open a new one.
+    resp = await aclient.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    assert resp.status == 200
+    status, late = await post(aclient, **body)
+    assert status == 200 and late["data"]["id"] == aid
+    assert late["data"]["status"] == "resolved"
+    listed = await (await aclient.get("/v1/alerts?monitor_id=web-9", headers=auth())).json()
+    assert listed["meta"]["total"] == 1
+    # The same key with another body is a conflict, and changes nothing.
+    status, conflict = await post(aclient, **{**body, "message": "other"})
+    assert status == 409
+    assert (conflict["error"]["code"], conflict["error"]["param"]) == (
+        "idempotency_key_reused", "idempotency_key")
+    # Without a key the same body is a new report: the resolved alert re-opens as a new one.
+    status, fresh = await post(aclient, monitor_id="web-9", type="down", message="down")
+    assert status == 201 and fresh["data"]["id"] != aid
+
+
+async def test_idempotency_key_of_a_resolve_and_validation(aclient: Client) -> None:
+    _, opened = await post(aclient, monitor_id="web-8", type="down")
+    up = {"monitor_id": "web-8", "type": "up", "idempotency_key": "up-1"}
+    status, first = await post(aclient, **up)
+    assert status == 200 and first["data"]["id"] == opened["data"]["id"]
+    # Without the key this would be 409 no_active_alert: the retry is answered as the original.
+    status, again = await post(aclient, **up)
+    assert status == 200 and again["data"]["id"] == opened["data"]["id"]
+    # A refused request binds nothing: the key stays free for a request that succeeds.
+    status, body = await post(aclient, monitor_id="web-7", type="up", idempotency_key="k")
+    assert status == 409 and body["error"]["code"] == "no_active_alert"
+    status, _ = await post(aclient, monitor_id="web-7", type="down", idempotency_key="k")
+    assert status == 201
+    for bad in ("", "x" * 256, 5):
+        status, body = await post(aclient, monitor_id="web-6", type="down", idempotency_key=bad)
+        assert status in (400, 422) and body["error"]["param"] == "idempotency_key", body
