@@ -156,6 +156,10 @@ class Database:
                 try:
                     results.append((True, op(conn)))
                 except Exception as exc:  # one bad operation must not sink the batch
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (disk full, I/O error):
+                        # the batch is lost with it; report why, not the missing savepoint.
+                        raise
                     conn.execute("ROLLBACK TO op")
                     results.append((False, exc))
                 conn.execute("RELEASE op")
@@ -165,6 +169,17 @@ class Database:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """What the caller of a failed operation gets: a database error becomes a StoreError
+        (the API answers 503, retry later); an operation's own exception passes through."""
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        self._metrics.store_errors.inc()
+        log.error("store_write_failed", error=str(exc))
+        err = StoreError(str(exc))
+        err.__cause__ = exc
+        return err
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -184,6 +199,7 @@ class Database:
                 self._metrics.store_errors.inc()
                 log.error("store_commit_failed", error=str(exc), operations=len(batch))
                 err = StoreError(f"commit failed: {exc}")
+                err.__cause__ = exc
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(err)
@@ -196,6 +212,6 @@ class Database:
                 if ok:
                     p.future.set_result(value)
                 else:
-                    p.future.set_exception(value)
+                    p.future.set_exception(self._failed(value))
             if self._pending:
                 self._wakeup.set()

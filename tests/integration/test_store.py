@@ -76,7 +76,8 @@ async def test_a_failing_operation_does_not_sink_its_batch(store: Store) -> None
     ok = store.notifications.create([item()])
     bad = store.db.write(boom)
     results = await asyncio.gather(ok, bad, return_exceptions=True)
-    assert isinstance(results[1], sqlite3.OperationalError)
+    assert isinstance(results[1], StoreError)
+    assert isinstance(results[1].__cause__, sqlite3.OperationalError)
     created = results[0]
     assert not isinstance(created, BaseException)
     assert await store.notifications.get(created.notifications[0].id) is not None
