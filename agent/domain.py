@@ -325,6 +325,9 @@ class GroupSnapshot:
     created_at: float
     members: list[GroupMember]
     inhibited: frozenset[int] = frozenset()  # seqs of firing members muted right now
+    # Set when the store could not read this group back (a stored value this build cannot
+    # decode): the grouper fails and backs off this group alone.
+    error: Exception | None = None
 
 
 @dataclass(slots=True)

@@ -80,6 +80,7 @@ def get_logger(name: str) -> Any:
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OUTCOMES = ("delivered", "failed", "retried", "simulated", "cancelled")
+GROUP_FLUSH_STAGES = ("load", "plan", "record", "round")
 
 
 class Metrics:
@@ -197,6 +198,13 @@ class Metrics:
             "alert_agent_groups_muted_total",
             "Group flushes suppressed by time intervals or inhibition.", registry=r,
         )
+        self.group_flush_failures = Counter(
+            "alert_agent_group_flush_failures_total",
+            "Group flushes that failed, by stage (load: reading the group back, plan: deciding "
+            "and rendering, record: storing the outcome, round: the whole round, e.g. the "
+            "store is down). A failing group is retried with exponential back-off.",
+            ["stage"], registry=r,
+        )
         self.rules_reload_success = Gauge(
             "alert_agent_rules_last_reload_successful",
             "1 when the last rules reload succeeded.", registry=r,
@@ -226,6 +234,8 @@ class Metrics:
             self.alerts_outcome.labels(outcome)
         for outcome in ("success", "failure"):
             self.rules_reloads.labels(outcome)
+        for stage in GROUP_FLUSH_STAGES:
+            self.group_flush_failures.labels(stage)
         for ch in Channel:
             self.notifications_accepted.labels(ch.value)
             for outcome in OUTCOMES:

@@ -17,6 +17,7 @@ from agent.channels.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from agent.delivery.backoff import Backoff
 from agent.delivery.rendering import TemplateError, render
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
@@ -50,6 +51,9 @@ class Dispatcher:
         self._lease = claim_lease
         self._clock = clock
         self._waker = Waker(poll_interval, clock)
+        # The rows stay due while the store refuses the claim: without a back-off the loop
+        # would claim again at once, forever.
+        self._claim_backoff: Backoff[str] = Backoff(poll_interval, 30.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -115,9 +119,12 @@ class Dispatcher:
                     self._retry.max_attempts,
                 )
             except Exception as exc:  # the store is down: keep the loop alive, retry later
-                log.error("outbox_claim_failed", error=str(exc))
-                await self._waker.idle(self._store.next_due_at)
+                failures, delay = self._claim_backoff.failed("claim")
+                log.error("outbox_claim_failed", error=str(exc), failures=failures,
+                          retry_in=delay)
+                await self._waker.sleep(delay)
                 continue
+            self._claim_backoff.succeeded("claim")
             for row in rows:
                 task = asyncio.create_task(self._deliver(row))
                 self._tasks.add(task)

@@ -3,6 +3,10 @@
 Groups live in the store with a ``next_flush_at``; this loop claims the due ones, decides with
 the pure ``grouping`` functions, and records the outcome (notifications included) in one
 transaction. A crash between claim and record leaves the claim to expire: nothing is lost.
+
+A group whose flush fails (a stored value that cannot be read or rendered, a write the database
+refuses) fails alone: the others of its round are recorded, and it is due again only after an
+exponential back-off, so one bad group neither blocks every other nor spins the loop.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.alerts import restrict
+from agent.delivery.backoff import Backoff
 from agent.delivery.grouping import build_flush, plan
 from agent.delivery.waker import Waker
 from agent.domain import FlushResult, GroupSnapshot, now
@@ -39,6 +44,8 @@ class Grouper:
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
         clock: Callable[[], float] = now,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
     ) -> None:
         self._store = alerts
         self._rules = rules
@@ -51,6 +58,10 @@ class Grouper:
         self._waker = Waker(poll_interval, clock)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._group_backoff: Backoff[int] = Backoff(backoff_base, backoff_max)
+        # A failing round is the store failing, not a group: retried sooner once it is back.
+        self._round_backoff: Backoff[str] = Backoff(backoff_base, min(backoff_max, 60.0))
 
     @property
     def running(self) -> bool:
@@ -65,6 +76,7 @@ class Grouper:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._waker.wake()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,18 +97,44 @@ class Grouper:
         if not groups:
             return 0
         rules = self._rules()
+        results: list[FlushResult] = []
+        failed: dict[int, tuple[str, Exception]] = {}
+        for g in groups:
+            if g.error is not None:
+                failed[g.id] = ("load", g.error)
+                continue
+            try:
+                results.append(self.flush(g, rules, t))
+            except Exception as exc:
+                failed[g.id] = ("plan", exc)
         try:
-            results = [self.flush(g, rules, t) for g in groups]
-            queued = await self._store.apply_flushes(results)
+            outcome = await self._store.apply_flushes(results)
         except Exception:
             # Don't sit on the claims for a whole lease: let the next round try again.
             with contextlib.suppress(Exception):
                 await self._store.release_group_claims([g.id for g in groups])
             raise
-        if queued:
-            self._metrics.group_notifications.inc(queued)
+        failed.update((gid, ("record", exc)) for gid, exc in outcome.failed.items())
+        for r in results:
+            if r.group_id not in failed:
+                self._group_backoff.succeeded(r.group_id)
+        if failed:
+            await self._back_off({g.id: g for g in groups}, failed, t)
+        if outcome.queued:
+            self._metrics.group_notifications.inc(outcome.queued)
             self._on_queued()
         return len(groups)
+
+    async def _back_off(self, groups: Mapping[int, GroupSnapshot],
+                        failed: Mapping[int, tuple[str, Exception]], t: float) -> None:
+        until = {}
+        for gid, (stage, exc) in failed.items():
+            n, delay = self._group_backoff.failed(gid)
+            until[gid] = t + delay
+            self._metrics.group_flush_failures.labels(stage).inc()
+            log.error("group_flush_failed", group_key=groups[gid].key, stage=stage,
+                      failures=n, retry_in=delay, error=str(exc), exc_info=exc)
+        await self._store.defer_groups(until)
 
     def flush(self, group: GroupSnapshot, rules: RuleSet, t: float) -> FlushResult:
         """Decide one group's flush with the current route of its id (or its snapshot)."""
@@ -133,8 +171,15 @@ class Grouper:
             self._waker.clear()
             try:
                 n = await self._round()
-            except Exception as exc:  # keep flushing later; the claims expire
-                log.error("group_flush_failed", error=str(exc))
-                n = 0
+            except Exception as exc:  # the store failed: keep flushing later, not at once
+                failures, delay = self._round_backoff.failed("round")
+                self._metrics.group_flush_failures.labels("round").inc()
+                log.error("group_round_failed", failures=failures, retry_in=delay,
+                          error=str(exc), exc_info=exc)
+                # Not the waker: new alerts arriving must not cut the back-off short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                continue
+            self._round_backoff.succeeded("round")
             if n < self._batch and not self._stopping:
                 await self._waker.idle(self._store.next_group_due)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -74,6 +74,12 @@ def _alert(r: sqlite3.Row | dict[str, object]) -> StoredAlert:
     d["annotations"] = orjson.loads(d["annotations"])
     d["extra"] = orjson.loads(d["extra"]) if d["extra"] else None
     return StoredAlert(**d)
+
+
+@dataclass(slots=True)
+class FlushOutcome:
+    queued: int = 0  # notifications queued by the recorded flushes
+    failed: dict[int, Exception] = field(default_factory=dict)  # group id -> why not recorded
 
 
 @dataclass(slots=True)
@@ -344,28 +350,40 @@ class AlertStore:
             for g in due:
                 if out and loaded >= member_budget:
                     break
-                members, inhibited = _members(conn, g["id"], display, muted)
-                loaded += len(members)
+                snap = _snapshot(conn, g, display, muted)
+                loaded += len(snap.members)
                 conn.execute("UPDATE alert_groups SET claimed_at = ? WHERE id = ?", (now, g["id"]))
-                out.append(GroupSnapshot(
-                    id=g["id"], key=g["group_key"], route_id=g["route_id"],
-                    route=orjson.loads(g["route"]), labels=orjson.loads(g["labels"]),
-                    version=g["version"], last_flush_at=g["last_flush_at"],
-                    created_at=g["created_at"], members=members, inhibited=inhibited))
+                out.append(snap)
             return out
 
         return await self._db.write(op)
 
-    async def apply_flushes(self, results: Sequence[FlushResult]) -> int:
-        """Record flush outcomes; returns how many notifications were queued."""
+    async def apply_flushes(self, results: Sequence[FlushResult]) -> FlushOutcome:
+        """Record flush outcomes, each on its own (one group failing leaves the others
+        recorded); returns how many notifications were queued and which groups failed."""
 
-        def op(conn: sqlite3.Connection) -> int:
-            queued = 0
+        def op(conn: sqlite3.Connection) -> FlushOutcome:
+            out = FlushOutcome()
             for r in results:
-                queued += _apply(conn, r)
-            return queued
+                conn.execute("SAVEPOINT flush")
+                try:
+                    out.queued += _apply(conn, r)
+                except Exception as exc:
+                    if not conn.in_transaction:  # SQLite rolled everything back: all failed
+                        raise
+                    conn.execute("ROLLBACK TO flush")
+                    out.failed[r.group_id] = exc
+                conn.execute("RELEASE flush")
+            return out
 
         return await self._db.write(op)
+
+    async def defer_groups(self, until: Mapping[int, float]) -> None:
+        """Release these claimed groups, due again only at the given time (a failed flush
+        backing off); ``pending`` keeps new alerts from bringing the flush forward."""
+        await self._db.write(lambda c: c.executemany(
+            "UPDATE alert_groups SET claimed_at = NULL, pending = 1, next_flush_at = ? "
+            "WHERE id = ?", [(at, gid) for gid, at in until.items()]))
 
     async def release_group_claims(self, ids: Sequence[int] | None = None) -> int:
         """Release the claims of these groups (all, at start: their claimant is gone)."""
@@ -411,6 +429,24 @@ class AlertStore:
         return await self._db.read(lambda c: (
             c.execute("SELECT count(*) FROM alerts WHERE status = 'active'").fetchone()[0],
             c.execute("SELECT count(*) FROM alert_groups").fetchone()[0]))
+
+
+def _snapshot(conn: sqlite3.Connection, g: sqlite3.Row, display: int,
+              muted: Muted | None) -> GroupSnapshot:
+    try:
+        members, inhibited = _members(conn, g["id"], display, muted)
+        route, labels = orjson.loads(g["route"]), orjson.loads(g["labels"])
+    except sqlite3.Error:
+        raise
+    except Exception as exc:  # a stored value this build cannot read: this group alone fails
+        return GroupSnapshot(
+            id=g["id"], key=g["group_key"], route_id=g["route_id"], route={}, labels={},
+            version=g["version"], last_flush_at=g["last_flush_at"],
+            created_at=g["created_at"], members=[], error=exc)
+    return GroupSnapshot(
+        id=g["id"], key=g["group_key"], route_id=g["route_id"], route=route, labels=labels,
+        version=g["version"], last_flush_at=g["last_flush_at"], created_at=g["created_at"],
+        members=members, inhibited=inhibited)
 
 
 def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:

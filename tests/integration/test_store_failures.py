@@ -3,11 +3,18 @@ answers normally once the database does again."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
+from agent.delivery.dispatcher import Dispatcher
+from agent.delivery.retry import RetryPolicy
+from agent.observability import Metrics
+from agent.store import StoreError
 from tests.helpers import auth, runtime
 
 Client = TestClient[Any, Any]
@@ -60,8 +67,6 @@ async def test_a_write_refused_by_the_database_answers_503(client: Client) -> No
 
 
 async def test_store_errors_keep_their_cause(client: Client) -> None:
-    from agent.store import StoreError
-
     def boom(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
@@ -71,3 +76,36 @@ async def test_store_errors_keep_their_cause(client: Client) -> None:
         assert isinstance(exc.__cause__, sqlite3.OperationalError)
     else:
         raise AssertionError("the write did not fail")
+
+
+class RefusingOutbox:
+    """The dispatcher's store while the database refuses every claim (rows stay due)."""
+
+    def __init__(self) -> None:
+        self.attempts: list[float] = []
+
+    async def release_claims(self) -> int:
+        return 0
+
+    async def claim_due(self, *args: object) -> list[object]:
+        self.attempts.append(time.monotonic())
+        await asyncio.sleep(0)  # as the real store does: the loop is not starved, only busy
+        raise StoreError("database or disk is full")
+
+    async def next_due_at(self) -> float:
+        return 0.0  # something is overdue
+
+
+async def test_the_dispatcher_backs_off_while_claims_fail() -> None:
+    outbox = RefusingOutbox()
+    d = Dispatcher(outbox, {}, Metrics(CollectorRegistry()),  # type: ignore[arg-type]
+                   retry=RetryPolicy(), poll_interval=0.1)
+    await d.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while len(outbox.attempts) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await d.stop(0.0)
+    gaps = [b - a for a, b in zip(outbox.attempts, outbox.attempts[1:], strict=False)]
+    assert len(gaps) >= 2 and gaps[0] >= 0.09 and gaps[1] >= 0.18, gaps
