@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -116,10 +116,29 @@ class SourceSettings(_Section):
     auth: HookAuthSettings = HookAuthSettings()
 
 
+# An HTTP header name (RFC 9110 token).
+HeaderName = Annotated[str, Field(min_length=1, max_length=128,
+                                  pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+
+
 class GrafanaSourceSettings(SourceSettings):
-    # Grafana's own webhook signature (X-Grafana-Alerting-Signature), verified when set.
+    # Grafana's own webhook signature (the contact point's hmacConfig), verified when set.
     signing_secret: SecretStr | None = None
     signing_secret_file: Path | None = None
+    # hmacConfig.header: where Grafana puts the hex HMAC-SHA256.
+    signature_header: HeaderName = "X-Grafana-Alerting-Signature"
+    # hmacConfig.timestampHeader: when Grafana sends one, it signs "<unix seconds>:<body>".
+    timestamp_header: HeaderName = "X-Grafana-Alerting-Timestamp"
+    # Refuse signed requests without a timestamp: a body signed alone can be replayed forever.
+    require_timestamp: bool = False
+
+    @model_validator(mode="after")
+    def _timestamp_needs_a_signature(self) -> GrafanaSourceSettings:
+        if self.require_timestamp and self.signing_secret is None \
+                and self.signing_secret_file is None:
+            raise ValueError("require_timestamp needs signing_secret or signing_secret_file "
+                             "(only signed requests carry a timestamp)")
+        return self
 
 
 class SourcesSettings(_Section):

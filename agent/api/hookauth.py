@@ -116,6 +116,9 @@ class Hooks:
     disabled: frozenset[str]
     # True only on loopback: a source without credentials is open there, refused elsewhere.
     open_allowed: bool = True
+    grafana_signature_header: str = "X-Grafana-Alerting-Signature"
+    grafana_timestamp_header: str = "X-Grafana-Alerting-Timestamp"
+    grafana_require_timestamp: bool = False
 
     def enabled(self, source: str) -> bool:
         return source not in self.disabled
@@ -142,4 +145,7 @@ def hooks_from(sources: SourcesSettings, host: str = "127.0.0.1") -> Hooks:
         generic={n: creds(f"generic.{n}", s) for n, s in sources.generic.items()},
         disabled=frozenset(disabled),
         open_allowed=is_loopback(host),
+        grafana_signature_header=g.signature_header,
+        grafana_timestamp_header=g.timestamp_header,
+        grafana_require_timestamp=g.require_timestamp,
     )

@@ -6,7 +6,7 @@ does not persist what it sent, so an alert acknowledged here must survive a cras
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -81,23 +81,48 @@ async def alertmanager_hook(request: web.Request) -> web.Response:
     return await _parse_and_store(c, "alertmanager", raw, alertmanager.parse)
 
 
+def _grafana_signature_error(c: ApiContext, headers: Mapping[str, str],
+                             raw: bytes) -> ApiError | None:
+    """Why Grafana's HMAC (hmacConfig of the contact point) refuses this request, if it does."""
+    h = c.hooks
+    secret = h.grafana_signing_secret
+    if secret is None:
+        return None
+    stamp = headers.get(h.grafana_timestamp_header)
+    if stamp is None and h.grafana_require_timestamp:
+        return ApiError(401, "missing_signature_timestamp",
+                        f"Signed Grafana requests must carry a timestamp in "
+                        f"{h.grafana_timestamp_header} (set hmacConfig.timestampHeader).")
+    if not grafana.verify_signature(secret, raw, headers.get(h.grafana_signature_header),
+                                    stamp):
+        return ApiError(401, "invalid_signature",
+                        "The Grafana webhook signature does not verify.")
+    problem = None if stamp is None else grafana.check_timestamp(stamp, c.clock())
+    if problem == "invalid":
+        return ApiError(401, "invalid_signature_timestamp",
+                        f"The Grafana signature timestamp ({h.grafana_timestamp_header}) must "
+                        "be unix seconds.")
+    if problem == "too_old":
+        # A signed body replayed later would re-open the alert and page again.
+        return ApiError(401, "stale_signature",
+                        f"The Grafana signature timestamp is too old (more than "
+                        f"{grafana.MAX_AGE_SECONDS:g} s before this host's clock).")
+    if problem == "in_future":
+        return ApiError(401, "signature_timestamp_in_future",
+                        f"The Grafana signature timestamp is in the future (more than "
+                        f"{grafana.MAX_FUTURE_SKEW_SECONDS:g} s after this host's clock); "
+                        "check the clocks of both hosts.")
+    return None
+
+
 @routes.post("/hooks/grafana")
 async def grafana_hook(request: web.Request) -> web.Response:
     c = ctx(request)
     _enabled(c, "grafana")
     raw = await _body(request, "grafana", c.hooks.grafana)
-    secret = c.hooks.grafana_signing_secret
-    stamp = request.headers.get(grafana.TIMESTAMP_HEADER)
-    if secret is not None and not grafana.verify_signature(
-        secret, raw, request.headers.get(grafana.SIGNATURE_HEADER), stamp,
-    ):
-        raise _reject(c, "grafana", ApiError(401, "invalid_signature",
-                                             "The Grafana webhook signature does not verify."))
-    if secret is not None and stamp is not None and not grafana.timestamp_fresh(stamp,
-                                                                                 c.clock()):
-        # A signed body replayed later would re-open the alert and page again.
-        raise _reject(c, "grafana", ApiError(401, "stale_signature",
-                                             "The Grafana signature timestamp is too old."))
+    err = _grafana_signature_error(c, request.headers, raw)
+    if err is not None:
+        raise _reject(c, "grafana", err)
     return await _parse_and_store(c, "grafana", raw, grafana.parse)
 
 

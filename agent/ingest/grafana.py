@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Any
 
 from agent.domain import Alert, AlertStatus, IngestBatch, fingerprint_of
@@ -47,6 +48,11 @@ SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
 # Grafana has no default: hmacConfig.timestampHeader names it, and a timestamp is signed only
 # when it is set. This is the name Grafana's own webhook fixtures use.
 TIMESTAMP_HEADER = "X-Grafana-Alerting-Timestamp"
+# A signed request older than this is a replay; one from further ahead than this is a sender
+# whose clock is wrong (or a forged future stamp), told apart in the error.
+MAX_AGE_SECONDS = 300.0
+MAX_FUTURE_SKEW_SECONDS = 300.0
+_UNIX_SECONDS = re.compile(r"[0-9]{1,15}")  # Grafana: strconv.FormatInt(now.Unix(), 10)
 
 NO_DATA_LABEL = "grafana_state"
 _LEGACY_STATUS: dict[str, str | None] = {
@@ -164,7 +170,7 @@ def verify_signature(
 
     With a timestamp header value, Grafana signs ``timestamp + ":" + body``. Hex is compared
     in constant time. An empty secret verifies nothing (Grafana refuses to sign with one).
-    Checking that the timestamp is recent is the caller's job; see ``timestamp_fresh``.
+    Checking that the timestamp is recent is the caller's job; see ``check_timestamp``.
     """
     if not secret or not signature:
         return False
@@ -176,15 +182,17 @@ def verify_signature(
     return hmac.compare_digest(mac.hexdigest().encode(), given)
 
 
-def timestamp_fresh(timestamp: str | None, received_at: float, tolerance: float = 300.0) -> bool:
-    """Whether a signature timestamp (unix seconds) lies within ``tolerance`` of receipt.
-
-    Guards against replayed signed bodies.
+def check_timestamp(timestamp: str, received_at: float, max_age: float = MAX_AGE_SECONDS,
+                    max_skew: float = MAX_FUTURE_SKEW_SECONDS) -> str | None:
+    """Why a signature timestamp is refused: ``"invalid"`` (not unix seconds), ``"too_old"``
+    (a signed body replayed later), ``"in_future"`` (beyond the clock skew allowed); else None.
     """
-    if not timestamp:
-        return False
-    try:
-        sent = int(timestamp.strip())
-    except ValueError:
-        return False
-    return abs(received_at - sent) <= tolerance
+    stamp = timestamp.strip()
+    if not _UNIX_SECONDS.fullmatch(stamp):
+        return "invalid"
+    age = received_at - int(stamp)
+    if age > max_age:
+        return "too_old"
+    if -age > max_skew:
+        return "in_future"
+    return None

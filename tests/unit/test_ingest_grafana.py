@@ -18,9 +18,9 @@ from agent.ingest.grafana import (
     SIGNATURE_HEADER,
     SOURCE,
     TIMESTAMP_HEADER,
+    check_timestamp,
     parse,
     parse_legacy,
-    timestamp_fresh,
     verify_signature,
 )
 
@@ -465,12 +465,29 @@ def test_plain_signature_fails_when_a_timestamp_is_claimed() -> None:
     assert not verify_signature(SECRET, BODY, sign(BODY), "1776162300")
 
 
-def test_timestamp_freshness() -> None:
-    assert timestamp_fresh("1776162300", 1776162300.0)
-    assert timestamp_fresh("1776162300", 1776162600.0)
-    assert not timestamp_fresh("1776162300", 1776162601.0)
-    assert not timestamp_fresh("1776162300", 1776161999.0)
-    assert timestamp_fresh("1776162300", 1776162310.0, tolerance=10.0)
-    assert not timestamp_fresh("yesterday", 1776162300.0)
-    assert not timestamp_fresh(None, 1776162300.0)
-    assert not timestamp_fresh("", 1776162300.0)
+@pytest.mark.parametrize(("received_at", "expected"), [
+    (1776162300.0, None),
+    (1776162600.0, None),  # 300 s old: still accepted
+    (1776162601.0, "too_old"),
+    (1776162000.0, None),  # the sender's clock 300 s ahead: accepted as skew
+    (1776161999.0, "in_future"),  # further ahead: not "too old", in the future
+])
+def test_timestamp_age_and_future_skew(received_at: float, expected: str | None) -> None:
+    assert check_timestamp("1776162300", received_at) == expected
+
+
+def test_timestamp_limits_are_separate() -> None:
+    assert check_timestamp("1776162300", 1776162310.0, max_age=10.0) is None
+    assert check_timestamp("1776162300", 1776162311.0, max_age=10.0) == "too_old"
+    assert check_timestamp("1776162300", 1776162290.0, max_skew=10.0) is None
+    assert check_timestamp("1776162300", 1776162289.0, max_skew=10.0) == "in_future"
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "", " ", "1_776_162_300", "-5", "1e9",
+                                   "１７７６１６２３００", "1776162300.5"])
+def test_timestamp_must_be_unix_seconds(stamp: str) -> None:
+    assert check_timestamp(stamp, 1776162300.0) == "invalid"
+
+
+def test_timestamp_surrounding_whitespace_is_ignored() -> None:
+    assert check_timestamp(" 1776162300\n", 1776162300.0) is None
