@@ -38,7 +38,10 @@ class Priority(StrEnum):
 
 
 class Status(StrEnum):
-    """Lifecycle (seed 000): queued -> sent -> delivered | failed; queued -> cancelled."""
+    """Seed 000's statuses. Here a row goes queued -> delivered | failed, and queued ->
+    cancelled: the outcome is recorded in one write after the channel answered (``sent_at`` and
+    ``delivered_at`` together), so no stored row is ``sent``; it stays a valid list filter.
+    ``acknowledged`` and ``read`` are not set yet either."""
 
     QUEUED = "queued"
     SENT = "sent"

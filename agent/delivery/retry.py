@@ -1,4 +1,5 @@
-"""Retry policy: exponential backoff with full jitter, honouring the far side's Retry-After."""
+"""Retry policy: exponential backoff with "equal jitter" (half the step fixed, half random, so a
+retry never comes at once), honouring the far side's Retry-After."""
 
 from __future__ import annotations
 

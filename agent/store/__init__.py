@@ -1,7 +1,6 @@
-"""The store: the only place that knows SQL.
+"""The store: the only place that knows SQL (SQLite's dialect, on its own connections).
 
-Callers use the aggregate stores' async methods; a PostgreSQL backend would provide the same
-classes over another ``Database`` without touching callers.
+Callers use the aggregate stores' async methods and never see a connection or a row.
 """
 
 from __future__ import annotations
