@@ -19,7 +19,7 @@ async def status(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     c = ctx(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or c.keyring.authenticate(token.strip()) is None:
+    if scheme.lower() != "bearer" or await c.keyring.lookup(token.strip()) is None:
         c.metrics.auth_failures.inc()
         raise ApiError(401, "invalid_api_key", "Reloading needs a valid API key.")
     ok = await c.rules_holder.reload("api")

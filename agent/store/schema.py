@@ -159,4 +159,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX notifications_channel_status_seq ON notifications (channel, status, seq);
     CREATE INDEX alerts_fingerprint ON alerts (source, fingerprint, seq);
     """,
+    # 4: keys made by `alert-agent keys create` carry a name; `source` tells first-run keys
+    # (every row so far), CLI keys, and revocation records of configured keys apart.
+    """
+    ALTER TABLE api_keys ADD COLUMN name TEXT;
+    ALTER TABLE api_keys ADD COLUMN source TEXT NOT NULL DEFAULT 'first-run';
+    """,
 )
