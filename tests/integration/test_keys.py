@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from agent.app import FIRST_RUN_KEYS_FILE, create_app, reload_hook_secrets, reload_keys
-from agent.settings import ConfigError, Settings
+from agent.settings import ConfigError, Settings, SourceSettings
 from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime
 from tests.integration.test_cli import run_cli
 from tests.integration.test_hooks import RULES, sample
@@ -62,6 +62,10 @@ async def test_an_empty_hook_secret_refuses_to_start(settings: Settings, host: s
     settings.rules_dir.mkdir(parents=True, exist_ok=True)
     (settings.rules_dir / "r.yaml").write_text(RULES)
     settings.host = host
+    # Every other source opened on purpose: only the empty secret stands between a sender and
+    # the alertmanager hook.
+    settings.sources.grafana.auth.type = "none"
+    settings.sources.generic["shell"] = SourceSettings.model_validate({"auth": {"type": "none"}})
     a = settings.sources.alertmanager.auth
     if field == "password":
         a.username = "am"
