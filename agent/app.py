@@ -318,11 +318,17 @@ async def reload_keys(app: web.Application) -> int:
     """
     rt = app[RUNTIME]
     configured = configured_keys(rt.settings)
-    if rt.key_source is not None:
-        rt.key_source.configured = configured
+    source = rt.key_source
+    if source is None:
+        if configured is not None:
+            rt.keyring.replace(configured)
+        return len(rt.keyring)
+    previous, source.configured = source.configured, configured
+    try:
         await rt.keyring.reload()
-    elif configured is not None:
-        rt.keyring.replace(configured)
+    except BaseException:
+        source.configured = previous  # all or nothing: the ring still holds the old keys
+        raise
     return len(rt.keyring)
 
 

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"alert-agent keys: database {settings.database_path}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the data dir: permissions (run as the daemon's user or root)
+        print(f"alert-agent keys: {exc}", file=sys.stderr)
+        return 1
 
 
 @contextmanager
@@ -101,13 +104,13 @@ def _database(settings: Settings, create: bool) -> Iterator[sqlite3.Connection |
     try:
         create_private_file(path)
         conn = connect(path, settings.store.synchronous, settings.store.busy_timeout_ms)
-        if schema_version(conn) != len(MIGRATIONS):
-            if lock is None:
-                raise KeysError(
-                    f"{path} has schema version {schema_version(conn)} and the daemon using it "
-                    f"is running; this alert-agent needs version {len(MIGRATIONS)}: restart the "
-                    "daemon with this version first")
-            migrate(conn, path)
+        version = schema_version(conn)
+        if version < len(MIGRATIONS) and lock is None:
+            raise KeysError(
+                f"{path} has schema version {version} and the daemon using it is running; "
+                f"this alert-agent needs version {len(MIGRATIONS)}: restart the daemon with "
+                "this version first (it migrates the database)")
+        migrate(conn, path)  # a no-op when current; refuses a newer schema
         if lock is not None:
             lock.close()
             lock = None
@@ -117,6 +120,15 @@ def _database(settings: Settings, create: bool) -> Iterator[sqlite3.Connection |
             lock.close()
         if conn is not None:
             conn.close()
+
+
+def _signal(settings: Settings) -> None:
+    try:
+        signal_change(settings.data_dir)
+    except OSError as exc:
+        raise KeysError(
+            f"the change is committed, but a running daemon could not be told "
+            f"({settings.data_dir}: {exc.strerror}); send it SIGHUP to apply it") from exc
 
 
 @contextmanager
@@ -142,7 +154,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
         assert conn is not None
         with _transaction(conn):
             keystore.insert(conn, [record])
-    signal_change(settings.data_dir)
+    _signal(settings)
     k = record.key
     print(f"created {k.id} ({k.mode}{', ' + repr(name) if name else ''}): the key is on stdout, "
           "shown this once; only its hash is stored.", file=sys.stderr)
@@ -208,7 +220,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         if record is None:
             raise KeysError(f"no key {key_id}: see `alert-agent keys list` (with the daemon's "
                             "--config and environment, for configured keys)")
-    signal_change(settings.data_dir)
+    _signal(settings)
     again = record.revoked_at is not None and record.revoked_at < at
     print(f"{'already revoked' if again else 'revoked'} {record.key.id} ({record.key.mode}, "
           f"{record.key.hint}, revoked at {_time(record.revoked_at)}): it answers 401 now, "

@@ -252,3 +252,40 @@ async def test_check_resolves_every_secret(tmp_path: Path) -> None:
         **env, "ALERT_AGENT_HOST": "0.0.0.0",
         "ALERT_AGENT_SOURCES__ALERTMANAGER__AUTH__BEARER_TOKEN": "t0ken"})
     assert code == 2 and "no auth: grafana" in err
+
+
+async def test_keys_finds_the_data_dir_from_config_or_flag(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'from-config'}\n")
+    env = {"PATH": "/usr/bin"}
+    code, _, err = await run_cli("keys", "create", "--config", str(config), env=env)
+    assert code == 0, err
+    assert (tmp_path / "from-config" / "alert-agent.db").is_file()
+    code, out, _ = await run_cli("keys", "list", "--config", str(config), env=env)
+    assert len(out.splitlines()) == 2  # the header and the key
+    other = tmp_path / "flag"
+    code, out, _ = await run_cli("keys", "list", "--config", str(config), "--data-dir",
+                                 str(other), env=env)
+    assert code == 0 and len(out.splitlines()) == 1 and not other.exists()
+
+
+async def test_keys_never_migrates_under_a_running_daemon(tmp_path: Path) -> None:
+    import sqlite3
+
+    from agent.store.db import try_lock_data_dir
+    from agent.store.schema import MIGRATIONS
+
+    s = Settings(data_dir=tmp_path / "data")
+    s.data_dir.mkdir()
+    with sqlite3.connect(s.database_path) as conn:  # a database an older daemon made
+        for n, script in enumerate(MIGRATIONS[:-1], start=1):
+            conn.executescript(f"{script}\nPRAGMA user_version={n};")
+    daemon_lock = try_lock_data_dir(s.data_dir)  # what a running daemon holds
+    assert daemon_lock is not None
+    try:
+        code, _, err = await keys(s, "create")
+        assert code == 1 and "restart the daemon" in err
+    finally:
+        daemon_lock.close()
+    code, _, err = await keys(s, "create")  # no daemon: the command migrates, then writes
+    assert code == 0, err
