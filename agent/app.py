@@ -32,7 +32,7 @@ from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.grouper import Grouper
 from agent.delivery.retry import RetryPolicy
 from agent.domain import now
-from agent.keysources import CHANGED_FILE, DaemonKeys, configured_keys
+from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
 from agent.private_files import create_private_file, private_dir, write_private_file
 from agent.routing.holder import RulesHolder
@@ -212,7 +212,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
                   busy_timeout_ms=s.store.busy_timeout_ms,
                   idempotency_ttl=s.api.idempotency_ttl_seconds)
     rt.key_source = key_source = DaemonKeys(store.keys, s.data_dir)
-    rt.keyring = KeyRing([], key_source)
+    rt.keyring = KeyRing([], key_source, interval=CHECK_INTERVAL_S)
     channels: dict[str, ChannelSender] = {}  # filled at startup (secrets are read there)
     d = s.delivery
     dispatcher = Dispatcher(

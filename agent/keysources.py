@@ -3,17 +3,20 @@
 to a running daemon at once.
 
 ``alert-agent keys`` commits to the table, then appends one byte to
-``data_dir/api-keys.changed``. Before every authentication the daemon stats that file (one
-``stat(2)``, about a microsecond) and, when its identity or size changed, re-reads its keys from
-the table before it answers. The size grows with every change, so no change is missed however
-close two come (timestamp granularity plays no part), and the commit precedes the append, so
-the re-read sees it: once ``alert-agent keys revoke`` has returned, no request authenticates
-with that key, and a created key works for the next request.
+``data_dir/api-keys.changed`` and waits ``2 * CHECK_INTERVAL_S`` before it returns. The daemon's
+key ring stats that file at most once per ``CHECK_INTERVAL_S`` (a clock read per request, a
+system call only every 10 ms) and, when the file's identity or size changed, re-reads the table
+before it answers (``agent.api.auth.KeyRing`` has the argument why that is exact). The size
+grows with every change, so no change is missed however close two come (timestamp granularity
+plays no part), and the commit precedes the append, so the re-read sees it: once ``alert-agent
+keys revoke`` has returned, no request authenticates with that key, and a created key works for
+the next request.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from agent.apikeys import ApiKey, active_keys, parse_keys
@@ -22,6 +25,8 @@ from agent.settings import ConfigError, Settings, resolve_secret
 from agent.store.keys import KeyStore
 
 CHANGED_FILE = "api-keys.changed"
+# How stale the daemon's view of the change file may be; the command waits twice as long.
+CHECK_INTERVAL_S = 0.01
 
 Stamp = tuple[int, int, int] | None
 
@@ -50,12 +55,16 @@ def stamp_of(path: Path) -> Stamp:
 
 
 def signal_change(data_dir: Path) -> None:
-    """Tell a running daemon that the ``api_keys`` table changed (call after the commit)."""
+    """Tell a running daemon that the ``api_keys`` table changed (call after the commit).
+
+    Returns once every lookup the daemon starts from now on sees the change.
+    """
     fd = open_private(data_dir / CHANGED_FILE, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, b"\n")
     finally:
         os.close(fd)
+    time.sleep(2 * CHECK_INTERVAL_S)  # the proof needs one interval; the second is margin
 
 
 class DaemonKeys:

@@ -289,3 +289,34 @@ async def test_keys_never_migrates_under_a_running_daemon(tmp_path: Path) -> Non
         daemon_lock.close()
     code, _, err = await keys(s, "create")  # no daemon: the command migrates, then writes
     assert code == 0, err
+
+
+async def test_no_request_started_after_revoke_returned_authenticates(
+    client: Client, settings: Settings
+) -> None:
+    import asyncio
+    import time
+
+    key = LIVE_KEY  # configured, so active from the start whatever the change signal does
+    _, out, _ = await keys(settings, "list")
+    key_id = re.search(r"^(key_[0-9a-f]{12}) .* sk_live_\.\.\.0001 ", out, re.M)
+    assert key_id is not None, out
+    seen: list[tuple[float, int]] = []
+    returned: list[float] = []
+
+    async def hammer() -> None:
+        deadline = time.monotonic() + 60
+        # Requests back to back while the command runs, then 200 more after it returned.
+        while time.monotonic() < deadline and (not returned or len(
+                [1 for t, _ in seen if t >= returned[0]]) < 200):
+            started = time.monotonic()
+            seen.append((started, await status_with(client, key)))
+
+    task = asyncio.create_task(hammer())
+    code, _, err = await keys(settings, "revoke", key_id[1])
+    returned.append(time.monotonic())
+    await task
+    assert code == 0, err
+    after = [status for started, status in seen if started >= returned[0]]
+    assert len(after) >= 200 and set(after) == {401}
+    assert seen[0][1] == 200  # the key worked while the command started

@@ -142,3 +142,77 @@ async def test_concurrent_lookups_after_a_change_load_once() -> None:
     src.keys, src.version = [], 1
     results = await asyncio.gather(*(ring.lookup(LIVE_KEY) for _ in range(20)))
     assert results == [None] * 20 and src.loads == 2
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _CountingSource(_Source):
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.stats = 0
+
+    def stamp(self) -> object:
+        self.stats += 1
+        return self.version
+
+
+async def test_ring_stats_its_source_once_per_interval() -> None:
+    clock, src = _Clock(), _CountingSource([LIVE_KEY])
+    ring = KeyRing([], src, interval=0.01, clock=clock)
+    await ring.reload()
+    stats = src.stats
+    for _ in range(100):  # a burst inside one interval: clock reads, no stat
+        assert await ring.lookup(LIVE_KEY) is not None
+    assert src.stats == stats
+    src.keys, src.version = [], 1  # revoked; the command waits two intervals before returning
+    clock.now += 0.02
+    assert await ring.lookup(LIVE_KEY) is None
+    assert src.stats == stats + 1 and src.loads == 2
+
+
+class _FailingSource(_Source):
+    async def load(self) -> list[ApiKey]:
+        if self.version == 1:
+            self.version = 2  # fails once, as a store error would
+            raise RuntimeError("store unavailable")
+        return await super().load()
+
+
+async def test_a_failed_reload_is_retried_by_the_next_lookup() -> None:
+    clock, src = _Clock(), _FailingSource([LIVE_KEY])
+    ring = KeyRing([], src, interval=0.01, clock=clock)
+    await ring.reload()
+    src.keys, src.version = [], 1
+    clock.now += 0.02
+    with pytest.raises(RuntimeError):
+        await ring.lookup(LIVE_KEY)
+    # Same interval, yet the stale keys are not used: the failure left the ring unchecked.
+    assert await ring.lookup(LIVE_KEY) is None
+
+
+async def test_lookups_wait_for_a_reload_in_progress() -> None:
+    import asyncio
+
+    gate = asyncio.Event()
+
+    class Slow(_Source):
+        async def load(self) -> list[ApiKey]:
+            await gate.wait()
+            return await super().load()
+
+    clock, src = _Clock(), Slow([LIVE_KEY])
+    ring = KeyRing([describe(LIVE_KEY)], src, interval=0.01, clock=clock)
+    src.keys, src.version = [], 1
+    first = asyncio.create_task(ring.lookup(LIVE_KEY))  # stats, starts the slow load
+    await asyncio.sleep(0)
+    second = asyncio.create_task(ring.lookup(LIVE_KEY))  # same instant: no stat of its own
+    await asyncio.sleep(0)
+    assert not second.done()  # not answered from the keys being replaced
+    gate.set()
+    assert await first is None and await second is None
