@@ -7,11 +7,10 @@ reverse (the dispatcher drains before channels close, channels close before the 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,9 +21,9 @@ from agent import api
 from agent.alerts import Inhibition, Intake
 from agent.api.auth import KeyRing
 from agent.api.context import CTX, ApiContext
-from agent.api.hookauth import hooks_from, insecure_sources
+from agent.api.hookauth import Hooks, hooks_from, insecure_sources
 from agent.api.ratelimit import RateLimiter
-from agent.apikeys import ApiKey, describe, generate_key
+from agent.apikeys import SOURCE_FIRST_RUN, KeyRecord, describe, generate_key
 from agent.channels.base import ChannelSender
 from agent.channels.console import ConsoleChannel
 from agent.channels.inapp import InAppChannel
@@ -33,16 +32,21 @@ from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.grouper import Grouper
 from agent.delivery.retry import RetryPolicy
 from agent.domain import now
+from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
+from agent.private_files import create_private_file, private_dir, write_private_file
 from agent.routing.holder import RulesHolder
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
-from agent.settings import ConfigError, Settings, SourceSettings, SourcesSettings, read_secret_file
+from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
+from agent.store.db import try_lock_data_dir
 from agent.store.retention import prune
 
 log = get_logger("app")
 WEBHOOK_SECRET_FILE = "webhook-signing-secret"
+# Plaintext of the keys made on a first start: 0600, the only copy (the database has hashes).
+FIRST_RUN_KEYS_FILE = "first-run-api-keys"
 
 
 @dataclass
@@ -52,62 +56,79 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     clock: Callable[[], float] = now
-    new_keys: list[str] = field(default_factory=list)
+    new_keys: list[str] = field(default_factory=list)  # plaintext, for a terminal only
+    new_keys_file: Path | None = None
     store: Store | None = None
     dispatcher: Dispatcher | None = None
     grouper: Grouper | None = None
     rules: RulesHolder | None = None
     keyring: KeyRing = field(default_factory=lambda: KeyRing([]))
+    key_source: DaemonKeys | None = None
+    api: ApiContext | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
-def configured_keys(settings: Settings) -> list[ApiKey] | None:
-    """Keys from settings (env/config/file), or None when none are configured."""
-    plain = [k.get_secret_value() for k in settings.api_keys]
-    if settings.api_keys_file is not None:
-        text = read_secret_file(settings.api_keys_file)
-        plain += [k.strip() for k in text.replace(",", "\n").splitlines() if k.strip()]
-    if not plain:
-        return None
-    try:
-        return [describe(k) for k in plain]
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+def _first_run_text(keys: list[str], at: float) -> str:
+    live, test = keys
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"# alert-agent API keys made on the first start ({when}). The database holds only\n"
+            "# their hashes: copy them somewhere safe, then delete this file.\n"
+            "# sk_live_ delivers; sk_test_ simulates delivery (nothing leaves the host).\n"
+            f"live: {live}\ntest: {test}\n")
 
 
-async def _load_keys(rt: Runtime, store: Store) -> list[ApiKey]:
-    keys = configured_keys(rt.settings)
-    if keys is not None:
-        return keys
-    stored = await store.keys.active()
-    if stored:
-        return stored
-    # First start without configured keys: make one of each mode, keep only their hashes.
-    rt.new_keys = [generate_key("live"), generate_key("test")]
-    created = [describe(k) for k in rt.new_keys]
-    await store.keys.add(created, rt.clock())
-    log.info("api_keys_generated", hints=[k.hint for k in created])
-    return created
+async def _load_keys(rt: Runtime, store: Store, source: DaemonKeys) -> None:
+    source.configured = configured_keys(rt.settings)
+    if source.configured is None and await store.keys.count() == 0:
+        # First start without configured keys: one of each mode. The plaintext goes to a 0600
+        # file in the data dir (never to stdout, which is the journal), written before the
+        # hashes are committed so that no stored key is one nobody can read.
+        rt.new_keys = [generate_key("live"), generate_key("test")]
+        path = rt.settings.data_dir / FIRST_RUN_KEYS_FILE
+        write_private_file(path, _first_run_text(rt.new_keys, rt.clock()))
+        rt.new_keys_file = path
+        at = rt.clock()
+        created = [KeyRecord(describe(k), SOURCE_FIRST_RUN, at) for k in rt.new_keys]
+        await store.keys.add(created)
+        log.info("api_keys_generated", hints=[r.key.hint for r in created], path=str(path))
+    await rt.keyring.reload()
+    if not len(rt.keyring):
+        log.warning("no_active_api_keys",
+                    hint="every /v1 request answers 401: alert-agent keys create")
+
+
+def configured_webhook_secret(settings: Settings) -> str | None:
+    cfg = settings.channels.webhook
+    return resolve_secret(cfg.signing_secret, cfg.signing_secret_file,
+                          "channels.webhook.signing_secret")
 
 
 def webhook_secret(settings: Settings) -> bytes:
     """The webhook signing secret: configured, from its file, or generated once in the data dir."""
-    cfg = settings.channels.webhook
-    if cfg.signing_secret is not None:
-        return cfg.signing_secret.get_secret_value().encode()
-    if cfg.signing_secret_file is not None:
-        return read_secret_file(cfg.signing_secret_file).encode()
+    configured = configured_webhook_secret(settings)
+    if configured is not None:
+        return configured.encode()
     path = settings.data_dir / WEBHOOK_SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("whsec_" + secrets.token_urlsafe(32) + "\n")
+        private_dir(path.parent)
+        write_private_file(path, "whsec_" + secrets.token_urlsafe(32) + "\n")
         log.info("webhook_signing_secret_generated", path=str(path))
-    return read_secret_file(path).encode()
+    text = read_secret_file(path)
+    if not text:
+        raise ConfigError(f"{path}: the generated webhook signing secret is empty; delete the "
+                          "file to generate a new one")
+    return text.encode()
+
+
+def check_secrets(settings: Settings) -> Hooks:
+    """Resolve every configured secret as the daemon would (``alert-agent check``), generating
+    nothing. Raises ConfigError naming the setting."""
+    configured_keys(settings)
+    configured_webhook_secret(settings)
+    return hooks_from(settings.sources, settings.host)
 
 
 def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]:
@@ -133,13 +154,9 @@ def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     """An exclusive lock on the data dir, held while running: a second agent on the same data
     would release this one's claims and deliver its rows twice."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(data_dir / "lock", "a+")  # noqa: SIM115 - held open for the process lifetime
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.close()
-        raise ConfigError(f"{data_dir} is in use by another alert-agent process") from exc
+    fh = try_lock_data_dir(data_dir)
+    if fh is None:
+        raise ConfigError(f"{data_dir} is in use by another alert-agent process")
     return fh
 
 
@@ -147,15 +164,6 @@ def _spawn(rt: Runtime, coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.create_task(coro)
     rt.background.add(task)  # a reference until done, or the task may be collected
     task.add_done_callback(rt.background.discard)
-
-
-def source_settings(s: Settings, rules: RuleSet) -> list[tuple[str, SourceSettings]]:
-    """Every hook source and its settings, generic ones from the rules included."""
-    out: list[tuple[str, SourceSettings]] = [("alertmanager", s.sources.alertmanager),
-                                             ("grafana", s.sources.grafana)]
-    for name in sorted(rules.generic_sources):
-        out.append((f"generic.{name}", s.sources.generic.get(name, SourceSettings())))
-    return out
 
 
 async def _refresh_outbox_gauges(rt: Runtime) -> None:
@@ -203,6 +211,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
     store = Store(s.database_path, rt.metrics, synchronous=s.store.synchronous,
                   busy_timeout_ms=s.store.busy_timeout_ms,
                   idempotency_ttl=s.api.idempotency_ttl_seconds)
+    rt.key_source = key_source = DaemonKeys(store.keys, s.data_dir)
+    rt.keyring = KeyRing([], key_source, interval=CHECK_INTERVAL_S)
     channels: dict[str, ChannelSender] = {}  # filled at startup (secrets are read there)
     d = s.delivery
     dispatcher = Dispatcher(
@@ -232,9 +242,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
     )
     app[CTX] = ctx
+    rt.api = ctx
 
     def check_sources(rules: RuleSet) -> list[str]:
-        return insecure_sources(s.host, source_settings(s, rules))
+        return insecure_sources(s.host, ctx.hooks, rules.generic_sources)
 
     holder.checks.append(lambda rules: [
         f"generic source '{name.removeprefix('generic.')}' has no auth configured while "
@@ -261,7 +272,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             raise
         watcher: asyncio.Task[None] | None = None
         try:
-            rt.keyring.replace(await _load_keys(rt, store))
+            create_private_file(s.data_dir / CHANGED_FILE)  # owned by the daemon's user
+            await _load_keys(rt, store, key_source)
             channels.update(build_channels(s, store))
             await dispatcher.start()
             await inhibition.rebuild(rules)
@@ -299,10 +311,38 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
     return app
 
 
-def reload_keys(app: web.Application) -> int:
-    """Re-read configured API keys (SIGHUP); returns how many are active. Raises ConfigError."""
+async def reload_keys(app: web.Application) -> int:
+    """Re-read configured API keys and the key table (SIGHUP); returns how many are active.
+
+    Raises ConfigError, keeping the keys in use, when the configured ones cannot be read.
+    """
     rt = app[RUNTIME]
-    keys = configured_keys(rt.settings)
-    if keys is not None:
-        rt.keyring.replace(keys)
+    configured = configured_keys(rt.settings)
+    source = rt.key_source
+    if source is None:
+        if configured is not None:
+            rt.keyring.replace(configured)
+        return len(rt.keyring)
+    previous, source.configured = source.configured, configured
+    try:
+        await rt.keyring.reload()
+    except BaseException:
+        source.configured = previous  # all or nothing: the ring still holds the old keys
+        raise
     return len(rt.keyring)
+
+
+def reload_hook_secrets(app: web.Application) -> None:
+    """Re-read the hook sources' secret files (SIGHUP), all or nothing.
+
+    Raises ConfigError, keeping the credentials in use, when one cannot be read or the result
+    would leave a source open off loopback.
+    """
+    rt = app[RUNTIME]
+    if rt.api is None or rt.rules is None:
+        return
+    hooks = hooks_from(rt.settings.sources, rt.settings.host)
+    open_sources = insecure_sources(rt.settings.host, hooks, rt.rules.current.generic_sources)
+    if open_sources:
+        raise ConfigError(f"sources without auth off loopback: {', '.join(open_sources)}")
+    rt.api.hooks = hooks

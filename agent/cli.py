@@ -1,4 +1,4 @@
-"""``alert-agent run | check | send``."""
+"""``alert-agent run | check | routes test | send | keys``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, cli_keys
 from agent.observability import configure_logging
 from agent.settings import ConfigError, Settings, load_settings
 
@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="alertmanager | grafana | generic:<name> | api")
     rtest.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
     rtest.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+
+    cli_keys.add_parser(sub)
 
     send = sub.add_parser("send", help="send a notification through a running daemon's API")
     send.add_argument("--url", default=os.environ.get("ALERT_AGENT_URL", "http://127.0.0.1:9095"))
@@ -83,12 +85,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from agent.app import configured_keys
+    from agent.api.hookauth import insecure_sources
+    from agent.app import check_secrets
     from agent.routing.loader import RulesError, load_rules
 
     try:
         settings = _load(args.config)
-        configured_keys(settings)
+        hooks = check_secrets(settings)  # every secret, resolved as the daemon resolves it
     except ConfigError as exc:
         print(f"alert-agent: config error: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +102,11 @@ def _check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"alert-agent: rules error: {problem}", file=sys.stderr)
         return 1
+    open_sources = insecure_sources(settings.host, hooks, rules.generic_sources)
+    if open_sources:
+        print(f"alert-agent: config error: listening on {settings.host} (not loopback) but these "
+              f"sources have no auth: {', '.join(open_sources)}", file=sys.stderr)
+        return 2
     print(f"config ok: listening on {settings.host}:{settings.port}, data in {settings.data_dir}")
     print(f"rules ok: {len(rules.files)} file(s) in {rules_dir}, "
           f"{len(rules.routes_by_id) - 1} route(s), {len(rules.templates)} template(s), "
@@ -176,5 +184,6 @@ def _send(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "check": _check, "send": _send, "routes": _routes_test}
+    handlers = {"run": _run, "check": _check, "send": _send, "routes": _routes_test,
+                "keys": cli_keys.run}
     return handlers[args.command](args)

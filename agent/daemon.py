@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import web
 
-from agent.app import RUNTIME, create_app, reload_keys
+from agent.app import RUNTIME, create_app, reload_hook_secrets, reload_keys
 from agent.observability import get_logger
 from agent.settings import ConfigError, Settings
 from agent.systemd import SystemdNotifier, watchdog_interval
@@ -18,23 +20,48 @@ from agent.systemd import SystemdNotifier, watchdog_interval
 log = get_logger("daemon")
 
 
-def _print_first_run_keys(keys: list[str], base_url: str, out: TextIO) -> None:
-    # Printed, not logged: the only time the plaintext exists. Logs never carry keys.
+def _print_first_run_keys(keys: list[str], path: Path, base_url: str, out: TextIO) -> None:
+    # stdout of a service is the journal, readable far more widely than the data dir: only the
+    # path of the 0600 file goes there. A person at a terminal sees the keys once.
     live = next(k for k in keys if k.startswith("sk_live_"))
     test = next(k for k in keys if k.startswith("sk_test_"))
-    out.write(
-        "\n"
-        "alert-agent created API keys (shown once; only their hashes are stored):\n"
-        f"  live: {live}\n"
-        f"  test: {test}   (simulates delivery: nothing leaves the host)\n\n"
-        "Try it:\n"
-        f"  curl -s -X POST {base_url}/v1/notifications/send \\\n"
-        f"    -H 'Authorization: Bearer {test}' -H 'Content-Type: application/json' \\\n"
-        "    -d '{\"channel\": \"console\", \"to\": \"ops\", "
-        "\"message\": \"hello from alert-agent\"}'\n"
-        "\n"
-    )
+    shown = out.isatty()
+    where = shlex.quote(str(path.absolute()))
+    lines = ["", "alert-agent created one live and one test API key. They are in",
+             f"  {where}",
+             "(mode 0600, the only copy: the database holds their hashes). Copy them somewhere "
+             "safe, then delete that file."]
+    if shown:
+        lines += [f"  live: {live}",
+                  f"  test: {test}   (simulates delivery: nothing leaves the host)"]
+    bearer = test if shown else f"$(sed -n 's/^test: //p' {where})"
+    lines += ["", "Try it:",
+              f"  curl -s -X POST {base_url}/v1/notifications/send \\",
+              f"    -H \"Authorization: Bearer {bearer}\" -H 'Content-Type: application/json' \\",
+              "    -d '{\"channel\": \"console\", \"to\": \"ops\", "
+              "\"message\": \"hello from alert-agent\"}'", "", ""]
+    out.write("\n".join(lines))
     out.flush()
+
+
+async def _reload_secrets(app: web.Application) -> int | None:
+    """SIGHUP: re-read API keys and hook secrets; on failure the ones in use stay (logged).
+
+    Returns how many API keys are active, None when they could not be re-read.
+    """
+    count = None
+    try:
+        count = await reload_keys(app)
+    except ConfigError as exc:
+        log.error("reload_failed", what="api_keys", error=str(exc))
+    except Exception as exc:  # the store: the keys in use stay, READY=1 still follows
+        log.error("reload_failed", what="api_keys", error=str(exc),
+                  error_type=type(exc).__name__)
+    try:
+        reload_hook_secrets(app)
+    except ConfigError as exc:
+        log.error("reload_failed", what="hook_secrets", error=str(exc))
+    return count
 
 
 async def _watchdog(notifier: SystemdNotifier, interval: float) -> None:
@@ -63,11 +90,7 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
         notifier.reloading()
 
         async def run() -> None:
-            count = None
-            try:
-                count = reload_keys(app)
-            except ConfigError as exc:
-                log.error("reload_failed", what="api_keys", error=str(exc))
+            count = await _reload_secrets(app)
             rules_ok = await rt.rules.reload("sighup") if rt.rules is not None else True
             log.info("reloaded", api_keys=count, rules_ok=rules_ok)
             notifier.ready()
@@ -78,8 +101,8 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
     def show_new_keys(base_url: str) -> None:
         # Generated keys are stored before the listener binds: show them on every path, or a
         # failed first start would leave keys nobody ever saw.
-        if rt.new_keys:
-            _print_first_run_keys(rt.new_keys, base_url, out)
+        if rt.new_keys and rt.new_keys_file is not None:
+            _print_first_run_keys(rt.new_keys, rt.new_keys_file, base_url, out)
             rt.new_keys = []
 
     for sig in (signal.SIGTERM, signal.SIGINT):

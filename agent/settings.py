@@ -267,5 +267,32 @@ def read_secret_file(path: Path) -> str:
     """The stripped contents of a secret file. Raises ConfigError naming the file, not the value."""
     try:
         return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read secret file: {exc.strerror}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read secret file: {reason}") from exc
+
+
+def resolve_secret(value: SecretStr | str | None, file: Path | None, what: str) -> str | None:
+    """The secret set inline (``what``) or in a file (``what``_file), or None when neither is.
+
+    The one rule for every secret, at start-up, on SIGHUP and in ``alert-agent check``: exactly
+    one of the pair may be set, and what it holds must not be empty (surrounding whitespace is
+    dropped, so whitespace only is empty): an empty password or token would otherwise switch
+    off the check it guards. Raises ConfigError naming the setting, never the value.
+    """
+    if value is not None and file is not None:
+        raise ConfigError(f"{what} and {what}_file are both set; set only one of them")
+    if value is not None:
+        text = (value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
+        if not text:
+            raise ConfigError(f"{what} is empty")
+        return text
+    if file is not None:
+        try:
+            text = read_secret_file(file)
+        except ConfigError as exc:
+            raise ConfigError(f"{what}_file: {exc}") from exc
+        if not text:
+            raise ConfigError(f"{what}_file: {file} is empty")
+        return text
+    return None

@@ -1,7 +1,9 @@
 """Authentication of inbound hooks: bearer token, basic auth or an HMAC body signature.
 
 Every comparison is constant-time. A source with nothing configured is open, which the daemon
-allows only while it listens on loopback (``insecure_sources`` is checked at start).
+allows only while it listens on loopback (``insecure_sources`` is checked at start and on every
+reload). Secrets go through ``settings.resolve_secret``: an empty one is a config error, so
+"secured" is decided from the credentials as resolved, never from a setting merely being there.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from agent.settings import ConfigError, SourceSettings, SourcesSettings, read_secret_file
+from pydantic import SecretStr
+
+from agent.settings import ConfigError, SourceSettings, SourcesSettings, resolve_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,31 +34,24 @@ class HookCredentials:
         return bool(self.bearer or self.basic or self.hmac_secret)
 
 
-def _secret(value: object, path: object, what: str) -> bytes | None:
-    from pathlib import Path
-
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return value.get_secret_value().encode()
-    if isinstance(path, Path):
-        text = read_secret_file(path)
-        if not text:
-            raise ConfigError(f"{path}: {what} file is empty")
-        return text.encode()
-    return None
+def _secret(value: SecretStr | None, path: Path | None, what: str) -> bytes | None:
+    text = resolve_secret(value, path, what)
+    return None if text is None else text.encode()
 
 
-def credentials_from(s: SourceSettings) -> HookCredentials:
-    """Resolve a source's auth settings (reading *_file secrets). Raises ConfigError."""
-    a = s.auth
-    password = _secret(a.password, a.password_file, "password")
+def credentials_from(s: SourceSettings, where: str) -> HookCredentials:
+    """Resolve the auth settings of source ``where`` (``sources.alertmanager``), reading *_file
+    secrets. Raises ConfigError naming the setting."""
+    a, at = s.auth, f"{where}.auth"
+    password = _secret(a.password, a.password_file, f"{at}.password")
+    if a.username is not None and not a.username.strip():
+        raise ConfigError(f"{at}.username is empty")
     if (a.username is None) != (password is None):
-        raise ConfigError("basic auth needs both username and password")
+        raise ConfigError(f"{at}: basic auth needs both username and password (or password_file)")
     return HookCredentials(
-        bearer=_secret(a.bearer_token, a.bearer_token_file, "bearer token"),
+        bearer=_secret(a.bearer_token, a.bearer_token_file, f"{at}.bearer_token"),
         basic=(a.username.encode() + b":" + password) if a.username and password else None,
-        hmac_secret=_secret(a.hmac_secret, a.hmac_secret_file, "HMAC secret"),
+        hmac_secret=_secret(a.hmac_secret, a.hmac_secret_file, f"{at}.hmac_secret"),
         hmac_header=a.hmac_header,
         explicit_none=a.type == "none",
     )
@@ -90,21 +88,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def insecure_sources(host: str, sources: Iterable[tuple[str, SourceSettings]]) -> list[str]:
-    """Enabled sources that would accept anyone although the daemon is reachable off-host."""
-    if is_loopback(host):
-        return []
-    out = []
-    for name, s in sources:
-        if not s.enabled or s.auth.type == "none":
-            continue
-        a = s.auth
-        if not (a.bearer_token or a.bearer_token_file or a.username or a.hmac_secret
-                or a.hmac_secret_file):
-            out.append(name)
-    return out
-
-
 @dataclass(frozen=True)
 class Hooks:
     """Resolved credentials of every hook source."""
@@ -124,25 +107,41 @@ class Hooks:
         return source not in self.disabled
 
 
+def insecure_sources(host: str, hooks: Hooks, generic_names: Iterable[str]) -> list[str]:
+    """Enabled sources that would accept anyone although the daemon is reachable off-host.
+
+    Judged from the resolved credentials: a source is secured by a non-empty secret it checks
+    (Grafana's own signing secret counts), or opened on purpose with ``auth: {type: none}``.
+    """
+    if is_loopback(host):
+        return []
+
+    def secured(c: HookCredentials | None, extra: bytes | None = None) -> bool:
+        return c is not None and (c.configured or c.explicit_none or extra is not None)
+
+    out = [name for name, ok in (
+        ("alertmanager", secured(hooks.alertmanager)),
+        ("grafana", secured(hooks.grafana, hooks.grafana_signing_secret)),
+    ) if hooks.enabled(name) and not ok]
+    out += [f"generic.{n}" for n in sorted(generic_names)
+            if hooks.enabled(f"generic:{n}") and not secured(hooks.generic.get(n))]
+    return out
+
+
 def hooks_from(sources: SourcesSettings, host: str = "127.0.0.1") -> Hooks:
-    """Read every source's secrets once at start. Raises ConfigError naming the source."""
-
-    def creds(name: str, s: SourceSettings) -> HookCredentials:
-        try:
-            return credentials_from(s)
-        except ConfigError as exc:
-            raise ConfigError(f"sources.{name}: {exc}") from exc
-
+    """Read every source's secrets (at start and on SIGHUP). Raises ConfigError naming the
+    setting."""
     g = sources.grafana
     disabled = {n for n, s in (("alertmanager", sources.alertmanager), ("grafana", g))
                 if not s.enabled}
     disabled |= {f"generic:{n}" for n, s in sources.generic.items() if not s.enabled}
     return Hooks(
-        alertmanager=creds("alertmanager", sources.alertmanager),
-        grafana=creds("grafana", g),
+        alertmanager=credentials_from(sources.alertmanager, "sources.alertmanager"),
+        grafana=credentials_from(g, "sources.grafana"),
         grafana_signing_secret=_secret(g.signing_secret, g.signing_secret_file,
-                                       "Grafana signing secret"),
-        generic={n: creds(f"generic.{n}", s) for n, s in sources.generic.items()},
+                                       "sources.grafana.signing_secret"),
+        generic={n: credentials_from(s, f"sources.generic.{n}")
+                 for n, s in sources.generic.items()},
         disabled=frozenset(disabled),
         open_allowed=is_loopback(host),
         grafana_signature_header=g.signature_header,

@@ -58,7 +58,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         c.metrics.auth_failures.inc()
         raise ApiError(401, "missing_api_key",
                        "No API key provided. Send 'Authorization: Bearer sk_live_...'.")
-    key = c.keyring.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    key = await c.keyring.lookup(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         c.metrics.auth_failures.inc()
         raise ApiError(401, "invalid_api_key", "The API key is invalid or revoked.")

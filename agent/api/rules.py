@@ -20,7 +20,7 @@ async def status(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     c = ctx(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    key = c.keyring.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    key = await c.keyring.lookup(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         c.metrics.auth_failures.inc()
         raise ApiError(401, "invalid_api_key", "Reloading needs a valid API key.")

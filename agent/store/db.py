@@ -10,15 +10,18 @@ rows, and a burst of N requests costs one commit instead of N.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from agent.observability import Metrics, get_logger
+from agent.private_files import create_private_file, open_private, private_dir
 from agent.store.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -26,8 +29,57 @@ Operation = Callable[[sqlite3.Connection], T]
 log = get_logger("store")
 
 
+LOCK_FILE = "lock"
+
+
 class StoreError(Exception):
     """The database failed (disk full, corruption, locked beyond the busy timeout)."""
+
+
+def try_lock_data_dir(data_dir: Path) -> IO[str] | None:
+    """The exclusive lock a running daemon holds on its data dir, or None when it is held.
+
+    A second daemon on the same data would release the first one's claims and deliver its rows
+    twice. ``alert-agent keys`` takes it only to migrate a database no daemon is using.
+    """
+    private_dir(data_dir)
+    fh = os.fdopen(open_private(data_dir / LOCK_FILE, os.O_RDWR), "r+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
+def connect(path: Path, synchronous: str = "NORMAL",
+            busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, rows by name."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply pending migrations. Only the holder of the data dir lock may call this."""
+    version = schema_version(conn)
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this build knows "
+            f"({len(MIGRATIONS)}); refusing to touch it"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits implicitly, so the version bump lives inside the script.
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+        log.info("store_migrated", version=number, path=str(path))
 
 
 @dataclass
@@ -62,7 +114,8 @@ class Database:
 
     async def open(self) -> None:
         """Create the file if needed, apply pending migrations, start the group committer."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        create_private_file(self.path)  # 0600 before SQLite creates it (its -wal/-shm follow)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer_pool, self._migrate)
         await loop.run_in_executor(self._reader_pool, self._conn)
@@ -113,14 +166,7 @@ class Database:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn = connect(self.path, self._synchronous, self._busy_timeout_ms)
             self._local.conn = conn
         return conn
 
@@ -131,17 +177,7 @@ class Database:
             self._local.conn = None
 
     def _migrate(self) -> None:
-        conn = self._conn()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this build knows "
-                f"({len(MIGRATIONS)}); refusing to touch it"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits implicitly, so the version bump lives inside the script.
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-            log.info("store_migrated", version=number, path=str(self.path))
+        migrate(self._conn(), self.path)
 
     def _run_read(self, op: Operation[T]) -> T:
         return op(self._conn())

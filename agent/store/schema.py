@@ -170,4 +170,10 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX inbox_recipient;
     CREATE INDEX inbox_recipient ON inbox (recipient, mode, seq);
     """,
+    # 5: keys made by `alert-agent keys create` carry a name; `source` tells first-run keys
+    # (every row so far), CLI keys, and revocation records of configured keys apart.
+    """
+    ALTER TABLE api_keys ADD COLUMN name TEXT;
+    ALTER TABLE api_keys ADD COLUMN source TEXT NOT NULL DEFAULT 'first-run';
+    """,
 )

@@ -2,7 +2,10 @@
 
 - SIGKILL with scheduled work queued, restart: nothing accepted is lost, nothing is sent twice;
 - SIGTERM: stop accepting, drain the in-flight delivery, exit 0, keep scheduled rows queued;
-- first run without keys: one live and one test key printed once, only hashes at rest;
+- first run without keys: one live and one test key in a 0600 file, its path (not the keys)
+  on stdout, only hashes in the database;
+- ``alert-agent keys`` beside the running daemon: created and revoked keys apply at once, and a
+  revocation holds across SIGHUP and restart;
 - sd_notify: READY, WATCHDOG, RELOADING + MONOTONIC_USEC on SIGHUP, STOPPING on SIGTERM.
 
 Only 127.0.0.1. The webhook receiver is the ``sink`` fixture (an aiohttp server in this process).
@@ -21,6 +24,7 @@ import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -252,6 +256,11 @@ def data_dir_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
 
 
+def db_bytes(data_dir: Path) -> bytes:
+    """The database and its -wal and -shm, concatenated."""
+    return b"".join(p.read_bytes() for p in sorted(data_dir.glob("alert-agent.db*")))
+
+
 # --- 1. crash safety ---------------------------------------------------------------------------
 
 
@@ -398,6 +407,13 @@ def printed_curl(stdout: str) -> list[str]:
     return shlex.split(" ".join(parts))
 
 
+def shell_expand(word: str) -> str:
+    """What ``sh`` makes of a double-quoted word (the banner's ``$(sed ...)`` included)."""
+    done = subprocess.run(["sh", "-c", f'printf %s "{word}"'], capture_output=True, text=True,
+                          timeout=10, check=True)
+    return done.stdout
+
+
 async def run_curl(http: aiohttp.ClientSession, argv: list[str]) -> tuple[int, dict[str, Any]]:
     """Do what ``curl -s -X METHOD -H ... -d ... URL`` would do."""
     assert argv[0] == "curl"
@@ -409,7 +425,7 @@ async def run_curl(http: aiohttp.ClientSession, argv: list[str]) -> tuple[int, d
         if arg == "-X":
             method = next(args)
         elif arg == "-H":
-            name, _, value = next(args).partition(":")
+            name, _, value = shell_expand(next(args)).partition(":")
             headers[name.strip()] = value.strip()
         elif arg == "-d":
             data = next(args)
@@ -423,7 +439,20 @@ async def run_curl(http: aiohttp.ClientSession, argv: list[str]) -> tuple[int, d
         return r.status, await r.json(content_type=None)
 
 
-async def test_first_run_prints_keys_once_and_stores_only_hashes(
+KEY_RE = r"sk_(?:live|test)_[A-Za-z0-9_-]+"
+
+
+def first_run_keys(data: Path) -> tuple[str, str]:
+    """The live and test keys of the first-run file, checked to be private."""
+    path = data / "first-run-api-keys"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    (live,) = re.findall(r"^live: (sk_live_\S+)$", text, re.M)
+    (test,) = re.findall(r"^test: (sk_test_\S+)$", text, re.M)
+    return live, test
+
+
+async def test_first_run_writes_keys_to_a_private_file_and_stores_only_hashes(
     spawn: Spawn, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
@@ -432,15 +461,16 @@ async def test_first_run_prints_keys_once_and_stores_only_hashes(
     async with aiohttp.ClientSession() as http:
         url = await wait_ready(first, http)
         out = first.stdout()
-        lives = set(re.findall(r"sk_live_[A-Za-z0-9_-]+", out))
-        tests = set(re.findall(r"sk_test_[A-Za-z0-9_-]+", out))
-        assert len(lives) == 1 and len(tests) == 1, out
-        (live,), (test,) = lives, tests
+        # Before: both keys were printed here, i.e. into the journal.
+        assert re.findall(KEY_RE, out) == [], out
+        assert str(data / "first-run-api-keys") in out
+        live, test = first_run_keys(data)
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "alert-agent.db").stat().st_mode) == 0o600
         curl = printed_curl(out)
-        assert f"Authorization: Bearer {test}" in curl
         assert any(a.startswith(f"{url}/v1/") for a in curl), curl
 
-        status, body = await run_curl(http, curl)
+        status, body = await run_curl(http, curl)  # the banner's line works as printed
         assert status == 201, body
         assert body["simulated"] is True
         status, body = await post_send(http, url, {"channel": "console", "to": "ops",
@@ -449,18 +479,18 @@ async def test_first_run_prints_keys_once_and_stores_only_hashes(
 
         for plain in (live, test):
             digest = hashlib.sha256(plain.encode()).hexdigest().encode()
-            at_rest = data_dir_bytes(data)  # the db and its -wal, as they are while running
-            assert (data / "alert-agent.db").is_file()
+            at_rest = db_bytes(data)  # the db and its -wal, as they are while running
             assert plain.encode() not in at_rest
             assert digest in at_rest, "the key's hash is not where the key should be stored"
         await terminate(first)
-        at_rest = data_dir_bytes(data)
+        at_rest = db_bytes(data)
         assert live.encode() not in at_rest and test.encode() not in at_rest
 
         second = spawn(env)
         url2 = await wait_ready(second, http)
         assert "sk_live_" not in second.stdout() and "sk_test_" not in second.stdout()
         assert "curl" not in second.stdout()
+        assert first_run_keys(data) == (live, test)  # made once, not again
         for key, simulated in ((live, False), (test, True)):
             status, body = await post_send(http, url2, {"channel": "console", "to": "ops",
                                                         "message": "again"}, key=key)
@@ -471,10 +501,9 @@ async def test_first_run_prints_keys_once_and_stores_only_hashes(
         log = d.stderr()
         assert live not in log and test not in log
         d.events(strict=True)
-    assert "api_keys_generated" in first.event_names()
+    generated = [e for e in first.events() if e["event"] == "api_keys_generated"]
+    assert [e["path"] for e in generated] == [str(data / "first-run-api-keys")]
     assert "api_keys_generated" not in second.event_names()
-    at_rest = data_dir_bytes(data)
-    assert live.encode() not in at_rest and test.encode() not in at_rest
 
 
 async def test_first_run_keys_are_not_lost_when_the_port_is_taken(
@@ -487,13 +516,13 @@ async def test_first_run_keys_are_not_lost_when_the_port_is_taken(
         first = spawn(daemon_env(data, ALERT_AGENT_PORT=str(taken.getsockname()[1])))
         assert await wait_exit(first, timeout=START_TIMEOUT_S) == 1
     assert "listen_failed" in first.event_names()
+    assert str(data / "first-run-api-keys") in first.stdout()
     second = spawn(daemon_env(data))
     async with aiohttp.ClientSession() as http:
         url = await wait_ready(second, http)
-        printed = re.findall(r"sk_live_[A-Za-z0-9_-]+", first.stdout() + second.stdout())
-        assert printed, "first-run keys were stored as hashes but never shown to anyone"
+        live, _ = first_run_keys(data)  # stored as hashes, and readable by the operator
         status, body = await post_send(http, url, {"channel": "console", "to": "ops",
-                                                   "message": "hi"}, key=printed[-1])
+                                                   "message": "hi"}, key=live)
         assert status == 201, body
         await terminate(second)
 
@@ -606,3 +635,64 @@ async def test_sd_notify_ready_watchdog_reload_stopping(
     assert names.index("listening") < names.index("reloaded") < names.index("stopping")
     assert "stopped" in names
     assert LIVE_KEY not in d.stderr() and WEBHOOK_SECRET not in d.stderr()
+
+
+# --- 5. alert-agent keys beside the running daemon ---------------------------------------------
+
+
+def keys_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``alert-agent keys ...`` as an operator would run it: the daemon's environment, its own
+    process, no lock of the daemon's taken."""
+    done = subprocess.run([sys.executable, "-m", "agent", "keys", *args], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+async def status_with(http: aiohttp.ClientSession, url: str, key: str) -> int:
+    async with http.get(f"{url}/v1/notifications?limit=1", headers=auth(key)) as r:
+        return r.status
+
+
+async def test_keys_command_applies_to_the_running_daemon_at_once(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = configured_env(data)
+    d = spawn(env)
+    async with aiohttp.ClientSession() as http:
+        url = await wait_ready(d, http)
+        code, out, err = keys_cli(env, "create", "--test", "--name", "e2e")
+        assert code == 0, err
+        new = out.strip()
+        new_id = re.search(r"created (key_[0-9a-f]{12})", err)
+        assert new_id is not None, err
+        assert await status_with(http, url, new) == 200  # no SIGHUP, no restart
+
+        code, out, err = keys_cli(env, "revoke", new_id[1])
+        assert code == 0, err
+        assert await status_with(http, url, new) == 401  # the first request after it returned
+
+        code, out, _ = keys_cli(env, "list")
+        live_id = next(line.split()[0] for line in out.splitlines() if " config " in line)
+        code, out, err = keys_cli(env, "revoke", live_id)  # a key still in ALERT_AGENT_API_KEYS
+        assert code == 0 and "still configured" in out, err
+        assert await status_with(http, url, LIVE_KEY) == 401
+
+        os.kill(d.pid, signal.SIGHUP)
+        await wait_until(lambda: "reloaded" in d.event_names(), timeout=10)
+        assert await status_with(http, url, LIVE_KEY) == 401
+        assert await status_with(http, url, new) == 401
+        await terminate(d)
+
+        code, out, err = keys_cli(env, "create", "--name", "while-stopped")
+        assert code == 0, err
+        stopped_key = out.strip()
+        again = spawn(env)
+        url = await wait_ready(again, http)
+        assert await status_with(http, url, LIVE_KEY) == 401
+        assert await status_with(http, url, new) == 401
+        assert await status_with(http, url, stopped_key) == 200
+        await terminate(again)
+    for proc in (d, again):
+        log = proc.stderr()
+        assert new not in log and stopped_key not in log and LIVE_KEY not in log

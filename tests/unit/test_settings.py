@@ -166,14 +166,23 @@ def test_keys_file_one_per_line(tmp_path: Path) -> None:
     assert [k.mode for k in keys] == ["live", "test"]
 
 
-def test_keys_file_comma_separated_adds_to_settings_keys(tmp_path: Path) -> None:
+def test_keys_file_comma_separated(tmp_path: Path) -> None:
     extra_live = "sk_live_extra000000000000000000000003"
     path = tmp_path / "keys"
     path.write_text(f"{TEST_KEY}, {extra_live}\n", encoding="utf-8")
-    keys = configured_keys(Settings(api_keys=[LIVE_KEY], api_keys_file=path))
+    keys = configured_keys(Settings(api_keys_file=path))
     assert keys is not None
-    assert [k.mode for k in keys] == ["live", "test", "live"]
-    assert len({k.id for k in keys}) == 3
+    assert [k.mode for k in keys] == ["test", "live"]
+    assert len({k.id for k in keys}) == 2
+
+
+def test_api_keys_and_api_keys_file_together_is_config_error(tmp_path: Path) -> None:
+    # Before, the file's keys were silently added to the inline ones; now one source of keys.
+    path = tmp_path / "keys"
+    path.write_text(f"{TEST_KEY}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="api_keys and api_keys_file are both set") as info:
+        configured_keys(Settings(api_keys=[LIVE_KEY], api_keys_file=path))
+    assert LIVE_KEY not in str(info.value) and TEST_KEY not in str(info.value)
 
 
 def test_missing_keys_file_is_config_error(tmp_path: Path) -> None:
