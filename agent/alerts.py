@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from agent.domain import TEST_MODE, Alert, AlertIntake, AlertStatus, AlertType, GroupRef
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
@@ -21,6 +23,7 @@ from agent.store.alerts import AlertStore, IngestResult
 from agent.store.idempotency import IdemRequest
 
 _TYPES = frozenset(t.value for t in AlertType)
+_CHUNK = 256  # alerts checked or routed between two turns of the event loop
 
 
 def describe(alert: Alert) -> tuple[str, str | None, str | None]:
@@ -93,8 +96,11 @@ class Inhibition:
 
 
 def digest(alert: Alert) -> int:
-    """What a repeat may change about an active alert (labels are its fingerprint)."""
-    return hash((tuple(sorted(alert.annotations.items())), alert.ends_at))
+    """What a repeat may change about an active alert (labels are its fingerprint): every
+    field the store updates on a repeat, so a changed one is never taken for unchanged."""
+    extra = orjson.dumps(alert.extra, option=orjson.OPT_SORT_KEYS) if alert.extra else None
+    return hash((tuple(sorted(alert.annotations.items())), alert.ends_at, alert.generator_url,
+                 extra))
 
 
 class ActiveAlerts:
@@ -172,6 +178,8 @@ class Intake:
         outcomes = [""] * len(alerts)
         fresh: list[int] = []
         for i, a in enumerate(alerts):
+            if i and i % _CHUNK == 0:
+                await asyncio.sleep(0)  # a 10,000-alert payload: let other requests in
             repeat = None if idem is not None else self.active.repeat_of(a, rules.config_hash)
             if repeat is None:
                 fresh.append(i)
@@ -181,10 +189,16 @@ class Intake:
         result = IngestResult(ids=ids, outcomes=outcomes, updated=len(alerts) - len(fresh))
         if not fresh:
             return result
-        items = [intake(rules, alerts[i], (channels or {}).get(i)) for i in fresh]
+        items = []
+        for n, i in enumerate(fresh):
+            if n and n % _CHUNK == 0:
+                await asyncio.sleep(0)  # routing 10,000 alerts takes ~0.3 s
+            items.append(intake(rules, alerts[i], (channels or {}).get(i)))
         stored = await self.store.ingest(items, now, idem)
         if stored.replayed:
             return stored
+        # The results are applied in one go: a repeat must not meet an alert that the commit
+        # resolved while the in-memory index still says active.
         for i, it, aid, outcome in zip(fresh, items, stored.ids, stored.outcomes, strict=True):
             ids[i], outcomes[i] = aid, outcome
             a = it.alert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -76,12 +77,25 @@ def now() -> float:
     return time.time()
 
 
+_ISO_MIN = datetime.min.replace(tzinfo=UTC)
+_ISO_MAX = datetime.max.replace(tzinfo=UTC)
+
+
 def iso(ts: float | None) -> str | None:
-    """Unix seconds -> ISO 8601 UTC with millisecond precision, ``None`` stays ``None``."""
-    if ts is None:
+    """Unix seconds -> ISO 8601 UTC with millisecond precision, ``None`` stays ``None``.
+
+    Total, because it formats stored values for every list and render: a time beyond what
+    ``datetime`` holds (years 1 to 9999) shows as that bound, NaN and infinities as ``None``.
+    """
+    if ts is None or not math.isfinite(ts):
         return None
-    dt = datetime.fromtimestamp(ts, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    try:
+        dt = datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        dt = _ISO_MAX if ts > 0 else _ISO_MIN
+    # Not strftime: its %Y drops the leading zeros of years before 1000.
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
 
 
 def parse_iso(value: str) -> float:

@@ -40,6 +40,16 @@ class ApiSettings(_Section):
     # Hook payloads carry many alerts (Alertmanager sends up to its max_alerts per group).
     max_hook_body_bytes: int = Field(default=16_777_216, ge=1024)
     max_batch_size: int = Field(default=1000, ge=1, le=1000)
+    # Caps on what one request may carry, so one body cannot hold the event loop for long;
+    # each is refused in the error envelope naming the setting.
+    max_alerts_per_payload: int = Field(default=10_000, ge=1)
+    max_labels_per_alert: int = Field(default=128, ge=1)  # annotations: the same count
+    max_label_bytes: int = Field(default=4096, ge=16)  # a label's name or value, UTF-8
+    max_annotation_bytes: int = Field(default=16_384, ge=16)  # an annotation's value (free text)
+    max_metadata_bytes: int = Field(default=16_384, ge=16)  # metadata as JSON
+    # Below what orjson encodes (254) and what the log processors walk, with room for the
+    # envelope a response wraps around a stored value.
+    max_json_depth: int = Field(default=64, ge=2, le=200)
     schedule_min_ahead_seconds: float = Field(default=60.0, ge=0)
     schedule_max_ahead_seconds: float = Field(default=30 * 86400.0, gt=0)
     idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)

@@ -10,6 +10,7 @@ from pydantic import Field
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
+from agent.api.limits import check_metadata, ingest_limits, limit_error
 from agent.api.middleware import API_KEY
 from agent.api.models import _Strict, parse
 from agent.api.notifications import idempotency_conflict, request_hash
@@ -25,6 +26,7 @@ from agent.domain import (
     iso,
 )
 from agent.domain import fingerprint_of as _fp
+from agent.ingest.common import LimitExceeded, check_alert
 from agent.observability import get_logger
 from agent.store import IdempotencyConflict
 from agent.store.idempotency import IdemRequest
@@ -109,6 +111,7 @@ async def create_alert(request: web.Request) -> web.Response:
     c = ctx(request)
     raw = await read_json_object(request)
     req = parse(AlertCreate, raw)
+    check_metadata(req.threshold, c.settings.max_metadata_bytes, "threshold")
     labels = {**req.labels, "alertname": req.labels.get("alertname", req.monitor_id),
               "monitor_id": req.monitor_id, "type": req.type.value}
     if req.severity is not None:
@@ -126,6 +129,10 @@ async def create_alert(request: web.Request) -> web.Response:
                       | ({"mode": TEST_MODE} if mode == TEST_MODE else {}))
     alert = Alert(source="api", fingerprint=fingerprint, status=status.value, labels=labels,
                   annotations=annotations, starts_at=c.clock(), extra=extra, mode=mode)
+    try:
+        check_alert(alert, "", ingest_limits(c.settings))
+    except LimitExceeded as exc:
+        raise limit_error(exc) from exc
     channels = {0: frozenset(ch.value for ch in req.channels)} if req.channels else None
     idem = None
     if req.idempotency_key is not None:

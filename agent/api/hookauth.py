@@ -59,8 +59,20 @@ def credentials_from(s: SourceSettings, where: str) -> HookCredentials:
 
 def authorized(creds: HookCredentials, headers: Mapping[str, str], body: bytes) -> bool:
     """True when any configured method accepts the request (or none is configured)."""
-    if not creds.configured:
+    if not creds.configured or _header_ok(creds, headers):
         return True
+    return signature_ok(creds, headers, body)
+
+
+def authorized_before_body(creds: HookCredentials, headers: Mapping[str, str]) -> bool | None:
+    """Decide from the headers alone where the methods allow: True or False, or ``None`` when
+    only an HMAC signature of the body can tell. Lets a stranger be refused unread."""
+    if not creds.configured or _header_ok(creds, headers):
+        return True
+    return None if creds.hmac_secret is not None else False
+
+
+def _header_ok(creds: HookCredentials, headers: Mapping[str, str]) -> bool:
     ok = False
     scheme, _, value = headers.get("Authorization", "").partition(" ")
     scheme = scheme.lower()
@@ -72,11 +84,16 @@ def authorized(creds: HookCredentials, headers: Mapping[str, str], body: bytes) 
         except ValueError:
             given = b""
         ok |= hmac.compare_digest(given, creds.basic)
-    if creds.hmac_secret is not None:
-        sig = headers.get(creds.hmac_header, "").strip().lower().removeprefix("sha256=")
-        expected = hmac.new(creds.hmac_secret, body, hashlib.sha256).hexdigest()
-        ok |= hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected.encode())
     return ok
+
+
+def signature_ok(creds: HookCredentials, headers: Mapping[str, str], body: bytes) -> bool:
+    """Whether the body's HMAC signature verifies (when ``authorized_before_body`` said None)."""
+    if creds.hmac_secret is None:
+        return False
+    sig = headers.get(creds.hmac_header, "").strip().lower().removeprefix("sha256=")
+    expected = hmac.new(creds.hmac_secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def is_loopback(host: str) -> bool:

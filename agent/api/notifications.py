@@ -12,6 +12,7 @@ from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ApiContext, ctx
 from agent.api.errors import ApiError, json_response, not_found
+from agent.api.limits import check_metadata
 from agent.api.middleware import API_KEY
 from agent.api.models import BatchRequest, SendRequest, parse
 from agent.apikeys import ApiKey
@@ -141,6 +142,7 @@ async def send(request: web.Request) -> web.Response:
     c = ctx(request)
     raw = await read_json_object(request)
     req = parse(SendRequest, raw)
+    check_metadata(req.metadata, c.settings.max_metadata_bytes, "metadata")
     key, now = request[API_KEY], c.clock()
     replays = await _replays(c, key, [(req, raw)], now)
     item = await _build(c, key, raw, req, now, {}, replay=bool(replays))
@@ -176,6 +178,7 @@ async def send_batch(request: web.Request) -> web.Response:
     for i, raw in enumerate(body.notifications):
         prefix = f"notifications[{i}]"
         req = parse(SendRequest, raw, prefix=prefix, force_422=True)
+        check_metadata(req.metadata, c.settings.max_metadata_bytes, f"{prefix}.metadata")
         if req.idempotency_key is not None:
             if req.idempotency_key in seen_keys:
                 raise ApiError(422, "duplicate_idempotency_key",

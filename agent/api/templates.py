@@ -8,6 +8,7 @@ from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response, not_found
+from agent.api.limits import check_metadata
 from agent.api.middleware import API_KEY, require_live
 from agent.api.models import TemplateCreate, TemplateUpdate, parse
 from agent.api.notifications import enum_param, idempotency_conflict, request_hash
@@ -41,6 +42,7 @@ async def create(request: web.Request) -> web.Response:
     require_live(request[API_KEY], "Creating a template")
     raw = await read_json_object(request)
     req = parse(TemplateCreate, raw)
+    check_metadata(req.metadata, c.settings.max_metadata_bytes, "metadata")
     now = c.clock()
     idem = None
     if req.idempotency_key is not None:
@@ -89,6 +91,7 @@ async def update(request: web.Request) -> web.Response:
     tid = request.match_info["id"]
     require_live(request[API_KEY], "Changing a template")
     req = parse(TemplateUpdate, await read_json_object(request))
+    check_metadata(req.metadata, c.settings.max_metadata_bytes, "metadata")
     changes = TemplateChanges(
         name=req.name, body=req.body, description=req.description, metadata=req.metadata,
         variables=_variables(req.body) if req.body is not None else None,

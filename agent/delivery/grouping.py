@@ -166,7 +166,8 @@ def build_flush(
                 metadata={"route": route.get("name", group.route_id), "group_key": group.key,
                           "status": ctx["status"], "reason": decision.reason,
                           "alert_ids": [a["id"] for a in ctx["alerts"][:MAX_ALERT_IDS]],
-                          "alert_count": len(ctx["alerts"]),
+                          # Every alert it is about, also those beyond the listed ones.
+                          "alert_count": len(decision.alerts),
                           "group_labels": group.labels},
                 idempotency_key=None, request_hash=None,
                 simulated=route.get("mode") == TEST_MODE, api_key_id=None,

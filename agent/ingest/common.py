@@ -1,4 +1,5 @@
-"""Shared pieces of the payload parsers: the error type, RFC 3339 times, string maps.
+"""Shared pieces of the payload parsers: the error type, RFC 3339 times, string maps, and the
+caps on what one payload may carry.
 
 Also the Alertmanager-shaped alert list that both Alertmanager (v4) and Grafana's unified
 alerting webhook (v1) send, so the two parsers agree field for field.
@@ -7,6 +8,8 @@ alerting webhook (v1) send, so the two parsers agree field for field.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +28,75 @@ class IngestError(ValueError):
         self.param = param
 
 
+class LimitExceeded(IngestError):
+    """A well-formed payload over one of the input caps; ``code`` and ``status`` for the API."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None) -> None:
+        super().__init__(message, param)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on one payload (the ``api.max_*`` settings), so one body stays cheap to handle."""
+
+    max_alerts: int = 10_000
+    max_labels: int = 128  # per alert; annotations have the same cap
+    max_label_bytes: int = 4096  # a label's name or value; an annotation's name
+    max_annotation_bytes: int = 16_384  # an annotation's value: free text
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check_count(n: int, param: str, limits: Limits) -> None:
+    """Refuse a payload of more than ``limits.max_alerts`` items (before parsing them)."""
+    if n > limits.max_alerts:
+        raise LimitExceeded(
+            413, "too_many_alerts",
+            f"{param}: {n} entries in one payload exceed api.max_alerts_per_payload "
+            f"({limits.max_alerts}); send smaller groups (Alertmanager: max_alerts)", param)
+
+
+def check_alert(alert: Alert, param: str, limits: Limits) -> None:
+    """Refuse an alert with too many, or too long, labels or annotations.
+
+    ``param`` is the alert's path with a trailing dot (``alerts[3].``) or empty.
+    """
+    _check_strings(alert.labels, f"{param}labels", "label", limits.max_label_bytes, limits)
+    _check_strings(alert.annotations, f"{param}annotations", "annotation",
+                   limits.max_annotation_bytes, limits)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_strings(values: Mapping[str, str], param: str, kind: str, value_cap: int,
+                   limits: Limits) -> None:
+    if len(values) > limits.max_labels:
+        raise LimitExceeded(
+            422, f"too_many_{kind}s",
+            f"{param}: {len(values)} {kind}s exceed api.max_labels_per_alert "
+            f"({limits.max_labels})", param)
+    name_cap = limits.max_label_bytes
+    # A string of at most cap/4 characters is at most cap bytes: most need no encoding.
+    for name, value in values.items():
+        if len(name) > name_cap // 4 and _utf8_len(name) > name_cap:
+            short = f"{param}.{name[:64]}..."
+            raise LimitExceeded(
+                422, f"{kind}_too_long",
+                f"{short}: a {kind} name of {_utf8_len(name)} bytes exceeds "
+                f"api.max_label_bytes ({name_cap})", short)
+        if len(value) > value_cap // 4 and _utf8_len(value) > value_cap:
+            setting = "api.max_label_bytes" if kind == "label" else "api.max_annotation_bytes"
+            raise LimitExceeded(
+                422, f"{kind}_too_long",
+                f"{param}.{name}: a value of {_utf8_len(value)} bytes exceeds {setting} "
+                f"({value_cap})", f"{param}.{name}")
+
+
 # RFC 3339 as Go writes it (time.RFC3339Nano): up to nine fractional digits, Z or +hh:mm.
 _RFC3339 = re.compile(
     r"(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})"
@@ -33,12 +105,31 @@ _RFC3339 = re.compile(
 )
 # Go's zero time.Time, which Alertmanager sends as the endsAt of a firing alert.
 _GO_ZERO_TIME = -62135596800.0
+# Times are accepted from 1970 through the year 9000 (UTC): nothing real lies outside, and a
+# year past 9999 or before 1 could not even be formatted later.
+MIN_TIME = 0.0  # 1970-01-01T00:00:00Z
+MAX_TIME = 221876928000.0  # 9001-01-01T00:00:00Z, excluded
+WINDOW = "the years 1970 to 9000 (UTC)"
+
+
+class TimeOutOfWindow(IngestError):
+    """A well-formed time outside the accepted window."""
+
+
+class _OutsideWindow(ValueError):
+    pass
+
+
+def in_window(ts: float) -> bool:
+    """Whether unix seconds ``ts`` lie in the accepted window (NaN and infinities do not)."""
+    return MIN_TIME <= ts < MAX_TIME
 
 
 def parse_time(value: object, param: str) -> float | None:
     """RFC 3339 (Go's format) -> unix seconds; Go's zero time, ``None`` and ``""`` -> ``None``.
 
-    Raises IngestError naming ``param`` for anything else.
+    Raises IngestError naming ``param`` for anything else (TimeOutOfWindow for a time outside
+    the years 1970 to 9000).
     """
     if value is None or value == "":
         return None
@@ -46,6 +137,8 @@ def parse_time(value: object, param: str) -> float | None:
         raise IngestError(f"{param}: expected an RFC 3339 time string, got {_kind(value)}", param)
     try:
         return _parse_rfc3339(value)
+    except _OutsideWindow as exc:
+        raise TimeOutOfWindow(f"{param}: {exc}", param) from exc
     except ValueError as exc:
         raise IngestError(f"{param}: {exc}", param) from exc
 
@@ -65,7 +158,10 @@ def _parse_rfc3339(value: str) -> float | None:
     if whole == _GO_ZERO_TIME:
         return None
     frac = match["frac"]
-    return whole + float(frac) if frac else whole
+    ts = whole + float(frac) if frac else whole
+    if not in_window(ts):
+        raise _OutsideWindow(f"{value[:64]!r} lies outside {WINDOW}")
+    return ts
 
 
 def _kind(value: object) -> str:
@@ -127,10 +223,10 @@ def require_object(payload: object, param: str | None = None) -> dict[str, Any]:
     return payload
 
 
-def check_version(payload: dict[str, Any], expected: str) -> None:
-    """Accept the sender's protocol version or none at all; reject any other explicit one."""
+def check_version(payload: dict[str, Any], expected: str, *also: str) -> None:
+    """Accept the sender's protocol version(s) or none at all; reject any other explicit one."""
     version = payload.get("version")
-    if version is None or str(version) == expected:
+    if version is None or str(version) in (expected, *also):
         return
     raise IngestError(
         f"version: unsupported webhook version {version!r} (expected {expected!r})", "version"
@@ -196,14 +292,18 @@ def _alert_status(
 
 
 def parse_webhook_alerts(
-    payload: dict[str, Any], source: str, received_at: float | None = None
+    payload: dict[str, Any], source: str, received_at: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Alert]:
-    """Every entry of the payload's ``alerts`` array, in order."""
+    """Every entry of the payload's ``alerts`` array, in order, each within ``limits``."""
     items = require_alert_list(payload)
-    return [
-        parse_webhook_alert(item, f"alerts[{i}]", source, received_at)
-        for i, item in enumerate(items)
-    ]
+    check_count(len(items), "alerts", limits)
+    alerts = []
+    for i, item in enumerate(items):
+        alert = parse_webhook_alert(item, f"alerts[{i}]", source, received_at)
+        check_alert(alert, f"alerts[{i}].", limits)
+        alerts.append(alert)
+    return alerts
 
 
 def group_fields(payload: dict[str, Any]) -> dict[str, Any]:

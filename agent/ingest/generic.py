@@ -19,6 +19,7 @@ each body with ``parse``. Its keys:
                   the label-set fingerprint, alertname included.
 ``starts_at``, ``ends_at``   optional templates -> times: RFC 3339 / ISO 8601 (no offset
                   means UTC), or unix seconds (milliseconds above 10^11). Empty -> none.
+                  Times outside the years 1970 to 9000 (UTC) are errors.
 ``generator_url`` optional template -> link back to the sender.
 
 Template variables: ``payload`` (the whole body), ``item`` (the current item; the body when
@@ -50,7 +51,18 @@ from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.domain import Alert, AlertStatus, IngestBatch, fingerprint_of, parse_iso
-from agent.ingest.common import IngestError, parse_time, scalar_str
+from agent.ingest.common import (
+    DEFAULT_LIMITS,
+    WINDOW,
+    IngestError,
+    Limits,
+    TimeOutOfWindow,
+    check_alert,
+    check_count,
+    in_window,
+    parse_time,
+    scalar_str,
+)
 
 SOURCE_PREFIX = "generic:"
 
@@ -215,15 +227,26 @@ def _compile_path(value: object) -> tuple[str, ...] | None:
 # --- applying ----------------------------------------------------------------------------------
 
 
-def parse(mapping: GenericMapping, payload: object) -> IngestBatch:
-    """Apply a compiled mapping to a decoded JSON body. Raises IngestError."""
-    if mapping.alerts_path is None:
+def parse(mapping: GenericMapping, payload: object,
+          limits: Limits = DEFAULT_LIMITS) -> IngestBatch:
+    """Apply a compiled mapping to a decoded JSON body.
+
+    Raises IngestError (LimitExceeded past ``limits``).
+    """
+    path = mapping.alerts_path
+    if path is None:
         items: list[Any] = [payload]
         group: dict[str, Any] = {}
     else:
-        items = _select(payload, mapping.alerts_path)
-        group = _group(payload, mapping.alerts_path)
-    alerts = [_map_item(mapping, payload, item, i) for i, item in enumerate(items)]
+        items = _select(payload, path)
+        group = _group(payload, path)
+        check_count(len(items), ".".join(path) or "alerts", limits)
+    alerts = []
+    for i, item in enumerate(items):
+        alert = _map_item(mapping, payload, item, i)
+        check_alert(alert, "" if path is None else f"{'.'.join(path) or 'alerts'}[{i}].",
+                    limits)
+        alerts.append(alert)
     return IngestBatch(source=mapping.source, alerts=alerts, group=group)
 
 
@@ -315,14 +338,20 @@ def _time(value: str, param: str, where: str) -> float | None:
     if not value:
         return None
     if _EPOCH_NUMBER.fullmatch(value) and math.isfinite(number := float(value)):
-        return number / 1000.0 if abs(number) >= _MILLIS_ABOVE else number
-    try:
-        return parse_time(value, param)
-    except IngestError:
-        pass
-    try:
-        return parse_iso(value)
-    except ValueError as exc:
-        raise IngestError(
-            f"{where}{param}: {value[:64]!r} is neither a time nor unix seconds", param
-        ) from exc
+        ts = number / 1000.0 if abs(number) >= _MILLIS_ABOVE else number
+    else:
+        try:
+            return parse_time(value, param)
+        except TimeOutOfWindow as exc:
+            raise IngestError(f"{where}{exc.message}", param) from exc
+        except IngestError:
+            pass
+        try:
+            ts = parse_iso(value)
+        except ValueError as exc:
+            raise IngestError(
+                f"{where}{param}: {value[:64]!r} is neither a time nor unix seconds", param
+            ) from exc
+    if not in_window(ts):
+        raise IngestError(f"{where}{param}: {value[:64]!r} lies outside {WINDOW}", param)
+    return ts

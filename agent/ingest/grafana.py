@@ -30,7 +30,11 @@ from typing import Any
 
 from agent.domain import Alert, AlertStatus, IngestBatch, fingerprint_of
 from agent.ingest.common import (
+    DEFAULT_LIMITS,
     IngestError,
+    Limits,
+    check_alert,
+    check_count,
     check_version,
     group_fields,
     optional_str,
@@ -66,22 +70,27 @@ _LEGACY_STATUS: dict[str, str | None] = {
 _LEGACY_MARKERS = ("ruleName", "ruleId", "evalMatches")
 
 
-def parse(payload: object, *, received_at: float | None = None) -> IngestBatch:
+def parse(payload: object, *, received_at: float | None = None,
+          limits: Limits = DEFAULT_LIMITS) -> IngestBatch:
     """A Grafana webhook body (decoded JSON, unified or legacy) -> alerts and group fields.
 
-    ``received_at`` decides only a unified alert that lacks ``status``. Raises IngestError.
+    ``received_at`` decides only a unified alert that lacks ``status``. Raises IngestError
+    (LimitExceeded past ``limits``).
     """
     obj = require_object(payload)
     if "alerts" not in obj and any(k in obj for k in _LEGACY_MARKERS):
-        return parse_legacy(obj)
+        return parse_legacy(obj, limits)
     check_version(obj, VERSION)
-    alerts = parse_webhook_alerts(obj, SOURCE, received_at)
+    alerts = parse_webhook_alerts(obj, SOURCE, received_at, limits)
     return IngestBatch(source=SOURCE, alerts=alerts, group=group_fields(obj))
 
 
-def parse_legacy(payload: object) -> IngestBatch:
+def parse_legacy(payload: object, limits: Limits = DEFAULT_LIMITS) -> IngestBatch:
     """A legacy (dashboard) alerting webhook body -> at most one alert; see the module doc."""
     obj = require_object(payload)
+    raw_matches = obj.get("evalMatches")
+    if isinstance(raw_matches, list):
+        check_count(len(raw_matches), "evalMatches", limits)
     rule_name = optional_str(obj.get("ruleName"), "ruleName")
     if rule_name is None:
         raise IngestError("ruleName: required by a legacy Grafana alert", "ruleName")
@@ -107,6 +116,7 @@ def parse_legacy(payload: object) -> IngestBatch:
         generator_url=optional_str(obj.get("ruleUrl"), "ruleUrl"),
         extra=_legacy_extra(obj, matches),
     )
+    check_alert(alert, "", limits)
     return IngestBatch(source=SOURCE, alerts=[alert], group=group)
 
 

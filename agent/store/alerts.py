@@ -156,14 +156,21 @@ def _already_ended(conn: sqlite3.Connection, a: Alert, starts_at: float) -> bool
 def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
                 out: IngestResult) -> None:
     a = it.alert
+    # What the sender may change, newest wins (as in Alertmanager); a field it left out keeps
+    # the last value (an alert sent without annotations keeps its text, and its message).
+    annotations, message = (_dumps(a.annotations), it.message) if a.annotations else (None, None)
+    extra = _dumps(a.extra) if a.extra else None
     if a.status == AlertStatus.FIRING:
         # Already active (the common case under repeats): one statement records the receipt;
         # grouping decides about repeats.
         row = conn.execute(
             "UPDATE alerts SET last_received_at = ?, receive_count = receive_count + 1, "
-            "annotations = ?, message = ?, ends_at = ? "
+            "annotations = COALESCE(?, annotations), message = COALESCE(?, message), "
+            "ends_at = ?, extra = COALESCE(?, extra), "
+            "generator_url = COALESCE(?, generator_url) "
             "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
-            (now, _dumps(a.annotations), it.message, a.ends_at, a.source, a.fingerprint, ACTIVE),
+            (now, annotations, message, a.ends_at, extra, a.generator_url, a.source,
+             a.fingerprint, ACTIVE),
         ).fetchone()
         if row is not None:
             out.ids.append(row[1])
@@ -197,9 +204,14 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         return
     row = conn.execute(
         "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, last_received_at = ?, "
-        "ends_at = COALESCE(?, ends_at), message = COALESCE(?, message) "
+        # No end given: it ended when we heard (as PUT /v1/alerts/{id} does), or earlier if
+        # the firing copy said so.
+        "ends_at = COALESCE(?, MIN(COALESCE(ends_at, ?), ?)), message = COALESCE(?, message), "
+        "annotations = COALESCE(?, annotations), extra = COALESCE(?, extra), "
+        "generator_url = COALESCE(?, generator_url) "
         "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
-        (RESOLVED, now, now, now, a.ends_at, it.message, a.source, a.fingerprint, ACTIVE),
+        (RESOLVED, now, now, now, a.ends_at, now, now, message, annotations, extra,
+         a.generator_url, a.source, a.fingerprint, ACTIVE),
     ).fetchone()
     if row is None:
         out.ids.append(None)  # resolved, but nothing active here: nothing to do

@@ -339,12 +339,19 @@ def test_alerts_missing_or_not_a_list_is_rejected(alerts: object) -> None:
 
 def test_another_explicit_version_is_rejected() -> None:
     payload = firing_sample()
-    payload["version"] = "3"
+    payload["version"] = "5"
 
     error = error_of(payload)
 
     assert error.param == "version"
-    assert "'3'" in str(error)
+    assert "'5'" in str(error)
+
+
+def test_version_3_is_the_same_shape_and_accepted() -> None:
+    payload = firing_sample()
+    payload["version"] = "3"
+
+    assert len(parse(payload).alerts) == 2
 
 
 def test_an_alert_that_is_not_an_object_is_rejected() -> None:
