@@ -64,9 +64,32 @@ def check_alert(alert: Alert, param: str, limits: Limits) -> None:
 
     ``param`` is the alert's path with a trailing dot (``alerts[3].``) or empty.
     """
+    if _within(alert, limits):
+        return
     _check_strings(alert.labels, f"{param}labels", "label", limits.max_label_bytes, limits)
     _check_strings(alert.annotations, f"{param}annotations", "annotation",
                    limits.max_annotation_bytes, limits)
+
+
+def _within(alert: Alert, limits: Limits) -> bool:
+    # Run on every alert of every payload, so cheap: a string of at most cap/4 characters is
+    # at most cap bytes in UTF-8 (nothing to encode), and short totals settle it in C.
+    labels, annotations, most = alert.labels, alert.annotations, limits.max_labels
+    if len(labels) > most or len(annotations) > most:
+        return False
+    name = label = limits.max_label_bytes // 4
+    text = limits.max_annotation_bytes // 4
+    if (sum(map(len, labels)) + sum(map(len, labels.values())) <= label
+            and sum(map(len, annotations)) <= name
+            and sum(map(len, annotations.values())) <= text):
+        return True
+    for k, v in labels.items():
+        if len(k) > name or len(v) > label:
+            return False
+    for k, v in annotations.items():
+        if len(k) > name or len(v) > text:
+            return False
+    return True
 
 
 def _utf8_len(text: str) -> int:
@@ -81,15 +104,14 @@ def _check_strings(values: Mapping[str, str], param: str, kind: str, value_cap: 
             f"{param}: {len(values)} {kind}s exceed api.max_labels_per_alert "
             f"({limits.max_labels})", param)
     name_cap = limits.max_label_bytes
-    # A string of at most cap/4 characters is at most cap bytes: most need no encoding.
     for name, value in values.items():
-        if len(name) > name_cap // 4 and _utf8_len(name) > name_cap:
+        if _utf8_len(name) > name_cap:
             short = f"{param}.{name[:64]}..."
             raise LimitExceeded(
                 422, f"{kind}_too_long",
                 f"{short}: a {kind} name of {_utf8_len(name)} bytes exceeds "
                 f"api.max_label_bytes ({name_cap})", short)
-        if len(value) > value_cap // 4 and _utf8_len(value) > value_cap:
+        if _utf8_len(value) > value_cap:
             setting = "api.max_label_bytes" if kind == "label" else "api.max_annotation_bytes"
             raise LimitExceeded(
                 422, f"{kind}_too_long",
