@@ -360,15 +360,16 @@ async def test_sigterm_drains_in_flight_delivery_and_keeps_scheduled_one(
         assert url == f"http://127.0.0.1:{port}"
         later = await send_ok(http, url, {
             "channel": "webhook", "to": sink.url, "message": "later",
-            "schedule_at": iso_z(time.time() + 5.0),
+            # Far enough ahead that a slow restart on a loaded machine cannot reach it.
+            "schedule_at": iso_z(time.time() + 120.0),
         })
-        sink.delay = 1.5  # the receiver holds its answer: this delivery is in flight
+        sink.delay = 3.0  # the receiver holds its answer: this delivery is in flight
         in_flight = await send_ok(http, url, {"channel": "webhook", "to": sink.url,
                                               "message": "in flight"})
         await wait_until(lambda: len(sink.received) == 1, timeout=10)
 
         os.kill(first.pid, signal.SIGTERM)
-        await wait_until(lambda: connection_refused(port), timeout=1.0)
+        await wait_until(lambda: connection_refused(port), timeout=2.5)
         assert first.proc.poll() is None, "exited without waiting for the in-flight delivery"
         assert await wait_exit(first) == 0, first.stderr()
         names = first.event_names()
@@ -384,11 +385,11 @@ async def test_sigterm_drains_in_flight_delivery_and_keeps_scheduled_one(
         assert url2 == url
         drained = await get_notification(http, url2, in_flight)
         assert (drained["status"], drained["attempts"]) == ("delivered", 1), drained
-        assert (await get_notification(http, url2, later))["status"] == "queued"
-        await wait_delivered(http, url2, [later], timeout=15)
+        kept = await get_notification(http, url2, later)
+        assert (kept["status"], kept["attempts"]) == ("queued", 0), kept
         await terminate(second)
 
-    assert Counter(received_ids(sink)) == Counter([in_flight, later])
+    assert Counter(received_ids(sink)) == Counter([in_flight])
     assert_signed(sink, WEBHOOK_SECRET)
 
 
