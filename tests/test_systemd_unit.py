@@ -110,6 +110,9 @@ def test_unit_has_required_settings() -> None:
     assert one("DynamicUser") == "yes"
     assert one("Restart") == "on-failure"
     assert one("TimeoutStopSec") == "30"
+    # Ceilings for a runaway (issue 10): memory in bytes with a unit suffix, tasks a count.
+    assert re.fullmatch(r"[1-9][0-9]*[KMG]", one("MemoryMax"))
+    assert 16 <= int(one("TasksMax")) <= 256
     assert "ALERT_AGENT_DATA_DIR=%S/alert-agent" in service["Environment"]
     assert "ALERT_AGENT_RULES_DIR=%E/alert-agent/rules" in service["Environment"]
     # sd_notify needs AF_UNIX; deliveries need IP networking.

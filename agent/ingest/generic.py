@@ -24,7 +24,8 @@ each body with ``parse``. Its keys:
 
 Template variables: ``payload`` (the whole body), ``item`` (the current item; the body when
 there is no ``alerts`` path) and, when the item is an object, its top-level keys directly, so
-``{{ monitor.name }}`` works. Templates run in Jinja2's immutable sandbox with
+``{{ monitor.name }}`` works. Templates run in the size-limited sandbox (``agent.sandbox``:
+bounded output, memory and time per template, as for notification templates) with
 ``ChainableUndefined``: a missing field, or a field of a missing field, renders as an empty
 string instead of failing the whole delivery, because optional fields come and go between
 senders' versions. ``null`` also renders empty and booleans as ``true``/``false``. A label or
@@ -48,7 +49,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.domain import Alert, AlertStatus, IngestBatch, fingerprint_of, parse_iso
 from agent.ingest.common import (
@@ -63,6 +63,7 @@ from agent.ingest.common import (
     parse_time,
     scalar_str,
 )
+from agent.sandbox import LimitedEnvironment, generate_capped, render_scope
 
 SOURCE_PREFIX = "generic:"
 
@@ -102,9 +103,7 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=ChainableUndefined, autoescape=False, finalize=_finalize, cache_size=0
-)
+_ENV = LimitedEnvironment(undefined=ChainableUndefined, finalize=_finalize)
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,8 @@ def _map_item(mapping: GenericMapping, payload: object, item: object, index: int
         if template is None:
             return ""
         try:
-            return template.render(variables).strip()
+            with render_scope():
+                return generate_capped(template, variables).strip()
         except Exception as exc:  # a template is user code: any failure is a mapping error
             raise IngestError(f"{where}{param}: {type(exc).__name__}: {exc}", param) from exc
 

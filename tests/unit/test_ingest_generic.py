@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from datetime import datetime
 from typing import Any
 
@@ -632,3 +633,24 @@ def test_compiled_mapping_is_frozen_and_named() -> None:
     assert KUMA.source == "generic:uptime-kuma"
     with pytest.raises(AttributeError):
         KUMA.name = "other"  # type: ignore[misc]
+
+
+# --- limits: the operator writes the template, the sender writes the data ---------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "needle"),
+    [
+        ("{{ text.replace('a', text) }}", "too large"),  # 16,000 x 16,000 characters in C
+        ("{{ text|center(10**9) }}", "too large"),
+        ("{{ '%0999999999d' % 1 }}", "width or precision"),
+        ("{% for a in text %}{% for b in text %}{% endfor %}{% endfor %}", "longer than"),
+    ],
+)
+def test_mapping_templates_are_size_and_time_limited(template: str, needle: str) -> None:
+    mapping = compile_mapping("src", {"alertname": "x", "annotations": {"summary": template}})
+    started = time.monotonic()
+    err = parse_error(mapping, {"text": "a" * 16_000})
+    assert time.monotonic() - started < 1.5
+    assert err.param == "annotations.summary"
+    assert needle in str(err)
