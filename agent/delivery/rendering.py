@@ -37,12 +37,14 @@ class TemplateError(Exception):
 def extract_variables(body: str) -> list[str]:
     """Top-level variable names the body uses, in order of first appearance.
 
-    Raises TemplateError on a syntax error.
+    Raises TemplateError on a syntax error, or nesting too deep for the parser.
     """
     try:
         ast = _ENV.parse(body)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
+    except RecursionError:
+        raise TemplateError("expressions or blocks are nested too deeply") from None
     names = meta.find_undeclared_variables(ast)
     # find_all walks the tree in source order; the set above says which names are free.
     ordered = dict.fromkeys(n.name for n in ast.find_all(nodes.Name) if n.name in names)

@@ -74,3 +74,12 @@ async def test_hostile_template_fails_alone_without_stalling_the_loop(
         "channel": "webhook", "to": sink.url, "message": "still alive"})
     assert resp.status == 201
     await wait_until(lambda: len(sink.received) == 3)
+
+
+async def test_template_nested_too_deep_is_a_422_not_a_500(client: Client) -> None:
+    body = "{{ " + "(" * 1300 + "host" + ")" * 1300 + " }}"  # under the 4,096 limit
+    resp = await client.post("/v1/templates", headers=auth(), json={
+        "name": "deep", "channel": "webhook", "body": body})
+    assert resp.status == 422, await resp.text()
+    err = (await resp.json())["error"]
+    assert err["code"] == "invalid_template" and err["param"] == "body"

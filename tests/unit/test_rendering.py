@@ -162,3 +162,16 @@ def test_runaway_templates_fail_fast(body: str, needle: str) -> None:
     with pytest.raises(TemplateError, match=needle):
         render(body, {})
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{{ " + "(" * 1300 + "1" + ")" * 1300 + " }}",
+     "{{ " + "[" * 1300 + "1" + "]" * 1300 + " }}",
+     "{% if x %}" * 1000 + "{% endif %}" * 1000],
+)
+def test_nesting_too_deep_for_the_parser_is_a_template_error(body: str) -> None:
+    with pytest.raises(TemplateError, match="nested too deeply"):
+        extract_variables(body)
+    with pytest.raises(TemplateError):
+        render(body, {"x": 1})
