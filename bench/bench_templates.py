@@ -14,12 +14,12 @@ Phases:
             would eat the machine ends as MemoryError or "killed".
   overhead  in a child: microseconds per render of everyday templates (the rule template of
             rules/00-common.yaml over 1 and 20 alerts, the README's CPU alert API template),
-            median of 5 runs of 2,000 renders each.
+            wall and CPU time, median of 5 runs of 2,000 renders each.
   worker    the alternative design: one persistent worker process (multiprocessing, fork) that
             renders with the same ``render`` under RLIMIT_AS and RLIMIT_CPU; microseconds per
-            render as seen by the caller (pickle + pipe + render + reply), same templates and
-            runs as overhead, and the time to start a worker and get its first render back
-            (a worker killed by a limit must be replaced).
+            render as seen by the caller (pickle + pipe + render + reply) and CPU of both
+            processes, same templates and runs as overhead, and the time to start a worker and
+            get its first render back (a worker killed by a limit must be replaced).
 
 ``--source DIR`` renders with another checkout's ``agent`` package (e.g. a worktree of main, for
 the figures before a change). Stdlib only in this process; every child is stopped by its PID.
@@ -84,7 +84,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "outcome": outcome[:160]})
 
 # Runs inside a child: everyday renders in-process and through a worker process.
 TIMING_CHILD = r"""
-import json, multiprocessing as mp, resource, statistics, sys, time
+import json, multiprocessing as mp, os, resource, statistics, sys, time
 import yaml
 from agent.delivery.rendering import render
 
@@ -109,16 +109,26 @@ CASES = [("API template (README CPU alert)", cfg["cpu_body"], cfg["cpu_vars"]),
          ("rule template, 1 alert", rule_body, group(1)),
          ("rule template, 20 alerts", rule_body, group(20))]
 
-def per_render_us(fn, body, variables):
+TICK = os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+def per_render_us(fn, body, variables, worker_pid=None):
+    # (wall us, CPU us of this process plus the worker) per render; medians of the runs
     for _ in range(200):
         fn(body, variables)
-    runs = []
+    walls, cpus = [], []
     for _ in range(cfg["runs"]):
+        c0 = time.process_time() + (cpu_seconds(worker_pid) if worker_pid else 0.0)
         t = time.perf_counter()
         for _ in range(cfg["n"]):
             fn(body, variables)
-        runs.append((time.perf_counter() - t) / cfg["n"] * 1e6)
-    return statistics.median(runs), min(runs), max(runs)
+        walls.append((time.perf_counter() - t) / cfg["n"] * 1e6)
+        c1 = time.process_time() + (cpu_seconds(worker_pid) if worker_pid else 0.0)
+        cpus.append((c1 - c0) / cfg["n"] * 1e6)
+    return statistics.median(walls), statistics.median(cpus)
 
 def worker(conn, limit_bytes, cpu_seconds):
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
@@ -162,7 +172,7 @@ if cfg["worker"]:
     out["worker_start_ms"] = statistics.median(starts)
     p, conn = start_worker()
     for name, body, variables in CASES:
-        out["worker"][name] = per_render_us(via_worker(conn), body, variables)
+        out["worker"][name] = per_render_us(via_worker(conn), body, variables, p.pid)
     conn.send(None)
     p.join(5)
 print(json.dumps(out))
@@ -236,13 +246,13 @@ def print_worst(rows: list[dict[str, Any]]) -> None:
 
 
 def print_timing(t: dict[str, Any]) -> None:
-    print(f"\neveryday renders, microseconds per render (median of {ARGS.runs} x {ARGS.n:,}; "
-          "min-max)")
-    print(f"{'template':34} {'in-process':>22} {'via worker process':>22}")
-    for name, (med, lo, hi) in t["inprocess"].items():
+    print(f"\neveryday renders, microseconds per render: wall / CPU (median of {ARGS.runs} runs "
+          f"of {ARGS.n:,}; CPU of the worker included)")
+    print(f"{'template':34} {'in-process':>16} {'via worker process':>20}")
+    for name, (wall, cpu) in t["inprocess"].items():
         w = t["worker"].get(name)
-        ws = f"{w[0]:8.1f} ({w[1]:.0f}-{w[2]:.0f})" if w else "-"
-        print(f"{name:34} {med:8.1f} ({lo:.1f}-{hi:.1f})  {ws:>22}")
+        ws = f"{w[0]:7.1f} / {w[1]:6.1f}" if w else "-"
+        print(f"{name:34} {wall:7.1f} / {cpu:6.1f} {ws:>20}")
     if "worker_start_ms" in t:
         print(f"worker start to first render: {t['worker_start_ms']:.1f} ms (median of 5)")
 

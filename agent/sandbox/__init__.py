@@ -8,10 +8,10 @@ time limit, and ``generate_capped`` the output limit.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C core, see render_scope
 import signal
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Template
@@ -23,12 +23,14 @@ from agent.sandbox.budget import (
     MAX_RENDER,
     MAX_VALUE,
     LimitExceeded,
-    budget_scope,
+    enter_budget,
+    exit_budget,
 )
 from agent.sandbox.environment import LimitedEnvironment
 from agent.sandbox.filters import MAX_RANGE
 
 RENDER_SECONDS = 0.5
+_MAIN_THREAD = threading.main_thread().ident
 
 __all__ = [
     "MAX_EXPANDED", "MAX_INT_BITS", "MAX_OUTPUT_CHARS", "MAX_RANGE", "MAX_RENDER", "MAX_VALUE",
@@ -41,31 +43,51 @@ class RenderTimeout(Exception):
     """A render ran longer than its time budget."""
 
 
-@contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    # SIGALRM interrupts Python code between bytecodes, so it bounds loops; the size limits
-    # bound the C calls in between. Only the main thread receives signals.
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Alarm:
+    """SIGALRM for render deadlines. The handler stays installed between renders (installing
+    one per render costs more than most renders) and passes signals outside a render on."""
 
-    def expire(signum: int, frame: Any) -> None:
-        raise RenderTimeout(f"rendering took longer than {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    armed = False
+    seconds = 0.0
+    previous: Any = None
 
 
-@contextmanager
-def render_scope(seconds: float = RENDER_SECONDS) -> Iterator[None]:
-    """One render's limits: a fresh size budget and (on the main thread) a time limit."""
-    with budget_scope(), _deadline(seconds):
-        yield
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _Alarm.armed:
+        _Alarm.armed = False
+        raise RenderTimeout(f"rendering took longer than {_Alarm.seconds:g} s")
+    if callable(_Alarm.previous):
+        _Alarm.previous(signum, frame)
+
+
+class render_scope:  # noqa: N801 - used like a function: with render_scope(): ...
+    """One render's limits: a fresh size budget and, on the main thread, a deadline.
+
+    SIGALRM interrupts Python code between bytecodes, so it bounds loops; the size limits
+    bound the C calls in between. Only the main thread receives signals; a scope inside a
+    timed scope keeps the outer deadline.
+    """
+
+    __slots__ = ("_seconds", "_timed", "_token")
+
+    def __init__(self, seconds: float = RENDER_SECONDS) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._token = enter_budget()
+        self._timed = threading.get_ident() == _MAIN_THREAD and not _Alarm.armed
+        if self._timed:
+            # The raw module: signal.getsignal() converts to an enum, slowly, on every call.
+            if _signal.getsignal(signal.SIGALRM) is not _on_alarm:
+                _Alarm.previous = _signal.signal(signal.SIGALRM, _on_alarm)
+            _Alarm.armed, _Alarm.seconds = True, self._seconds
+            signal.setitimer(signal.ITIMER_REAL, self._seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            _Alarm.armed = False
+        exit_budget(self._token)
 
 
 def generate_capped(template: Template, variables: Mapping[str, Any],

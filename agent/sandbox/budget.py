@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from contextvars import ContextVar, Token
 from itertools import chain
 from typing import Any
 
@@ -39,24 +38,36 @@ class LimitExceeded(SecurityError):
     """A template operation would build something above a size limit."""
 
 
-@dataclass
 class _Budget:
-    left: int = MAX_RENDER
-    # id -> (value, printed size, nesting depth); the value is held so its id stays unique.
-    sizes: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
+    __slots__ = ("left", "sizes")
+
+    def __init__(self) -> None:
+        self.left = MAX_RENDER
+        # id -> (value, printed size, nesting depth); the value is held so its id stays unique.
+        self.sizes: dict[int, tuple[Any, int, int]] = {}
 
 
 _CURRENT: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+BudgetToken = Token[_Budget | None]
+
+
+def enter_budget() -> BudgetToken:
+    """Start a fresh ``MAX_RENDER`` budget; give the token to ``exit_budget``."""
+    return _CURRENT.set(_Budget())
+
+
+def exit_budget(token: BudgetToken) -> None:
+    _CURRENT.reset(token)
 
 
 @contextmanager
 def budget_scope() -> Iterator[None]:
     """Give the renders inside a fresh ``MAX_RENDER`` budget."""
-    token = _CURRENT.set(_Budget())
+    token = enter_budget()
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        exit_budget(token)
 
 
 def charge(units: int, what: str) -> None:

@@ -34,6 +34,7 @@ REFUSED: list[tuple[str, str, str]] = [
     ("zfill", '{{ "1".zfill(10**9) }}', "too large"),
     ("expandtabs", '{{ ("\t"*60000).expandtabs(60000) }}', "too large"),
     ("join-method", f'{{{{ {BIG}.join([{BIG}]*60) }}}}', "too large"),
+    ("join-method-huge", f'{{{{ {BIG}.join([{BIG}]*60000) }}}}', "too large"),
     ("join-method-generator", '{{ "x".join(range(1000)|map("string")|map("center", 60000)) }}',
      "in all"),
     ("translate", f'{{{{ {BIG}.translate({{97: {BIG}}}) }}}}', "too large"),
@@ -98,6 +99,7 @@ REFUSED: list[tuple[str, str, str]] = [
     ("dag-namespace", '{% set ns = namespace(v="a") %}{% for i in range(40) %}'
      '{% set ns.v = namespace(a=ns.v, b=ns.v) %}{% endfor %}{{ ns }}', "too large"),
     ("print-big-list", f"{{{{ [{BIG}]*60 }}}}", "too large"),
+    ("print-huge-list", f"{{{{ [{BIG}]*60000 }}}}", "too large"),
     ("string-big-list", f"{{{{ ([{BIG}]*60)|string }}}}", "too large"),
     ("tojson-big-list", f"{{{{ ([{BIG}]*60)|tojson }}}}", "too large"),
     ("pprint-big-list", f"{{{{ ([{BIG}]*60)|pprint }}}}", "too large"),
