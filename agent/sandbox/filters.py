@@ -38,6 +38,7 @@ from agent.sandbox.predict import printf_size
 MAX_RANGE = 1000
 MAX_LINK_ATTRIBUTE = 256
 MAX_JSON_INDENT = 16
+MAX_ROUND_DIGITS = 400
 
 Bound = dict[str, Any]
 
@@ -118,10 +119,18 @@ def _sum(a: Bound) -> int:
     return 0
 
 
+def _round(a: Bound) -> int:
+    # round(5, -10**9) and the ceil/floor methods compute 10 ** precision; floats need <= 400.
+    p = a["precision"]
+    if not isinstance(p, int) or abs(p) > MAX_ROUND_DIGITS:
+        raise LimitExceeded(f"round precision must be within +-{MAX_ROUND_DIGITS}")
+    return 0
+
+
 _PREDICT: dict[str, Callable[[Bound], int]] = {
     "center": _center, "indent": _indent, "replace": _replace, "join": _join,
     "format": _format, "wordwrap": _wordwrap, "urlize": _urlize, "batch": _batch,
-    "slice": _slice, "sum": _sum,
+    "slice": _slice, "sum": _sum, "round": _round,
 }
 # Filters that print their value (a list or dict through str()): refused when that is too large.
 _PRINTING = frozenset(("capitalize escape e forceescape lower string striptags title trim "
