@@ -75,7 +75,8 @@ def _join(a: Bound) -> int:
 
 
 def _format(a: Bound) -> int:
-    return printf_size(str(a["value"]), a["kwargs"] or a["args"])
+    value = a["value"]  # a Markup stays one: it escapes every field
+    return printf_size(value if isinstance(value, str) else str(value), a["kwargs"] or a["args"])
 
 
 def _wordwrap(a: Bound) -> int:
