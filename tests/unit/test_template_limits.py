@@ -275,7 +275,8 @@ SAME_AS_JINJA = [
     "{{ nums|tojson }} {{ name|tojson }} {{ name|e }} {{ 'x'|center(5) }}|",
     "{{ 'a\nb'|indent(2, true) }} {{ 'long text here'|wordwrap(5) }} "
     "{{ 'abcdef'|truncate(5, true, '..', 0) }}",
-    "{{ 3.14159|round(2) }} {{ 1234|round(-2) }} {{ 2.5|round(1, 'floor') }} {{ '42'|int + 1 }} {{ -3|abs }} {{ 1234567|filesizeformat }}",
+    "{{ 3.14159|round(2) }} {{ 1234|round(-2) }} {{ 2.5|round(1, 'floor') }} "
+    "{{ '42'|int + 1 }} {{ -3|abs }} {{ 1234567|filesizeformat }}",
     "{{ name|urlencode }} {{ 'http://x.com a'|urlize }} {{ '<b>x</b>'|striptags }}",
     "{{ {'a': 1}|xmlattr }} {{ [1, [2]]|pprint }} {{ ['a', 'b']|first }}{{ ['a', 'b']|last }}",
     "{% with x = 5 %}{{ x }}{% endwith %}{% set l = nums + [9] %}{{ l }}{{ (1, 2) + (3,) }}",
