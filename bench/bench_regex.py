@@ -2,6 +2,7 @@
 """Cost of one regex label matcher on hostile and ordinary label values (issue 10, item 4).
 
     .venv/bin/python bench/bench_regex.py [--cpu 0] [--max-match-seconds 2] [--json]
+    .venv/bin/python bench/bench_regex.py --routing [--cpu 0] [--routes 10000] [--json]
 
 Operators write `=~` matchers; senders choose label values. This times `Matcher.matches` (the
 call the router and the inhibitor make) for
@@ -11,6 +12,10 @@ call the router and the inhibitor make) for
             ":9100": quadratic); a size is skipped once one match at the previous size took more
             than --max-match-seconds, so the old engine stays bounded
   ordinary  the patterns of real routing files on short values
+  routing   (--routing instead of the two above) route_alert with bench_ingest.py's 10,000-route
+            rules (equality + regex per route, and the same routes regex-only), timed in CPU
+            time of this thread as well as wall time: on a shared machine the CPU time moves
+            less when other processes take the core, so before/after runs compare better
 
 Each figure is the median of several timed batches (us per match); the answer is printed too, so
 a faster engine that answers differently shows. Works on any tree that has
@@ -23,9 +28,11 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from agent.routing.matchers import Matcher, MatchType
@@ -91,15 +98,84 @@ def ordinary() -> list[dict[str, Any]]:
     return rows
 
 
+def time_routing(rules: Any, alerts: list[Any], reps: int) -> dict[str, float]:
+    """us per alert over ``reps`` batches: CPU time of this thread and wall time, min and median."""
+    from agent.routing.router import route_alert
+
+    cpu, wall = [], []
+    for _ in range(reps):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        for al in alerts:
+            route_alert(rules, al)
+        cpu.append((time.thread_time() - c0) / len(alerts) * 1e6)
+        wall.append((time.perf_counter() - w0) / len(alerts) * 1e6)
+    return {"alerts": len(alerts), "reps": reps, "cpu_us_min": min(cpu),
+            "cpu_us_median": statistics.median(cpu), "wall_us_min": min(wall),
+            "wall_us_median": statistics.median(wall)}
+
+
+def routing(a: argparse.Namespace) -> dict[str, Any]:
+    """bench_ingest.py's routing phase, timed in CPU time too (see the module docstring)."""
+    from bench_ingest import make_alerts, write_big_rules
+
+    from agent.routing.loader import load_rules
+    from agent.routing.router import route_alert
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-regex-") as tmp:
+        eq = write_big_rules(Path(tmp) / "eq", a.routes, True)
+        rx = write_big_rules(Path(tmp) / "rx", a.routes, False)
+        t0 = time.perf_counter()
+        rules_eq = load_rules(Path(eq["dir"]))
+        out["load_eq_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rules_rx = load_rules(Path(rx["dir"]))
+        out["load_rx_s"] = time.perf_counter() - t0
+    alerts = make_alerts(a.alerts, a.routes)
+    sample = alerts[: a.regex_alerts]
+    same = sum([d.route.id for d in route_alert(rules_eq, al)]
+               == [d.route.id for d in route_alert(rules_rx, al)] for al in sample)
+    out["routes"] = eq["routes"]
+    out["equality"] = time_routing(rules_eq, alerts, a.reps)
+    out["regex_only"] = time_routing(rules_rx, sample, a.reps)
+    out["same_decisions"] = f"{same}/{len(sample)}"
+    return out
+
+
+def print_routing(res: dict[str, Any]) -> None:
+    print(f"routing: {res['routes']:,} routes; load_rules {res['load_eq_s']:.2f} s (equality), "
+          f"{res['load_rx_s']:.2f} s (regex-only); same decisions {res['same_decisions']}\n")
+    print("| rules | alerts x reps | CPU us/alert min / median | wall us/alert min / median |")
+    print("|---|---|---|---|")
+    for key, what in (("equality", "equality + regex per route (indexed)"),
+                      ("regex_only", "regex only (unindexed)")):
+        r = res[key]
+        print(f"| {what} | {r['alerts']:,} x {r['reps']} | {r['cpu_us_min']:,.2f} / "
+              f"{r['cpu_us_median']:,.2f} | {r['wall_us_min']:,.2f} / {r['wall_us_median']:,.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpu", type=int, help="pin this process to one CPU")
     ap.add_argument("--max-match-seconds", type=float, default=2.0,
                     help="skip larger hostile values once one match took longer (2)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ap.add_argument("--routing", action="store_true", help="time route_alert instead")
+    ap.add_argument("--routes", type=int, default=10_000, help="top-level routes (10,000)")
+    ap.add_argument("--alerts", type=int, default=20_000, help="alerts routed, indexed (20,000)")
+    ap.add_argument("--regex-alerts", type=int, default=300,
+                    help="alerts routed, regex-only (300)")
+    ap.add_argument("--reps", type=int, default=5, help="timed batches per rule set (5)")
     a = ap.parse_args()
     if a.cpu is not None:
         os.sched_setaffinity(0, {a.cpu})
+    if a.routing:
+        res = routing(a)
+        if a.json:
+            print(json.dumps(res, indent=2))
+        else:
+            print_routing(res)
+        return
     res = {"hostile": hostile(a.max_match_seconds), "ordinary": ordinary()}
     if a.json:
         print(json.dumps(res, indent=2))
