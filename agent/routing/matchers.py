@@ -1,6 +1,6 @@
 """Alertmanager label matchers: parsing, canonical printing and matching.
 
-Pure: no I/O and no imports from the rest of the project. The accepted syntax is
+Pure: no I/O; of the project it imports only its RE2 adapter. The accepted syntax is
 Alertmanager's classic one (``pkg/labels/parse.go``), which is what its default
 fallback mode ends up using, plus double-quoted UTF-8 label names from its newer
 parser. Regular expressions are RE2's, as in Alertmanager, and matched by RE2 itself
