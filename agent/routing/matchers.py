@@ -1,10 +1,10 @@
 """Alertmanager label matchers: parsing, canonical printing and matching.
 
-Pure: no I/O and no imports from the rest of the project. The accepted syntax is
+Pure: no I/O; of the project it imports only its RE2 adapter. The accepted syntax is
 Alertmanager's classic one (``pkg/labels/parse.go``), which is what its default
 fallback mode ends up using, plus double-quoted UTF-8 label names from its newer
-parser. Regular expressions are written for Go's RE2 and translated to Python ``re``
-where the two differ; what cannot be translated faithfully is rejected.
+parser. Regular expressions are RE2's, as in Alertmanager, and matched by RE2 itself
+(``agent.routing.regex``): linear in the label value, whatever the pattern.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from agent.routing.regex import Regex, RegexError
 
 __all__ = [
     "MatchType",
@@ -57,7 +59,7 @@ class Matcher:
     name: str
     type: MatchType
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _regex: Regex | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -73,7 +75,7 @@ class Matcher:
         if self.type is MatchType.NOT_EQUAL:
             return value != self.value
         assert self._regex is not None
-        found = self._regex.fullmatch(value) is not None
+        found = self._regex.fullmatch(value)
         return found if self.type is MatchType.REGEX else not found
 
     def equality(self) -> tuple[str, str] | None:
@@ -262,204 +264,8 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-# --- RE2 -> Python ``re`` ---------------------------------------------------------------
-
-
-class _Unsupported(Exception):
-    """RE2 syntax that has no faithful Python translation, or is malformed."""
-
-
-# RE2's Perl classes are ASCII-only, Python's are Unicode; spell them out.
-_PERL_CLASSES = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-_FLAG_GROUP_RE = re.compile(r"\(\?([A-Za-z]*)(?:-([A-Za-z]*))?([:)])")
-_HEX_BRACES_RE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
-_OCTAL_RE = re.compile(r"\\(0[0-7]{0,2}|[1-7][0-7]{1,2})")
-
-
-@dataclass
-class _Group:
-    flags: frozenset[str]
-    # Go's "(?i)" lasts to the end of the enclosing group; Python only has the scoped
-    # "(?i:...)", so each is opened here and closed (and reopened after '|') by hand.
-    opened: list[str] = field(default_factory=list)
-
-
-class _Re2Translator:
-    def __init__(self, src: str) -> None:
-        self.src = src
-        self.i = 0
-        self.out: list[str] = []
-        self.groups = [_Group(frozenset())]
-
-    def translate(self) -> str:
-        src = self.src
-        while self.i < len(src):
-            char = src[self.i]
-            if char == "\\":
-                piece, self.i = _translate_escape(src, self.i, in_class=False)
-                self.out.append(piece)
-            elif char == "[":
-                self._char_class()
-            elif char == "(":
-                self._open_group()
-            elif char == ")":
-                self._close_group()
-            else:
-                self.out.append(self._plain(char))
-                self.i += 1
-        if len(self.groups) > 1:
-            raise _Unsupported("missing closing ')'")
-        self.out.append(")" * len(self.groups[0].opened))
-        return "".join(self.out)
-
-    def _plain(self, char: str) -> str:
-        group = self.groups[-1]
-        if char == "|":
-            reopen = "".join(f"(?{spec}:" for spec in group.opened)
-            return ")" * len(group.opened) + "|" + reopen
-        if char == "$" and "m" not in group.flags:
-            return "\\Z"  # RE2's '$' is end of text; Python's also matches before a final \n
-        if char == "{" and self.src.startswith(",", self.i + 1):
-            return "\\{"  # RE2 reads "{,n}" literally, Python as {0,n}
-        return char
-
-    def _open_group(self) -> None:
-        src, i = self.src, self.i
-        group = self.groups[-1]
-        flags = _FLAG_GROUP_RE.match(src, i)
-        if flags is not None and (flags.group(1) or flags.group(2) is not None):
-            on, off = flags.group(1), flags.group(2) or ""
-            _check_flags(on + off)
-            spec = on + ("-" + off if flags.group(2) is not None else "")
-            new = (group.flags | set(on)) - set(off)
-            self.i = flags.end()
-            self.out.append(f"(?{spec}:")
-            if flags.group(3) == ")":
-                group.flags = new
-                group.opened.append(spec)
-            else:
-                self.groups.append(_Group(new))
-            return
-        if src.startswith("(?#", i):
-            raise _Unsupported("comments '(?#...)' are not RE2 syntax")
-        if re.match(r"\(\?<[A-Za-z_]", src[i : i + 4]):
-            self.out.append("(?P<")  # RE2's "(?<name>" is Python's "(?P<name>"
-            self.i += 3
-        else:
-            self.out.append("(")
-            self.i += 1
-        self.groups.append(_Group(group.flags))
-
-    def _close_group(self) -> None:
-        if len(self.groups) == 1:
-            raise _Unsupported("unbalanced ')'")
-        group = self.groups.pop()
-        self.out.append(")" * len(group.opened) + ")")
-        self.i += 1
-
-    def _char_class(self) -> None:
-        src = self.src
-        i = self.i + 1
-        out = ["["]
-        if src.startswith("^", i):
-            out.append("^")
-            i += 1
-        # A ']' right after '[' or '[^' is a literal, and may start a range.
-        can_start_range = src.startswith("]", i)
-        if can_start_range:
-            out.append("\\]")
-            i += 1
-        # Python warns about "--", "&&", "[[" etc. in classes, so literals are escaped;
-        # a '-' stays bare only where it forms a range, as RE2 decides.
-        after_dash = False
-        while i < len(src) and src[i] != "]":
-            if src[i] == "-" and can_start_range and not src.startswith("]", i + 1):
-                out.append("-")
-                i += 1
-                can_start_range, after_dash = False, True
-                continue
-            piece, i = self._class_atom(i)
-            out.append(piece)
-            can_start_range, after_dash = not after_dash, False
-        if i >= len(src):
-            raise _Unsupported("missing closing ']'")
-        out.append("]")
-        self.out.append("".join(out))
-        self.i = i + 1
-
-    def _class_atom(self, i: int) -> tuple[str, int]:
-        src = self.src
-        if src[i] == "\\":
-            return _translate_escape(src, i, in_class=True)
-        if src.startswith("[:", i) and (end := src.find(":]", i + 2)) != -1:
-            name = src[i + 2 : end]
-            if name.startswith("^"):
-                raise _Unsupported(f"negated POSIX class '[:{name}:]' has no Python equivalent")
-            if name not in _POSIX_CLASSES:
-                raise _Unsupported(f"unknown POSIX class '[:{name}:]'")
-            return _POSIX_CLASSES[name], end + 2
-        char = src[i]
-        return ("\\" + char if char in "[]&~|-" else char), i + 1
-
-
-def _check_flags(letters: str) -> None:
-    for letter in letters:
-        if letter == "U":
-            raise _Unsupported("the ungreedy flag 'U' has no Python equivalent")
-        if letter not in "ims":
-            raise _Unsupported(f"unknown flag {letter!r} (RE2 has i, m, s and U)")
-
-
-def _translate_escape(src: str, i: int, in_class: bool) -> tuple[str, int]:
-    """Translate the escape at ``src[i]`` (a backslash); returns the piece and next index."""
-    if i + 1 >= len(src):
-        raise _Unsupported("trailing backslash")
-    char = src[i + 1]
-    if char in "pP":
-        raise _Unsupported(f"Unicode classes '\\{char}' are not supported by Python's re")
-    if char.lower() in _PERL_CLASSES:
-        body = _PERL_CLASSES[char.lower()]
-        if in_class:
-            # A negated Perl class inside [...] cannot be spelled out; Python's is Unicode.
-            return (body if char.islower() else "\\" + char), i + 2
-        return (f"[{body}]" if char.islower() else f"[^{body}]"), i + 2
-    if (hexa := _HEX_BRACES_RE.match(src, i)) is not None:
-        return f"\\U{int(hexa.group(1), 16):08x}", hexa.end()
-    if char in "0123456789":
-        octal = _OCTAL_RE.match(src, i)
-        if octal is None:
-            raise _Unsupported(f"backreference '\\{char}' (RE2 has none)")
-        return f"\\u{int(octal.group(1), 8):04x}", octal.end()
-    if not in_class and char == "z":
-        return "\\Z", i + 2
-    if not in_class and char == "Q":
-        end = src.find("\\E", i + 2)
-        literal = src[i + 2 :] if end == -1 else src[i + 2 : end]
-        return re.escape(literal), len(src) if end == -1 else end + 2
-    return "\\" + char, i + 2
-
-
-def _compile_regex(value: str) -> re.Pattern[str]:
+def _compile_regex(value: str) -> Regex:
     try:
-        translated = _Re2Translator(value).translate()
-        return re.compile(f"^(?:{translated})$")
-    except _Unsupported as exc:
+        return Regex(value)
+    except RegexError as exc:
         raise MatcherError(f"invalid regular expression {value!r}: {exc}") from None
-    except re.error as exc:
-        raise MatcherError(f"invalid regular expression {value!r}: {exc.msg}") from None

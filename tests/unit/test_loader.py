@@ -325,13 +325,16 @@ def test_bad_matcher(tmp_path: Path, matcher: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     ("regex", "fragment"),
     [
-        ("(", "missing closing ')'"),
-        ("a)", "unbalanced ')'"),
-        ("[a", "missing closing ']'"),
-        ("a**", "invalid regular expression"),
-        ("\\\\1", "backreference"),
-        ("(?U)a", "ungreedy"),
-        ("\\\\p{L}", "Unicode classes"),
+        ("(", "missing ): ("),
+        ("a)", "unexpected ): a)"),
+        ("[a", "missing ]: [a"),
+        ("a**", "bad repetition operator: **"),
+        # Perl and Python syntax that RE2 (Alertmanager's engine) rejects. In the YAML below
+        # '\\\\' is the matcher escape for one backslash.
+        ("(a)\\\\1", "invalid escape sequence: \\1 (RE2 has no backreferences)"),
+        ("(?=x)x", "invalid perl operator: (?= (RE2 has no lookaround"),
+        ("(?<!x)y", "invalid perl operator: (?<!"),
+        ("x\\\\Z", "invalid escape sequence: \\Z"),
     ],
 )
 def test_bad_regex(tmp_path: Path, regex: str, fragment: str) -> None:
@@ -343,10 +346,53 @@ def test_bad_regex(tmp_path: Path, regex: str, fragment: str) -> None:
             matchers: ['a="1"', 'svc=~"{regex}"']
     """
     p = only_problem(tmp_path, text)
-    assert p.line == 5
+    assert (p.file, p.line) == ("rules.yaml", 5)
     assert p.message.startswith("bad matcher 'svc=~")
     assert "invalid regular expression" in p.message
     assert fragment in p.message
+
+
+def test_bad_regexes_are_all_reported_with_file_and_line(tmp_path: Path) -> None:
+    a_text = """\
+    routes:
+      - name: ok
+        matchers: ['env=~"prod|staging"']
+      - name: lookahead
+        matchers:
+          - 'env="prod"'
+          - 'instance=~"(?!10\\.).*"'
+    inhibit_rules:
+      - source_matchers: ['severity="critical"']
+        target_matchers: ['job=~"(a)\\\\1"']
+        equal: [alertname]
+    """
+    b_text = """\
+    routes:
+      - name: b
+        matchers: ['x=~"(?<name>a)(?P=name)"']
+    """
+    ps = problems_of(write(tmp_path / "rules", {"a.yaml": a_text, "b.yaml": b_text}))
+    by_place = {(p.file, p.line): p.message for p in ps}
+    assert sorted(by_place) == [("a.yaml", 7), ("a.yaml", 10), ("b.yaml", 3)]
+    assert all("invalid regular expression" in m for m in by_place.values())
+    assert "(RE2 has no backreferences)" in by_place["a.yaml", 10]
+
+
+def test_re2_syntax_python_lacked_loads_and_routes(tmp_path: Path) -> None:
+    text = """\
+    routes:
+      - name: greek
+        matchers: ['host=~"\\p{Greek}+-[0-9]+"']
+      - name: lazy
+        matchers: ['host=~"(?U)db-.+"']
+      - name: not-alpha
+        matchers: ['host=~"[[:^alpha:]]+"']
+    """
+    rules = load_rules(write(tmp_path / "rules", {"rules.yaml": text}))
+    assert routes_for(rules, {"host": "αβ-1"}) == ["greek"]
+    assert routes_for(rules, {"host": "db-7"}) == ["lazy"]
+    assert routes_for(rules, {"host": "10.0.0.1"}) == ["not-alpha"]
+    assert routes_for(rules, {"host": "ab-1"}) == ["root"]
 
 
 def test_bad_matchers_in_inhibit_rules(tmp_path: Path) -> None:
