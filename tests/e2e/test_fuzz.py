@@ -41,8 +41,8 @@ from tests.helpers import LIVE_KEY, TEST_KEY
 REPO = Path(__file__).resolve().parents[2]
 MIN_CASES = 10_000
 # Per operation and key kind; schemathesis adds its coverage-phase cases on top.
-FUZZ_MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "150"))
-FUZZ_TIMEOUT_S = 360.0
+FUZZ_MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "250"))
+FUZZ_TIMEOUT_S = 540.0
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
 # Generic sources of rules/30-generic.yaml: most generated {name}s should reach a mapping.
