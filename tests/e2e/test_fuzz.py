@@ -10,7 +10,8 @@ a traceback or error event in the daemon's log, or the daemon exiting.
 Two processes, not ``--workers``: hypothesis describes lambdas with ``ast.parse``, which is not
 thread-safe on CPython 3.11 ("AST constructor recursion depth mismatch"). Each run is random
 (its seed is in the failure message: ``st run ... --seed N`` replays it).
-Budget and measurements: see ``FUZZ_*`` below and the README's Testing section.
+Budget: ``FUZZ_MAX_EXAMPLES`` per operation and key kind; the printed line gives cases, wall and
+CPU time (the README's Development section has the figures).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -97,6 +99,17 @@ def report(report_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def log_problems(d: Daemon) -> list[dict[str, Any]]:
     """Events with a traceback, or at error level (an unhandled error is logged that way)."""
     return [e for e in d.events(strict=True)
@@ -123,7 +136,7 @@ async def test_schemathesis_finds_nothing(spawn: Spawn, tmp_path: Path) -> None:
         async with http.get(f"{url}/openapi.json") as r:
             assert r.status == 200 and (await r.json())["openapi"].startswith("3.1")
 
-    started = time.monotonic()
+    started, cpu_before, daemon_before = time.monotonic(), children_cpu(), cpu_seconds(d.pid)
     kinds = {"live": LIVE_KEY, "test": TEST_KEY}
     for kind in kinds:
         (tmp_path / kind).mkdir()
@@ -134,11 +147,14 @@ async def test_schemathesis_finds_nothing(spawn: Spawn, tmp_path: Path) -> None:
     await asyncio.gather(runs, watch_daemon(d, runs))
     codes = runs.result()
     elapsed = time.monotonic() - started
+    st_cpu, daemon_cpu = children_cpu() - cpu_before, cpu_seconds(d.pid) - daemon_before
 
     outcomes = {kind: report(tmp_path / kind / "report") for kind in kinds}
     cases = {kind: o["test_cases"]["generated"] for kind, o in outcomes.items()}
     total = sum(cases.values())
-    print(f"fuzz: {total} cases in {elapsed:.0f}s ({total / elapsed:.0f}/s): {cases}")
+    # CPU time tells what an idle machine would take; wall time here depends on the neighbours.
+    print(f"fuzz: {total} cases in {elapsed:.0f}s ({total / elapsed:.0f}/s) {cases}; "
+          f"CPU: schemathesis {st_cpu:.0f}s, daemon {daemon_cpu:.0f}s")
     for (kind, o), code in zip(outcomes.items(), codes, strict=True):
         log = (tmp_path / kind / "st.log").read_text(errors="replace")
         summary = {k: o[k] for k in ("seed", "failures", "errors", "phases", "test_cases")}
