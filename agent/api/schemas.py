@@ -163,6 +163,8 @@ class AlertOut(_Out):
     resolved_at: Timestamp | None
     last_received_at: Timestamp
     receive_count: int
+    simulated: bool = Field(description="Posted with an sk_test_ key: its notifications are "
+                            "simulated.")
 
 
 class AlertWithNotifications(AlertOut):

@@ -8,6 +8,7 @@ checks are the fast, deterministic floor under it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,21 @@ def test_real_grafana_payload_fits_the_documented_model() -> None:
     assert grafana.parse(payload).alerts and grafana.parse(legacy).alerts
 
 
+def documented_statuses(method: str, path: str) -> set[int]:
+    bare = path.split("?", 1)[0]
+    for op in OPERATIONS:
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(op.path))
+        if op.method == method and re.fullmatch(pattern, bare):
+            return op.statuses
+    raise AssertionError(f"{method} {bare} is not documented")
+
+
 async def _json(client: TestClient[Any, Any], method: str, path: str, model: type[BaseModel],
                 status: int = 200, key: str | None = None, **kw: Any) -> dict[str, Any]:
     resp = await client.request(method, path, headers=auth(key) if key else auth(), **kw)
     body = await resp.json()
     assert resp.status == status, body
+    assert status in documented_statuses(method, path)
     model.model_validate(body)  # extra fields are forbidden: a new field must be documented
     return dict(body)
 
@@ -115,6 +126,11 @@ async def test_answers_validate_against_the_response_models(
     tpl = await _json(c, "POST", "/v1/templates", s.TemplateOut, 201,
                       json={"name": "t1", "channel": "console", "body": "{{ a }}"})
     await _json(c, "PUT", f"/v1/templates/{tpl['id']}", s.TemplateOut, json={"body": "x"})
+    for method, path in (("POST", "/v1/templates"), ("PUT", f"/v1/templates/{tpl['id']}"),
+                         ("DELETE", f"/v1/templates/{tpl['id']}"), ("POST", "/-/reload")):
+        denied = await _json(c, method, path, s.ErrorEnvelope, 403, key=TEST_KEY,
+                             json={"name": "t2", "channel": "console", "body": "x"})
+        assert denied["error"]["code"] == "live_key_required"
     await _json(c, "GET", "/v1/templates", s.TemplateList)
     await _json(c, "DELETE", f"/v1/templates/{tpl['id']}", s.TemplateDeleted)
     await _json(c, "GET", "/v1/inbox?to=ops", s.InboxList)
