@@ -314,9 +314,12 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
             "title": "alert-agent",
             "version": __version__,
             "description": "Self-hosted alert routing daemon. Errors share one envelope "
-                           "(ErrorEnvelope). Bodies are limited to "
-                           f"{settings.max_body_bytes} bytes ({settings.max_hook_body_bytes} "
-                           "for /hooks).",
+                           "(ErrorEnvelope). Limits of this agent: bodies "
+                           f"{settings.max_body_bytes} bytes ({settings.max_hook_body_bytes} for "
+                           f"/hooks), JSON nesting {settings.max_json_depth} levels, metadata "
+                           f"{settings.max_metadata_bytes} bytes as JSON, "
+                           f"{settings.max_alerts_per_payload} alerts per hook payload, "
+                           f"{settings.max_labels_per_alert} labels per alert.",
         },
         "paths": paths,
         "components": {
