@@ -2,8 +2,8 @@
 
 The parsers in ``agent/ingest`` validate field by field (with messages naming the field) and
 are a superset of these shapes: they coerce scalar label values and accept unknown fields.
-``tests/unit/test_openapi.py`` checks the real sender samples against these models and the
-models' examples against the parsers, so the two cannot drift apart unnoticed.
+``tests/integration/test_openapi.py`` checks real sender samples against both these models and
+the parsers, and the fuzz test sends what these models generate to the live hooks.
 """
 
 from __future__ import annotations

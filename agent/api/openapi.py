@@ -2,9 +2,9 @@
 
 Request bodies come from the models the handlers validate with (``models.py``, ``alerts.py``),
 responses and query parameters from ``schemas.py``, hook payloads from ``hookmodels.py``.
-``OPERATIONS`` lists every route; ``tests/unit/test_openapi.py`` checks it against the routes
-registered on the app in both directions, and the fuzz test (``tests/e2e/test_fuzz.py``) checks
-every answer of a live daemon against the document.
+``OPERATIONS`` lists every route; ``tests/integration/test_openapi.py`` checks it against the
+routes registered on the app in both directions, and the fuzz test (``tests/e2e/test_fuzz.py``)
+checks every answer of a live daemon against the document.
 """
 
 from __future__ import annotations
