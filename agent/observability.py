@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 
@@ -71,6 +72,42 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    bridge_stdlib_logging()
+
+
+class StdlibBridge(logging.Handler):
+    """Stdlib log records (aiohttp, asyncio, libraries) as structlog JSON lines.
+
+    Without it they reach stderr through logging's last-resort handler as multi-line text and
+    tracebacks, which break one-JSON-object-per-line logs. A malformed request from a client
+    (aiohttp's ``BadHttpMessage``) is the client's fault, not ours: one warning, no traceback,
+    and only the first line of the reason (the rest echoes raw header bytes).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log = structlog.get_logger(component=record.name)
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, HttpProcessingError):
+                reason = (exc.message or "").strip().splitlines()
+                log.warning("bad_http_request", status=exc.code,
+                            reason=reason[0] if reason else "")
+                return
+            method = record.levelname.lower()
+            if method not in ("debug", "info", "warning", "error", "critical"):
+                method = "error"
+            kw: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            getattr(log, method)("library_log", message=record.getMessage(), **kw)
+        except Exception:  # logging must never raise into the code that logged
+            self.handleError(record)
+
+
+def bridge_stdlib_logging() -> None:
+    """Route stdlib logging through structlog (idempotent: one bridge on the root logger)."""
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, StdlibBridge)]:
+        root.removeHandler(h)
+    root.addHandler(StdlibBridge())
 
 
 def get_logger(name: str) -> Any:

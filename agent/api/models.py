@@ -26,7 +26,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# Cross-field rules the handler checks after the model (notifications._build), stated in the
+# OpenAPI document so generated requests and clients know them.
+_SEND_RULES: dict[str, Any] = {
+    "anyOf": [{"required": ["message"]}, {"required": ["template_id"]}],
+    "if": {"properties": {"channel": {"const": "webhook"}}, "required": ["channel"]},
+    "then": {"properties": {"to": {"pattern": "^https?://"}}},
+}
+# The document states the name rule as a pattern; the validator keeps its friendlier message.
+_NAME_SCHEMA: dict[str, Any] = {"pattern": f"^{TEMPLATE_NAME.pattern}$"}
+
+
 class SendRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra=_SEND_RULES)
+
     channel: Channel
     to: str = Field(
         min_length=1, max_length=512, validation_alias=AliasChoices("to", "recipient")
@@ -55,7 +68,7 @@ class BatchRequest(_Strict):
 
 
 class TemplateCreate(_Strict):
-    name: str
+    name: str = Field(json_schema_extra=_NAME_SCHEMA)
     channel: Channel
     body: str = Field(min_length=1, max_length=4096)
     description: str | None = Field(default=None, max_length=256)
@@ -69,7 +82,7 @@ class TemplateCreate(_Strict):
 
 
 class TemplateUpdate(_Strict):
-    name: str | None = None
+    name: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
     body: str | None = Field(default=None, min_length=1, max_length=4096)
     description: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] | None = None

@@ -1,0 +1,269 @@
+"""Response bodies and query parameters, as pydantic models used by the OpenAPI document.
+
+Handlers build their JSON with the functions of ``serialize.py`` (plain dicts: the hot paths do
+not pay for model construction). These models describe that JSON; they forbid extra fields, so
+a field added to a serializer but not here makes the fuzz test's schema check fail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.domain import Channel, Priority, Severity, Status
+
+Timestamp = datetime  # ISO 8601 UTC, millisecond precision, "Z" suffix (domain.iso)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    type: str = Field(description="The error class, e.g. invalid_request_error, not_found.")
+    code: str = Field(description="A machine-readable code, e.g. missing_required_field.")
+    message: str
+    param: str | None = Field(description="The offending parameter, when one is to blame.")
+    doc_url: str
+
+
+class ErrorEnvelope(_Out):
+    """Every error answer: ``{"error": {...}}``."""
+
+    error: ErrorDetail
+
+
+class NotificationOut(_Out):
+    id: str = Field(pattern=r"^ntf_")
+    object: Literal["notification"]
+    status: Status
+    channel: Channel
+    to: str
+    message: str | None
+    subject: str | None
+    severity: Severity
+    template_id: str | None
+    metadata: dict[str, Any]
+    priority: Priority
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_at: Timestamp | None
+    idempotency_key: str | None
+    credits_used: int
+    simulated: bool
+    attempts: int
+    batch_id: str | None
+    schedule_at: Timestamp | None
+    created_at: Timestamp
+    sent_at: Timestamp | None
+    delivered_at: Timestamp | None
+    read_at: Timestamp | None
+    failed_at: Timestamp | None
+    cancelled_at: Timestamp | None
+    failure_reason: str | None
+    failure_details: str | None
+    last_error: str | None
+
+
+class _CursorPage(_Out):
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class NotificationList(_CursorPage):
+    data: list[NotificationOut]
+
+
+class BatchItem(_Out):
+    id: str = Field(pattern=r"^ntf_")
+    status: Status
+    channel: Channel
+
+
+class BatchOut(_Out):
+    object: Literal["batch"]
+    id: str = Field(pattern=r"^bat_")
+    total: int
+    accepted: int
+    rejected: int
+    notifications: list[BatchItem]
+    created_at: Timestamp
+
+
+class CancelOut(_Out):
+    id: str
+    object: Literal["notification"]
+    status: Status
+    cancelled_at: Timestamp | None
+
+
+class TemplateOut(_Out):
+    id: str = Field(pattern=r"^tpl_")
+    object: Literal["template"]
+    name: str
+    channel: Channel
+    body: str
+    variables: list[str]
+    description: str | None
+    metadata: dict[str, Any]
+    usage_count: int
+    last_used_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TemplateList(_CursorPage):
+    data: list[TemplateOut]
+
+
+class TemplateDeleted(_Out):
+    id: str
+    object: Literal["template"]
+    deleted: Literal[True]
+
+
+class InboxItemOut(_Out):
+    object: Literal["inbox_item"]
+    notification_id: str
+    to: str
+    title: str | None
+    body: str
+    severity: Severity
+    metadata: dict[str, Any]
+    created_at: Timestamp
+    read_at: Timestamp | None
+
+
+class InboxList(_CursorPage):
+    data: list[InboxItemOut]
+
+
+class AlertOut(_Out):
+    id: str = Field(pattern=r"^alt_")
+    object: Literal["alert"]
+    monitor_id: str | None
+    type: str
+    status: Literal["active", "resolved"]
+    severity: Severity
+    message: str | None
+    source: str = Field(description="alertmanager, grafana, generic:<name> or api.")
+    alertname: str | None
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str | None
+    extra: dict[str, Any]
+    starts_at: Timestamp | None
+    ends_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    resolved_at: Timestamp | None
+    last_received_at: Timestamp
+    receive_count: int
+    simulated: bool = Field(description="Posted with an sk_test_ key: its notifications are "
+                            "simulated.")
+
+
+class AlertWithNotifications(AlertOut):
+    notifications: list[NotificationOut]
+
+
+class AlertData(_Out):
+    data: AlertOut
+
+
+class AlertDetail(_Out):
+    data: AlertWithNotifications
+
+
+class PageMeta(_Out):
+    page: int
+    per_page: int
+    total: int
+
+
+class AlertList(_Out):
+    object: Literal["list"]
+    data: list[AlertOut]
+    meta: PageMeta
+
+
+class RuleProblem(_Out):
+    file: str
+    line: int | None
+    message: str
+
+
+class RulesStatus(_Out):
+    object: Literal["rules_status"]
+    rules_dir: str
+    last_reload_successful: bool
+    last_success_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    config_hash: str | None
+    files: list[str]
+    routes: int
+    generic_sources: list[str]
+    errors: list[RuleProblem]
+
+
+class HookResult(_Out):
+    status: Literal["ok"]
+    received: int = Field(description="Alerts in the payload.")
+    created: int
+    updated: int
+    resolved: int
+    ignored: int = Field(description="Alerts older than what is stored (out-of-order).")
+
+
+class Health(_Out):
+    status: Literal["ok"]
+
+
+class ReadyChecks(_Out):
+    store: bool
+    dispatcher: bool
+
+
+class Ready(_Out):
+    status: Literal["ready", "not_ready"]
+    checks: ReadyChecks
+
+
+# --- query parameters --------------------------------------------------------------------------
+
+
+class _Query(BaseModel):
+    # Unknown query parameters are ignored by the handlers.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class CursorQuery(_Query):
+    limit: int = Field(default=25, ge=1, le=100, description="Items per page.")
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page.")
+
+
+class NotificationListQuery(CursorQuery):
+    channel: Channel | None = None
+    status: Status | None = None
+    from_: datetime | None = Field(default=None, alias="from",
+                                   description="Created at or after (ISO 8601).")
+    to: datetime | None = Field(default=None, description="Created before (ISO 8601).")
+
+
+class TemplateListQuery(CursorQuery):
+    channel: Channel | None = None
+
+
+class InboxQuery(CursorQuery):
+    to: str = Field(min_length=1, description="The recipient (alias: recipient).")
+
+
+class AlertListQuery(_Query):
+    status: Literal["active", "resolved"] | None = None
+    monitor_id: str | None = None
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    per_page: int = Field(default=20, ge=1, le=100)
