@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from agent.delivery.rendering import TemplateError, extract_variables
+from agent.observability import get_logger
+from agent.routing import ruleyaml
 from agent.routing.matchers import Matcher, MatcherError, parse_matcher
 from agent.routing.router import build_index
 from agent.routing.ruleset import (
@@ -30,6 +32,7 @@ from agent.routing.ruleset import (
 from agent.routing.schema import RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
 from agent.routing.timeintervals import TimeInterval, TimeIntervalError, parse_time_interval
 
+log = get_logger("rules")
 KNOWN_SOURCES = frozenset({"alertmanager", "grafana", "generic", "api"})
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -63,67 +66,6 @@ def rule_files(rules_dir: Path) -> list[Path]:
     )
 
 
-def _line(node: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
-    """The 1-based line of ``loc`` in a composed YAML document (of the key, for a mapping)."""
-    if node is None:
-        return None
-    line = int(node.start_mark.line)
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == part:
-                    node, line = v, int(k.start_mark.line)
-                    break
-            else:
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = int(node.start_mark.line)
-        else:
-            break
-    return line + 1
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: object, line: int) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key, self.line = key, line
-
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_STR, _MAP, _SEQ = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-
-
-def _to_data(node: yaml.Node, scalars: Any) -> Any:
-    """Node tree -> data, like PyYAML's SafeConstructor but refusing repeated keys.
-
-    Strings (nearly every scalar of a rule file) are taken as they are; other scalars go through
-    PyYAML's own constructor. Several times faster than ``yaml.safe_load`` on large files.
-    """
-    if isinstance(node, yaml.ScalarNode):
-        return node.value if node.tag == _STR else scalars.construct_object(node)
-    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-        return [_to_data(n, scalars) for n in node.value]
-    if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
-        out: dict[Any, Any] = {}
-        for k, v in node.value:
-            if k.tag == "tag:yaml.org,2002:merge":
-                return scalars.construct_object(node, deep=True)  # '<<' merges: the slow path
-            key = _to_data(k, scalars)
-            if key in out:
-                raise _DuplicateKey(key, k.start_mark.line + 1)
-            out[key] = _to_data(v, scalars)
-        return out
-    return scalars.construct_object(node, deep=True)
-
-
-def _load_yaml(text: str) -> Any:
-    node = yaml.compose(text, Loader=_Loader)
-    return None if node is None else _to_data(node, yaml.SafeLoader(""))
-
-
 @dataclass
 class _Parsed:
     name: str
@@ -134,18 +76,8 @@ class _Parsed:
     def line(self, *loc: int | str) -> int | None:
         # Composed only when a problem needs a line: the happy path parses once.
         if self._tree is None:
-            self._tree = yaml.compose(self.text, Loader=_Loader)
-        return _line(self._tree, loc)
-
-
-def _yaml_problem(name: str, text: str, exc: yaml.YAMLError) -> Problem:
-    try:  # the pure-Python parser words its errors better (it names the character)
-        yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as slow_exc:
-        exc = slow_exc
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    return Problem(name, line, f"invalid YAML: {getattr(exc, 'problem', exc)}")
+            self._tree = ruleyaml.compose(self.text)
+        return ruleyaml.line_of(self._tree, loc)
 
 
 def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | None:
@@ -155,13 +87,9 @@ def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | Non
         problems.append(Problem(name, None, f"not UTF-8: {exc}"))
         return None
     try:
-        data = _load_yaml(text)
-    except _DuplicateKey as dup:
-        problems.append(Problem(name, dup.line, f"duplicate key '{dup.key}' (the earlier one "
-                                                "would be ignored)"))
-        return None
-    except yaml.YAMLError as fast_exc:
-        problems.append(_yaml_problem(name, text, fast_exc))
+        data = ruleyaml.load(text)
+    except ruleyaml.YamlProblem as exc:
+        problems.append(Problem(name, exc.line, exc.message))
         return None
     if data is None:
         data = {}
@@ -171,11 +99,12 @@ def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | Non
     try:
         rules = RuleFile.model_validate(data)
     except ValidationError as exc:
-        tree = yaml.compose(text, Loader=_Loader)
+        tree = ruleyaml.compose(text)
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
             path_text = ".".join(str(p) for p in loc)
-            problems.append(Problem(name, _line(tree, loc), f"{path_text}: {err['msg']}"))
+            problems.append(Problem(name, ruleyaml.line_of(tree, loc),
+                                    f"{path_text}: {err['msg']}"))
         return None
     return _Parsed(name, rules, text)
 
@@ -189,6 +118,7 @@ class _Compiler:
         self.route_ids: set[str] = set()
         self.routes_by_id: dict[str, Route] = {}
         self.matcher_cache: dict[str, Matcher] = {}
+        self.current: str | None = None  # the file being compiled, for an unexpected error
 
     def fail(self, f: _Parsed, message: str, *loc: int | str) -> None:
         self.problems.append(Problem(f.name, f.line(*loc), message))
@@ -202,6 +132,7 @@ class _Compiler:
 
     def collect_named(self) -> None:
         for f in self.files:
+            self.current = f.name
             for i, t in enumerate(f.rules.templates):
                 if t.name in self.templates:
                     self.fail(f, f"template '{t.name}' is defined twice", "templates", i)
@@ -212,6 +143,10 @@ class _Compiler:
                         extract_variables(t.subject)
                 except TemplateError as exc:
                     self.fail(f, f"template '{t.name}': {exc}", "templates", i, "body")
+                    continue
+                except RecursionError:  # Jinja's parser recurses once per nesting level
+                    self.fail(f, f"template '{t.name}': nested too deeply", "templates", i,
+                              "body")
                     continue
                 self.templates[t.name] = Template(t.name, t.body, t.channel, t.subject)
             for i, ti in enumerate(f.rules.time_intervals):
@@ -329,10 +264,27 @@ def _root(defaults: RouteDefaults) -> Route:
     )
 
 
+def _internal_error(file: str | None, exc: Exception) -> Problem:
+    # Kept apart from rule problems: this is a bug of the loader, the traceback is for us.
+    log.error("rules_loader_error", file=file, exc_info=exc)
+    return Problem(file or "(rules)", None,
+                   f"internal error while loading: {type(exc).__name__}: {exc}")
+
+
 def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str) -> RuleSet:
+    """Cross-check and compile parsed files. Raises RulesError for any exception."""
+    c = _Compiler(files, problems)
+    try:
+        return _compile(c, config_hash)
+    except Exception as exc:  # a bug must be a reported failure, never a dead reload
+        problems.append(_internal_error(c.current, exc))
+        raise RulesError(problems) from exc
+
+
+def _compile(c: _Compiler, config_hash: str) -> RuleSet:
     from agent.ingest.generic import GenericMapping, compile_mapping
 
-    c = _Compiler(files, problems)
+    files = c.files
     _, defaults = c.single("defaults")
     _, sev = c.single("severity_map")
     sev = sev or SeverityMapSpec()
@@ -340,11 +292,13 @@ def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: st
     root = _root(defaults or RouteDefaults())
     top = []
     for f in files:
+        c.current = f.name
         for i, spec in enumerate(f.rules.routes):
             top.append(c.route(f, spec, root, ("routes", i)))
     inhibit = []
     generic: dict[str, GenericMapping] = {}
     for f in files:
+        c.current = f.name
         for i, rule in enumerate(f.rules.inhibit_rules):
             inhibit.append(InhibitRule(
                 c.matchers(f, rule.source_matchers, "inhibit_rules", i, "source_matchers"),
@@ -362,6 +316,10 @@ def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: st
                 generic[name] = compile_mapping(name, mapping)
             except ValueError as exc:
                 c.fail(f, f"generic source '{name}': {exc}", "generic_sources", name)
+            except (RecursionError, SyntaxError):  # Jinja parsing, then Python compiling it
+                c.fail(f, f"generic source '{name}': a template is nested too deeply",
+                       "generic_sources", name)
+    c.current = None
     root = _with_children(root, tuple(top))
     return RuleSet(
         root=root,
@@ -387,7 +345,12 @@ def load_rules(rules_dir: Path, cache: ParseCache | None = None) -> RuleSet:
     parsed = []
     digest = hashlib.sha256()
     seen: set[tuple[str, str]] = set()
-    for path in rule_files(rules_dir):
+    try:
+        paths = rule_files(rules_dir)
+    except OSError as exc:  # e.g. removed or made unreadable between two calls
+        raise RulesError([Problem(str(rules_dir), None, f"cannot list: {exc.strerror}")]
+                         ) from exc
+    for path in paths:
         try:
             raw = path.read_bytes()
         except OSError as exc:
@@ -398,7 +361,11 @@ def load_rules(rules_dir: Path, cache: ParseCache | None = None) -> RuleSet:
         key = (path.name, file_digest)
         p = cache.get(key) if cache is not None else None
         if p is None:
-            p = _parse_file(path.name, raw, problems)
+            try:
+                p = _parse_file(path.name, raw, problems)
+            except Exception as exc:  # a bug must be a reported failure, never a dead reload
+                problems.append(_internal_error(path.name, exc))
+                continue
             if p is not None and cache is not None:
                 cache[key] = p
         if p is not None:
