@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from agent.alerts import Inhibition, Intake
 from agent.api.auth import KeyRing
 from agent.api.context import CTX, ApiContext
 from agent.api.hookauth import Hooks, hooks_from, insecure_sources
-from agent.api.ratelimit import RateLimiter
+from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.apikeys import SOURCE_FIRST_RUN, KeyRecord, describe, generate_key
 from agent.channels.base import ChannelSender
 from agent.channels.console import ConsoleChannel
@@ -240,6 +241,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         clock=clock,
         intake=intake,
         rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
+        reload_gate=IntervalGate(s.api.reload_min_interval_seconds, time.monotonic),
     )
     app[CTX] = ctx
     rt.api = ctx

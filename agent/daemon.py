@@ -14,6 +14,7 @@ from aiohttp import web
 
 from agent.app import RUNTIME, create_app, reload_hook_secrets, reload_keys
 from agent.observability import get_logger
+from agent.reloading import Reloads
 from agent.settings import ConfigError, Settings
 from agent.systemd import SystemdNotifier, watchdog_interval
 
@@ -81,22 +82,19 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
 
     ready = False
     rt = app[RUNTIME]
-    reloads: set[asyncio.Task[None]] = set()
+
+    async def run_reload() -> None:
+        count = await _reload_secrets(app)
+        rules_ok = await rt.rules.reload("sighup") if rt.rules is not None else True
+        log.info("reloaded", api_keys=count, rules_ok=rules_ok)
+
+    reloads = Reloads(notifier, run_reload)
 
     def reload() -> None:
         if not ready:  # READY=1 from a reload must never precede the first one
             log.warning("reload_ignored_during_startup")
             return
-        notifier.reloading()
-
-        async def run() -> None:
-            count = await _reload_secrets(app)
-            rules_ok = await rt.rules.reload("sighup") if rt.rules is not None else True
-            log.info("reloaded", api_keys=count, rules_ok=rules_ok)
-            notifier.ready()
-
-        reloads.add(task := asyncio.create_task(run()))
-        task.add_done_callback(reloads.discard)
+        reloads.request()
 
     def show_new_keys(base_url: str) -> None:
         # Generated keys are stored before the listener binds: show them on every path, or a
@@ -135,6 +133,7 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> int:
     wd_interval = watchdog_interval()
     wd = asyncio.create_task(_watchdog(notifier, wd_interval)) if wd_interval else None
     await stop.wait()
+    await reloads.idle()  # its READY=1 must come before STOPPING=1
     log.info("stopping", grace_seconds=settings.delivery.shutdown_grace_seconds)
     notifier.stopping()
     if wd is not None:

@@ -55,6 +55,8 @@ class ApiSettings(_Section):
     idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
     cursor_ttl_seconds: float = Field(default=86400.0, gt=0)
     rate_limit: RateLimitSettings = RateLimitSettings()
+    # POST /-/reload re-reads every rule file: at most one per interval (429 otherwise); 0: off.
+    reload_min_interval_seconds: float = Field(default=1.0, ge=0)
 
 
 class StoreSettings(_Section):

@@ -10,7 +10,7 @@ from aiohttp import web
 from agent.alerts import Intake
 from agent.api.auth import KeyRing
 from agent.api.hookauth import Hooks
-from agent.api.ratelimit import RateLimiter
+from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.observability import Metrics
 from agent.routing.holder import RulesHolder
 from agent.routing.ruleset import RuleSet
@@ -32,6 +32,7 @@ class ApiContext:
     rules_holder: RulesHolder
     hooks: Hooks
     wake_grouper: Callable[[], None]
+    reload_gate: IntervalGate
 
     def rules(self) -> RuleSet:
         return self.rules_holder.current

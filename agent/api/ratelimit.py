@@ -50,3 +50,21 @@ class RateLimiter:
         count += 1
         self._windows[key_id] = (w_start, count)
         return Decision(True, self.per_minute, self.per_minute - count, reset, 0)
+
+
+class IntervalGate:
+    """At most one pass per ``interval`` seconds, for everyone (``POST /-/reload``): a reload
+    re-reads and compiles every rule file, so a client looping on it must not keep a core busy."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self._clock = clock  # monotonic: a wall-clock step must not block or free the gate
+        self._last: float | None = None
+
+    def attempt(self) -> float:
+        """0 and the pass is taken, or the seconds left until one is allowed."""
+        t = self._clock()
+        if self._last is not None and (left := self._last + self.interval - t) > 0:
+            return left
+        self._last = t
+        return 0.0

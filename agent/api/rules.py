@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from agent.api.context import ctx
@@ -25,6 +27,13 @@ async def reload(request: web.Request) -> web.Response:
         c.metrics.auth_failures.inc()
         raise ApiError(401, "invalid_api_key", "Reloading needs a valid API key.")
     require_live(key, "Reloading the rules")
+    wait = c.reload_gate.attempt()
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        raise ApiError(429, "reload_rate_limited",
+                       f"Rules were reloaded less than {c.reload_gate.interval:g} s ago "
+                       f"(api.reload_min_interval_seconds). Retry after {retry} seconds.",
+                       headers={"Retry-After": str(retry)})
     ok = await c.rules_holder.reload("api")
     body = c.rules_holder.status()
     if not ok:

@@ -41,13 +41,14 @@ def extract_variables(body: str) -> list[str]:
     """
     try:
         ast = _ENV.parse(body)
+        # Also raises TemplateAssertionError (a TemplateSyntaxError): an unknown filter or test.
+        names = meta.find_undeclared_variables(ast)
+        # find_all walks the tree in source order; the set above says which names are free.
+        ordered = dict.fromkeys(n.name for n in ast.find_all(nodes.Name) if n.name in names)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
-    except RecursionError:
+    except RecursionError:  # the parser and the tree walks recurse once per nesting level
         raise TemplateError("expressions or blocks are nested too deeply") from None
-    names = meta.find_undeclared_variables(ast)
-    # find_all walks the tree in source order; the set above says which names are free.
-    ordered = dict.fromkeys(n.name for n in ast.find_all(nodes.Name) if n.name in names)
     return list(ordered)
 
 

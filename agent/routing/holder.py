@@ -1,15 +1,17 @@
 """The current rule set and its reloads: parse and compile off to the side, swap one reference.
 
 A failed reload keeps the running rules, logs every problem with file and line, and shows in
-``/metrics`` and ``GET /v1/rules/status``.
+``/metrics`` and ``GET /v1/rules/status``. Whatever goes wrong (even a bug in the loader) is a
+failed reload, never an exception that ends the watcher or answers 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,29 @@ from agent.routing.loader import ParseCache, Problem, RulesError, load_rules
 from agent.routing.ruleset import RuleSet
 
 log = get_logger("rules")
+
+# Batches of changed paths; an empty batch is a periodic "nothing changed".
+ChangeSource = Callable[[Path], AsyncGenerator[set[tuple[Any, str]], None]]
+# Restarting a watch that failed or lost its directory: from the first to the last delay.
+WATCH_BACKOFF = (0.1, 10.0)
+# How often an idle watch checks that its directory is still the one it watches.
+WATCH_CHECK_MS = 2000
+
+
+def _watch_dir(path: Path) -> AsyncGenerator[set[tuple[Any, str]], None]:
+    from watchfiles import awatch
+
+    return awatch(path, debounce=200, recursive=False, rust_timeout=WATCH_CHECK_MS,
+                  yield_on_timeout=True)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which directory ``path`` names now: a removed and re-created one is another."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 class RulesHolder:
@@ -44,12 +69,17 @@ class RulesHolder:
 
     def load_initial(self) -> RuleSet:
         """Load at start; raises RulesError (the daemon refuses to run on broken rules)."""
-        rules = load_rules(self.rules_dir, self._parse_cache)
+        try:
+            rules = load_rules(self.rules_dir, self._parse_cache)
+        except RulesError:
+            raise
+        except Exception as exc:  # a start-up error to report, not a traceback
+            raise RulesError([_unexpected(self.rules_dir, exc)]) from exc
         self._swap(rules)
         return rules
 
     async def reload(self, trigger: str) -> bool:
-        """Reload in a worker thread; True when the new rules are in force."""
+        """Reload in a worker thread; True when the new rules are in force. Never raises."""
         async with self._lock:
             self.last_attempt_at = time.time()
             started = time.perf_counter()
@@ -60,12 +90,11 @@ class RulesHolder:
                 if extra:
                     raise RulesError(extra)
             except RulesError as exc:
-                self.last_problems = exc.problems
-                self._metrics.rules_reload_success.set(0)
-                self._metrics.rules_reloads.labels("failure").inc()
-                for p in exc.problems:
-                    log.error("rules_reload_failed", trigger=trigger, file=p.file, line=p.line,
-                              reason=p.message)
+                self._failed(trigger, exc.problems)
+                return False
+            except Exception as exc:  # a bug: still a failed reload, the old rules stay
+                log.exception("rules_reload_error", trigger=trigger)
+                self._failed(trigger, [_unexpected(self.rules_dir, exc)])
                 return False
             changed = self._current is None or rules.config_hash != self._current.config_hash
             self._swap(rules)
@@ -73,6 +102,14 @@ class RulesHolder:
                      routes=len(rules.routes_by_id) - 1,
                      seconds=round(time.perf_counter() - started, 3))
             return True
+
+    def _failed(self, trigger: str, problems: list[Problem]) -> None:
+        self.last_problems = problems
+        self._metrics.rules_reload_success.set(0)
+        self._metrics.rules_reloads.labels("failure").inc()
+        for p in problems:
+            log.error("rules_reload_failed", trigger=trigger, file=p.file, line=p.line,
+                      reason=p.message)
 
     def _swap(self, rules: RuleSet) -> None:
         self._current = rules
@@ -104,15 +141,56 @@ class RulesHolder:
                        for p in self.last_problems],
         }
 
-    async def watch(self) -> None:
-        """Reload when a file of the rules directory changes (watchfiles, debounced)."""
-        from watchfiles import awatch
+    async def watch(self, changes: ChangeSource = _watch_dir) -> None:
+        """Reload when a rule file changes, until cancelled.
 
-        if not self.rules_dir.is_dir():
-            log.warning("rules_dir_not_watched", path=str(self.rules_dir),
-                        reason="not a directory")
-            return
-        with contextlib.suppress(asyncio.CancelledError):
-            async for changes in awatch(self.rules_dir, debounce=200, recursive=False):
-                if any(Path(p).suffix in (".yaml", ".yml") for _, p in changes):
+        The watch never dies: when it fails, or its directory is removed or replaced, it is
+        started again (with a growing delay while that keeps happening), and the rules are
+        reloaded then, since changes may have been missed meanwhile. While the directory is
+        missing the running rules stay (a deploy replacing it must not route to the defaults).
+        """
+        delay = WATCH_BACKOFF[0]
+        missed = False  # whether changes may have gone unseen: reload once watching again
+        while True:
+            try:
+                watched = _identity(self.rules_dir)
+                if watched is None:
+                    if not missed:
+                        log.warning("rules_dir_not_watched", path=str(self.rules_dir),
+                                    reason="not a directory; waiting for it")
+                    missed = True
+                else:
+                    if missed:
+                        log.info("rules_watch_started", path=str(self.rules_dir))
+                        await self.reload("watch")
+                    missed = True  # whatever ends the watch below may hide a change
+                    if await self._watch_once(changes, watched):
+                        delay = WATCH_BACKOFF[0]  # it ran well: start over with short delays
+            except Exception as exc:  # the watch itself failed: log, wait, start it again
+                log.warning("rules_watch_failed", path=str(self.rules_dir),
+                            error=f"{type(exc).__name__}: {exc}", retry_seconds=delay)
+                missed = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WATCH_BACKOFF[1])
+
+    async def _watch_once(self, changes: ChangeSource, watched: tuple[int, int]) -> bool:
+        """Watch until the directory goes or is replaced; True if the watch delivered."""
+        delivered = False
+        root = os.path.abspath(self.rules_dir)
+        # Closed at once when left: a watch holds an inotify descriptor and a thread.
+        async with contextlib.aclosing(changes(self.rules_dir)) as stream:
+            async for batch in stream:
+                # An event on the directory itself: removed (a new one may already have its
+                # inode number), or renamed away. Either way this watch sees nothing more.
+                if _identity(self.rules_dir) != watched or any(
+                        os.path.abspath(p) == root for _, p in batch):
+                    log.warning("rules_dir_replaced", path=str(self.rules_dir))
+                    break
+                delivered = True
+                if any(Path(p).suffix in (".yaml", ".yml") for _, p in batch):
                     await self.reload("watch")
+        return delivered
+
+
+def _unexpected(rules_dir: Path, exc: Exception) -> Problem:
+    return Problem(str(rules_dir), None, f"unexpected error: {type(exc).__name__}: {exc}")

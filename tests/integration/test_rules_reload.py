@@ -25,6 +25,7 @@ routes:
 async def rclient(settings: Settings) -> AsyncIterator[Client]:
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "main.yaml").write_text(GOOD)
+    settings.api.reload_min_interval_seconds = 0.0  # these tests reload back to back
     async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
         yield c
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.api.ratelimit import RateLimiter
 
 WINDOW_START = 60.0 * 28_333_334  # 1_700_000_040: the start of a one-minute window
@@ -98,3 +100,28 @@ def test_keys_are_independent() -> None:
     assert b.allowed
     assert b.remaining == 0
     assert not rl.hit("a").allowed
+
+
+# --- IntervalGate (POST /-/reload) ----------------------------------------------------------
+
+
+def test_interval_gate_allows_one_pass_per_interval() -> None:
+    from agent.api.ratelimit import IntervalGate
+
+    t = [100.0]
+    gate = IntervalGate(1.0, lambda: t[0])
+    assert gate.attempt() == 0.0
+    t[0] = 100.25
+    assert gate.attempt() == pytest.approx(0.75)
+    t[0] = 100.99
+    assert gate.attempt() == pytest.approx(0.01)  # refused passes do not extend the wait
+    t[0] = 101.0
+    assert gate.attempt() == 0.0
+    assert gate.attempt() == pytest.approx(1.0)
+
+
+def test_interval_gate_of_zero_never_refuses() -> None:
+    from agent.api.ratelimit import IntervalGate
+
+    gate = IntervalGate(0.0, lambda: 5.0)
+    assert [gate.attempt() for _ in range(3)] == [0.0, 0.0, 0.0]

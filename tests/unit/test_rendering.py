@@ -175,3 +175,9 @@ def test_nesting_too_deep_for_the_parser_is_a_template_error(body: str) -> None:
         extract_variables(body)
     with pytest.raises(TemplateError):
         render(body, {"x": 1})
+
+
+def test_an_unknown_filter_is_a_template_error_not_an_exception() -> None:
+    # Found by the rules loader fuzz: TemplateAssertionError escaped (a 500 on POST /v1/templates).
+    with pytest.raises(TemplateError, match="No filter named 'nofilter'"):
+        extract_variables("{{ x | nofilter }}")
