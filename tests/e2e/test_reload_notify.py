@@ -1,6 +1,6 @@
 """SIGHUP on the real daemon (``python -m agent run``) with a stand-in notify socket (issue 10,
 item 5): every ``RELOADING=1`` is followed by ``READY=1`` (a reload that raised used to leave it
-out), also when the rules or the keys file are broken, and overlapping SIGHUPs give
+out), also when the rules or the keys file are broken; overlapping SIGHUPs give
 ``RELOADING=1``/``READY=1`` pairs in order (they used to give RELOADING, RELOADING, READY, READY).
 """
 
@@ -74,7 +74,7 @@ async def test_every_reloading_is_followed_by_ready(
         assert "recursive alias" in status["errors"][0]["message"]
         (rules / "20-bad.yaml").unlink()
 
-        # 2. A keys file that is not UTF-8 (UnicodeDecodeError): the old keys stay, READY comes.
+        # 2. A keys file that is not UTF-8: the old keys stay, READY comes.
         keys.write_bytes(b"\xff\xfe" + LIVE_KEY.encode())
         await sighup_round()
         await wait_until(lambda: any(e.get("event") == "reload_failed"
