@@ -156,6 +156,19 @@ async def test_start_up_with_a_crashing_file_is_a_clear_config_error(
     assert f"bad.yaml:{line}" in str(info.value) and needle in str(info.value)
 
 
+async def test_check_reports_the_crashing_inputs_without_a_traceback(tmp_path: Path) -> None:
+    from tests.integration.test_cli import run_cli
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for i, case in enumerate(CRASHERS):
+        (rules / f"{i}.yaml").write_text(case.values[0])
+    code, _, err = await run_cli("check", "--rules", str(rules), env={"PATH": "/usr/bin"})
+    assert code == 1 and "Traceback" not in err, err
+    for i, case in enumerate(CRASHERS):
+        assert f"rules error: {i}.yaml:{case.values[1]}: " in err and case.values[2] in err
+
+
 # --- rate limit ---------------------------------------------------------------------------
 
 

@@ -99,21 +99,6 @@ def scalars(draw: st.DrawFn) -> Any:
     return draw(st.sampled_from([None, True, False]))
 
 
-def anything(leaves: int = 10) -> st.SearchStrategy[Any]:
-    """Random nested data: mappings, lists, scalars; keys from the schema and elsewhere."""
-    keys = st.one_of(schema_key, scalars())
-    return st.recursive(
-        scalars(),
-        lambda inner: st.one_of(
-            st.lists(inner, max_size=4),
-            st.dictionaries(keys, inner, max_size=4),
-            st.builds(Anchor, st.sampled_from("ab"), st.one_of(
-                st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3))),
-        ),
-        max_leaves=leaves,
-    )
-
-
 class Anchor:
     """``&name value``: with ``*a``/``*b`` among the scalars, aliases may point anywhere,
     forward, backward, into themselves, or nowhere."""
@@ -125,6 +110,25 @@ class Anchor:
         return f"Anchor({self.name!r}, {self.value!r})"
 
 
+SCALAR = scalars()
+KEY = st.one_of(schema_key, SCALAR)
+# Random nested data: mappings, lists, scalars, anchored collections; keys from the schema and
+# elsewhere. Built once: Hypothesis caches per strategy object.
+ANYTHING = st.recursive(
+    SCALAR,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(KEY, inner, max_size=4),
+        st.builds(Anchor, st.sampled_from("ab"), st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(KEY, inner, max_size=3))),
+    ),
+    max_leaves=10,
+)
+# Cheap wrong values for a key of the schema (a recursive strategy there costs much more).
+JUNK = st.one_of(SCALAR, st.lists(SCALAR, max_size=2), st.dictionaries(KEY, SCALAR, max_size=2),
+                 st.builds(Anchor, st.sampled_from("ab"), st.lists(SCALAR, max_size=2)))
+
+
 _MODELS = (RuleFile, RouteSpec, NotifySpec, RouteDefaults, SeverityMapSpec, InhibitRuleSpec,
            TimeIntervalSpec, TemplateSpec)
 _SCHEMA_KEYS = {f.alias or name for m in _MODELS for name, f in m.model_fields.items()} | {
@@ -133,19 +137,27 @@ _SCHEMA_KEYS = {f.alias or name for m in _MODELS for name, f in m.model_fields.i
     "starts_at", "ends_at", "generator_url"}
 
 
+@st.composite
+def _maybe(draw: st.DrawFn, value: st.SearchStrategy[Any]) -> Any:
+    return draw(JUNK) if draw(st.integers(0, 7)) == 0 else draw(value)
+
+
 def maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Mostly the well-shaped value, sometimes anything at all."""
-    return st.one_of(value, value, value, anything(3))
+    """Mostly the well-shaped value (7 in 8), sometimes anything at all."""
+    return _maybe(value)
 
 
 def shaped(model: type[Any], overrides: dict[str, st.SearchStrategy[Any]]
            ) -> st.SearchStrategy[dict[str, Any]]:
-    """A mapping with a random subset of ``model``'s keys (and now and then an unknown one)."""
-    names = [f.alias or n for n, f in model.model_fields.items()]
-    return st.fixed_dictionaries({}, optional={
-        **{n: maybe(overrides.get(n, scalars())) for n in names},
-        "bogus": anything(3),
-    })
+    """A mapping of ``model``'s required keys, some of its optional ones and, one time in ten,
+    an unknown one."""
+    fields = {f.alias or n: f for n, f in model.model_fields.items()}
+    keys = {n: maybe(overrides.get(n, SCALAR)) for n in fields}
+    base = st.fixed_dictionaries(
+        {n: v for n, v in keys.items() if fields[n].is_required()},
+        optional={n: v for n, v in keys.items() if not fields[n].is_required()})
+    return st.tuples(base, st.integers(0, 9), JUNK).map(
+        lambda t: {**t[0], "bogus": t[2]} if t[1] == 0 else t[0])
 
 
 strs = st.lists(word, max_size=3)
@@ -206,7 +218,9 @@ def emit(value: Any) -> str:
         return ".nan"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return ".inf" if value > 0 else "-.inf"
-    return json.dumps(value)  # JSON strings, numbers, true/false/null are YAML too
+    # JSON strings, numbers, true/false/null are YAML too; not ASCII-only, as YAML has no
+    # surrogate pairs for characters beyond the BMP.
+    return json.dumps(value, ensure_ascii=False)
 
 
 # --- the property ----------------------------------------------------------------------------
@@ -234,7 +248,7 @@ def fresh(tmp_path: Path) -> Path:
 
 
 @FUZZ
-@given(doc=st.one_of(rule_file, anything()), block=st.booleans())
+@given(doc=st.one_of(rule_file, ANYTHING), block=st.booleans())
 def test_any_document_loads_or_is_a_reported_problem(tmp_path: Path, doc: Any, block: bool
                                                      ) -> None:
     rules_dir = fresh(tmp_path)
@@ -300,7 +314,7 @@ def test_the_strategies_reach_the_compiler(tmp_path: Path) -> None:
     only ever exercise the YAML and schema layers, never the cross-checks and compiling."""
     outcomes: list[bool] = []
 
-    @settings(max_examples=100, deadline=None, database=None,
+    @settings(max_examples=60, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(doc=rule_file)
     def run(doc: dict[str, Any]) -> None:
@@ -313,4 +327,4 @@ def test_the_strategies_reach_the_compiler(tmp_path: Path) -> None:
             outcomes.append(False)
 
     run()
-    assert sum(outcomes) >= 5, f"{sum(outcomes)} of {len(outcomes)} documents loaded"
+    assert sum(outcomes) >= 3, f"{sum(outcomes)} of {len(outcomes)} documents loaded"
