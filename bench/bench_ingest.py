@@ -590,7 +590,9 @@ def load_profile(rules_dir: Path, top: int = 8) -> dict[str, float]:
 
 def daemon_reload(a: argparse.Namespace, rules_dir: Path, n: int) -> dict[str, Any]:
     t0 = time.monotonic()
-    with IngestDaemon(a, {"ALERT_AGENT_RULES_DIR": str(rules_dir)}) as d:
+    # Back-to-back reloads on purpose: no reload rate limit.
+    with IngestDaemon(a, {"ALERT_AGENT_RULES_DIR": str(rules_dir),
+                          "ALERT_AGENT_API__RELOAD_MIN_INTERVAL_SECONDS": "0"}) as d:
         ready_s = time.monotonic() - t0
         rss = d.rss_mb()
         times, statuses, routes = [], [], None
