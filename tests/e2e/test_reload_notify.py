@@ -72,6 +72,9 @@ async def test_every_reloading_is_followed_by_ready(
         assert status["last_reload_successful"] is False
         assert status["errors"][0]["file"] == "20-bad.yaml", status
         assert "recursive alias" in status["errors"][0]["message"]
+        assert any(e.get("event") == "rules_reload_failed" and e.get("trigger") == "sighup"
+                   and e.get("file") == "20-bad.yaml" and "recursive alias" in e.get("reason", "")
+                   for e in d.events())
         (rules / "20-bad.yaml").unlink()
 
         # 2. A keys file that is not UTF-8: the old keys stay, READY comes.
