@@ -241,9 +241,11 @@ def check(rules_dir: Path) -> None:
 
 
 def fresh(tmp_path: Path) -> Path:
+    """An empty rules directory (emptied, not re-created: cheaper per example)."""
     rules_dir = tmp_path / "rules"
-    shutil.rmtree(rules_dir, ignore_errors=True)
-    rules_dir.mkdir()
+    rules_dir.mkdir(exist_ok=True)
+    for p in rules_dir.iterdir():
+        p.unlink()
     return rules_dir
 
 
