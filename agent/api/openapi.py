@@ -144,7 +144,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "rules", {200: s.RulesStatus}, (*_KEY_ERRORS,)),
     _op("POST", "/-/reload", "reloadRules", "Reload the rule files now", "rules",
         {200: s.RulesStatus}, (401, 403, 422, 429, 503),
-        description="422 when the files do not load: the running rules stay."),
+        description="422 when the files do not load: the running rules stay. 429 (with "
+        "Retry-After) within api.reload_min_interval_seconds of the last reload."),
     # hooks
     _op("POST", "/hooks/alertmanager", "alertmanagerHook", "Prometheus Alertmanager webhook",
         "hooks", {200: s.HookResult}, (400, 401, 404, 413, 422, 503),
