@@ -37,7 +37,7 @@ CRASHERS = [
     pytest.param("routes: &r\n  - name: a\n    routes: *r\n", 3, "recursive alias",
                  id="recursive-alias"),
     pytest.param(f"templates:\n  - name: deep\n    body: '{DEEP}'\n", 3,
-                 "template 'deep': nested too deeply", id="template-2000-deep"),
+                 "nested too deeply", id="template-2000-deep"),
 ]
 
 
