@@ -62,6 +62,9 @@ async def _reload_secrets(app: web.Application) -> int | None:
         reload_hook_secrets(app)
     except ConfigError as exc:
         log.error("reload_failed", what="hook_secrets", error=str(exc))
+    except Exception as exc:  # the secrets in use stay; the rules reload still runs
+        log.error("reload_failed", what="hook_secrets", error=str(exc),
+                  error_type=type(exc).__name__)
     return count
 
 

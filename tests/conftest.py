@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -18,6 +20,16 @@ from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink
 
 @pytest.fixture(autouse=True)
 def _logging() -> None:
+    configure_logging("info", "json")
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """Log lines (JSON) captured for the test; logging is reconfigured afterwards."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    yield out
+    structlog.reset_defaults()
     configure_logging("info", "json")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +85,6 @@ def build(store: Store, tmp_path: Path, grouper_cls: type[Grouper] = Grouper) ->
     intake = Intake(store.alerts, lambda: rules, metrics, clock, lambda: None,
                     Inhibition(store.alerts))
     return Env(store, intake, grouper, metrics, clock, rules)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def _poison(env: Env, stage: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,20 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.app import create_app
 from agent.settings import Settings
 from tests.helpers import auth, runtime, wait_until
-from tests.integration.test_hooks import RULES, Client, alerts, am_alert, inbox, sample
-
-
-@pytest.fixture
-def rules_settings(settings: Settings) -> Settings:
-    settings.rules_dir.mkdir(parents=True, exist_ok=True)
-    (settings.rules_dir / "10-test.yaml").write_text(RULES)
-    return settings
-
-
-@pytest.fixture
-async def hclient(rules_settings: Settings) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
-        yield c
+from tests.integration.test_hooks import Client, alerts, am_alert, inbox, sample
 
 
 def rfc3339(t: float) -> str:
@@ -221,26 +207,6 @@ async def test_no_status_and_a_future_end_is_firing(hclient: Client) -> None:
     b["endsAt"] = rfc3339(time.time() - 60)
     resp = await hclient.post("/hooks/alertmanager", json={"version": "4", "alerts": [b]})
     assert (await resp.json())["ignored"] == 1  # resolved, and nothing was open
-
-
-async def test_alert_count_counts_every_alert_of_the_group(settings: Settings) -> None:
-    settings.rules_dir.mkdir(parents=True)
-    (settings.rules_dir / "r.yaml").write_text(
-        "defaults: {notify: [{channel: in-app, to: ops}], group_wait: 0s, group_by: [alertname]}\n")
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
-        items = []
-        for i in range(250):
-            a = am_alert("Storm", "critical", "eu")
-            a["labels"]["instance"] = f"host-{i}"
-            items.append(a)
-        resp = await c.post("/hooks/alertmanager", json={"version": "4", "alerts": items})
-        assert (await resp.json())["created"] == 250
-        await wait_until(lambda: count(c, "ops", 1))
-        [note] = await inbox(c, "ops")
-        got = await (await c.get(f"/v1/notifications/{note['notification_id']}",
-                                 headers=auth())).json()
-        assert got["metadata"]["alert_count"] == 250
-        assert len(got["metadata"]["alert_ids"]) == 100
 
 
 async def test_webhook_version_3_is_accepted(hclient: Client) -> None:

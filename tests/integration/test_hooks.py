@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +58,6 @@ def sample(name: str) -> dict[str, Any]:
 
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-def rules_settings(settings: Settings) -> Settings:
-    settings.rules_dir.mkdir(parents=True, exist_ok=True)
-    (settings.rules_dir / "10-test.yaml").write_text(RULES)
-    return settings
-
-
-@pytest.fixture
-async def hclient(rules_settings: Settings) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
-        yield c
 
 
 async def inbox(client: Client, to: str) -> list[dict[str, Any]]:
@@ -401,3 +387,8 @@ async def test_a_huge_group_is_told_in_one_capped_notification(settings: Setting
         one = detail["data"][0]["id"]
         got = await (await c.get(f"/v1/alerts/{one}", headers=auth())).json()
         assert len(got["data"]["notifications"]) == 1  # every alert links to the notification
+        ntf = await (await c.get(f"/v1/notifications/{note['notification_id']}",
+                                 headers=auth())).json()
+        # Every alert of the group is counted; the ids listed are capped.
+        assert ntf["metadata"]["alert_count"] == 300
+        assert len(ntf["metadata"]["alert_ids"]) == 100

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,21 +15,7 @@ from pydantic import SecretStr
 from agent.app import create_app
 from agent.settings import Settings
 from tests.helpers import auth
-from tests.integration.test_hooks import RULES, Client, alerts, am_alert, sample
-
-
-@pytest.fixture
-def rules_settings(settings: Settings) -> Settings:
-    settings.rules_dir.mkdir(parents=True, exist_ok=True)
-    (settings.rules_dir / "10-test.yaml").write_text(RULES)
-    return settings
-
-
-@pytest.fixture
-async def hclient(rules_settings: Settings) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
-        yield c
-
+from tests.integration.test_hooks import Client, alerts, am_alert, sample
 
 DEEP = "@deep@"
 

@@ -10,23 +10,9 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-import structlog
 from aiohttp.test_utils import TestClient
-
-from agent.observability import configure_logging
-
-
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    configure_logging("info", "json", stream=out)
-    yield out
-    structlog.reset_defaults()
-    configure_logging("info", "json")
 
 
 def _events(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,6 @@ def item(due_at: float | None = None) -> NewNotification:
         idempotency_key=None, request_hash=None, simulated=False, api_key_id="key_x",
         schedule_at=None, due_at=t if due_at is None else due_at, created_at=t,
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_wal_and_schema_version(store: Store, tmp_path: Path) -> None:

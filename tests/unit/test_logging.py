@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from agent.observability import REDACTED, Metrics, configure_logging
 
 LIVE = "sk_live_abcdefghijklmnopqrstuvwx"
 TEST_TOKEN = "sk_test_XXXXXXXXXXXX"
-
-
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    configure_logging("info", "json", stream=out)
-    yield out
-    structlog.reset_defaults()
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -1,0 +1,40 @@
+"""Fixtures shared by the integration suites: a bare store; the agent with the hook rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from agent.app import create_app
+from agent.observability import Metrics
+from agent.settings import Settings
+from agent.store import Store
+from tests.integration.test_hooks import RULES
+
+
+@pytest.fixture
+def rules_settings(settings: Settings) -> Settings:
+    settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (settings.rules_dir / "10-test.yaml").write_text(RULES)
+    return settings
+
+
+@pytest.fixture
+async def hclient(rules_settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
