@@ -30,9 +30,9 @@ from agent.channels.console import ConsoleChannel
 from agent.channels.inapp import InAppChannel
 from agent.channels.webhook import WebhookChannel, WebhookConfig
 from agent.delivery.dispatcher import Dispatcher
-from agent.delivery.grouper import Grouper
 from agent.delivery.retry import RetryPolicy
 from agent.domain import now
+from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
 from agent.private_files import create_private_file, private_dir, write_private_file

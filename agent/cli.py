@@ -125,7 +125,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _routes_test(args: argparse.Namespace) -> int:
-    from agent.routing.explain import explain
+    from agent.grouping.explain import explain
     from agent.routing.loader import RulesError, load_rules
 
     try:

@@ -7,7 +7,7 @@ in a separate worker process would cost instead (issue 10, item 2).
 
 Phases:
 
-  worst     each hostile template rendered by ``agent.delivery.rendering.render`` in a fresh
+  worst     each hostile template rendered by ``agent.rendering.render`` in a fresh
             child process: wall time, the child's peak RSS (``os.wait4`` rusage ``ru_maxrss``,
             the per-child form of getrusage(RUSAGE_CHILDREN)) and how it ended. The child has
             an address-space limit (--max-gb) and a wall-clock limit (--timeout), so a case that
@@ -70,7 +70,7 @@ WORST_CHILD = """
 import json, resource, sys, time
 limit = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from agent.delivery.rendering import render
+from agent.rendering import render
 body = sys.argv[1]
 t = time.perf_counter()
 try:
@@ -87,7 +87,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "outcome": outcome[:160]})
 TIMING_CHILD = r"""
 import json, multiprocessing as mp, os, resource, statistics, sys, time
 import yaml
-from agent.delivery.rendering import render
+from agent.rendering import render
 
 cfg = json.loads(sys.argv[1])
 rules = yaml.safe_load(open(cfg["rules"]))

@@ -10,10 +10,10 @@ from pydantic import Field
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
+from agent.api.idempotency import idempotency_conflict, request_hash
 from agent.api.limits import check_metadata, ingest_limits, limit_error
 from agent.api.middleware import API_KEY
 from agent.api.models import _Strict, parse
-from agent.api.notifications import idempotency_conflict, request_hash
 from agent.api.serialize import notification
 from agent.domain import (
     TEST_MODE,

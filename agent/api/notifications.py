@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ApiContext, ctx
 from agent.api.errors import ApiError, json_response, not_found
+from agent.api.idempotency import idempotency_conflict, request_hash
 from agent.api.limits import check_metadata
 from agent.api.middleware import API_KEY
 from agent.api.models import BatchRequest, SendRequest, parse
+from agent.api.params import enum_param
 from agent.apikeys import ApiKey
 from agent.domain import Channel, NewNotification, Status, Template, new_id, parse_iso
 from agent.observability import get_logger
@@ -24,10 +24,6 @@ from agent.store.notifications import ListFilter
 
 log = get_logger("api")
 routes = web.RouteTableDef()
-
-
-def request_hash(item: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def _build(
@@ -116,12 +112,6 @@ async def _replays(c: ApiContext, key: ApiKey, pairs: list[tuple[SendRequest, di
             key.id, wanted, now - c.settings.idempotency_ttl_seconds)
     except IdempotencyConflict as exc:
         raise idempotency_conflict(exc) from exc
-
-
-def idempotency_conflict(exc: IdempotencyConflict) -> ApiError:
-    return ApiError(409, "idempotency_key_reused",
-                    f"Idempotency key '{exc.key}' was already used with a different request body.",
-                    "idempotency_key")
 
 
 def _accepted(c: ApiContext, rows: list[NewNotification], replayed: list[bool]) -> None:
@@ -231,17 +221,6 @@ async def get_one(request: web.Request) -> web.Response:
     if n is None:
         raise not_found("notification", nid)
     return json_response(serialize.notification(n))
-
-
-def enum_param(query: Any, name: str, choices: type[Any]) -> str | None:
-    value = query.get(name)
-    if value is None:
-        return None
-    allowed = [c.value for c in choices]
-    if value not in allowed:
-        raise ApiError(422, f"invalid_{name}", f"Invalid {name} '{value}'. One of: "
-                       + ", ".join(allowed) + ".", name)
-    return str(value)
 
 
 def _time_param(query: Any, name: str) -> float | None:

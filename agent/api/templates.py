@@ -8,13 +8,14 @@ from agent.api import pagination, serialize
 from agent.api.bodies import read_json_object
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response, not_found
+from agent.api.idempotency import idempotency_conflict, request_hash
 from agent.api.limits import check_metadata
 from agent.api.middleware import API_KEY, require_live
 from agent.api.models import TemplateCreate, TemplateUpdate, parse
-from agent.api.notifications import enum_param, idempotency_conflict, request_hash
-from agent.delivery.rendering import TemplateError, extract_variables
+from agent.api.params import enum_param
 from agent.domain import Channel, Template, new_id
 from agent.observability import get_logger
+from agent.rendering import TemplateError, extract_variables
 from agent.store import IdempotencyConflict, TemplateNameTaken
 from agent.store.idempotency import IdemRequest
 from agent.store.templates import TemplateChanges

@@ -1,1 +1,1 @@
-"""Delivery: rendering, the dispatcher that drains the outbox, retry policy."""
+"""Delivery: the dispatcher that drains the outbox, retry policy, back-off."""

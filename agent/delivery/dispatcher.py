@@ -18,11 +18,11 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.delivery.backoff import Backoff
-from agent.delivery.rendering import TemplateError, render
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
 from agent.observability import Metrics, get_logger
+from agent.rendering import TemplateError, render
 from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
 
 log = get_logger("dispatcher")

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agent.delivery.rendering import TemplateError, extract_variables
 from agent.observability import get_logger
+from agent.rendering import TemplateError, extract_variables
 from agent.routing import ruleyaml
 from agent.routing.matchers import Matcher, MatcherError, parse_matcher
 from agent.routing.router import build_index

@@ -21,9 +21,8 @@ from agent.domain import (
 )
 from agent.store.db import Database
 from agent.store.idempotency import IdemRequest, check_key, remember_key
-from agent.store.notifications import _COLUMNS as NTF_COLUMNS
-from agent.store.notifications import _insert as insert_notification
-from agent.store.notifications import _row as notification_row
+from agent.store.notifications import COLUMNS as NTF_COLUMNS
+from agent.store.notifications import insert_notification, notification_row
 
 _COLUMNS = (
     "seq, id, source, fingerprint, status, type, monitor_id, alertname, message, severity, "

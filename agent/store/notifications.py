@@ -18,7 +18,7 @@ from agent.store.idempotency import (
     remember_key,
 )
 
-_COLUMNS = (
+COLUMNS = (
     "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
     "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
     "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
@@ -31,7 +31,8 @@ _INSERT = (
 )
 
 
-def _row(r: sqlite3.Row) -> Notification:
+def notification_row(r: sqlite3.Row) -> Notification:
+    """A notification from a row selected with ``COLUMNS``."""
     d = dict(r)
     d["metadata"] = orjson.loads(d["metadata"])
     d["simulated"] = bool(d["simulated"])
@@ -106,15 +107,15 @@ class NotificationStore:
                                          it.request_hash, it.created_at - ttl)
                     if original is not None:
                         row = conn.execute(
-                            f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (original,)
+                            f"SELECT {COLUMNS} FROM notifications WHERE id = ?", (original,)
                         ).fetchone()
                         if row is not None:
-                            out.notifications.append(_row(row))
+                            out.notifications.append(notification_row(row))
                             out.replayed.append(True)
                             continue
                 if it.replay_only:
                     raise ReplayExpired(it.idempotency_key or "")
-                seq = _insert(conn, it)
+                seq = insert_notification(conn, it)
                 if it.idempotency_key and it.api_key_id is not None and it.request_hash:
                     remember_key(conn, it.api_key_id, it.idempotency_key, it.request_hash, it.id,
                                  it.created_at)
@@ -136,11 +137,11 @@ class NotificationStore:
 
         def op(conn: sqlite3.Connection) -> Notification | None:
             r = conn.execute(
-                f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+                f"SELECT {COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
             ).fetchone()
             if r is None or (simulated is not None and bool(r["simulated"]) != simulated):
                 return None
-            return _row(r)
+            return notification_row(r)
 
         return await self._db.read(op)
 
@@ -159,14 +160,14 @@ class NotificationStore:
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        sql = f"SELECT {_COLUMNS} FROM notifications"
+        sql = f"SELECT {COLUMNS} FROM notifications"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(f.limit + 1)
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
-            return [_row(r) for r in conn.execute(sql, args)]
+            return [notification_row(r) for r in conn.execute(sql, args)]
 
         rows = await self._db.read(op)
         return rows[: f.limit], len(rows) > f.limit
@@ -183,10 +184,10 @@ class NotificationStore:
                 (Status.CANCELLED, now, notification_id, Status.QUEUED, int(simulated)),
             )
             r = conn.execute(
-                f"SELECT {_COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
+                f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
                 (notification_id, int(simulated)),
             ).fetchone()
-            return (_row(r) if r else None), cur.rowcount == 1
+            return (notification_row(r) if r else None), cur.rowcount == 1
 
         return await self._db.write(op)
 
@@ -228,10 +229,10 @@ class NotificationStore:
                 f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
                 f"WHERE seq IN (SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
                 f"AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?) "
-                f"RETURNING {_COLUMNS}",
+                f"RETURNING {COLUMNS}",
                 (now, Status.QUEUED, now, now - lease, limit),
             ).fetchall()
-            return sorted((_row(r) for r in rows), key=lambda n: n.due_at)
+            return sorted((notification_row(r) for r in rows), key=lambda n: n.due_at)
 
         return await self._db.write(op)
 
@@ -290,7 +291,8 @@ class NotificationStore:
         return await self._db.read(op)
 
 
-def _insert(conn: sqlite3.Connection, it: NewNotification) -> int:
+def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
+    """Insert `it` on the outbox inside the caller's transaction; its ``seq``."""
     cur = conn.execute(
         _INSERT,
         (

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Inhibition, Intake
-from agent.delivery.grouper import Grouper
 from agent.domain import Alert, FlushResult, GroupSnapshot, fingerprint_of
+from agent.grouping.grouper import Grouper
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
 from agent.routing.loader import load_rules

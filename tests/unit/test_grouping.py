@@ -1,4 +1,4 @@
-"""Grouping decisions (agent.delivery.grouping): when a group notifies (Alertmanager's dedup
+"""Grouping decisions (agent.grouping.flush): when a group notifies (Alertmanager's dedup
 stage), what each notification says, and the group's next state."""
 
 from __future__ import annotations
@@ -10,14 +10,6 @@ from typing import Any
 
 import pytest
 
-from agent.delivery.grouping import (
-    Plan,
-    build_flush,
-    default_text,
-    max_severity,
-    plan,
-    template_context,
-)
 from agent.domain import (
     FlushResult,
     GroupMember,
@@ -25,6 +17,14 @@ from agent.domain import (
     StoredAlert,
     fingerprint_of,
     iso,
+)
+from agent.grouping.flush import (
+    Plan,
+    build_flush,
+    default_text,
+    max_severity,
+    plan,
+    template_context,
 )
 from agent.routing.loader import load_rules
 from agent.routing.router import route_alert
@@ -666,7 +666,7 @@ def test_plan_is_a_plain_value() -> None:
 
 
 def test_default_text_caps_long_groups() -> None:
-    from agent.delivery.grouping import DEFAULT_TEXT_MAX_ALERTS, default_text
+    from agent.grouping.flush import DEFAULT_TEXT_MAX_ALERTS, default_text
 
     alerts = [{"status": "firing", "labels": {"alertname": "Storm", "i": str(i)},
                "annotations": {"summary": f"s{i}"}, "message": None} for i in range(120)]

@@ -1,4 +1,4 @@
-"""Template variables and sandboxed rendering (agent.delivery.rendering)."""
+"""Template variables and sandboxed rendering (agent.rendering)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.delivery.rendering import TemplateError, extract_variables, render
+from agent.rendering import TemplateError, extract_variables, render
 
 # --- extract_variables -------------------------------------------------------------------------
 

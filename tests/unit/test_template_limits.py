@@ -16,7 +16,7 @@ import pytest
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from agent.delivery.rendering import TemplateError, render
+from agent.rendering import TemplateError, render
 from agent.sandbox import MAX_OUTPUT_CHARS
 
 BIG = '("a"*60000)'  # a 60,000-character string built in the template

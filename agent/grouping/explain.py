@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from agent.delivery.grouping import build_flush, plan
 from agent.domain import (
     Alert,
     AlertStatus,
@@ -12,6 +11,7 @@ from agent.domain import (
     fingerprint_of,
     now,
 )
+from agent.grouping.flush import build_flush, plan
 from agent.routing.router import route_alert
 from agent.routing.ruleset import RuleSet
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.delivery.rendering import TemplateError, render
 from agent.domain import (
     TEST_MODE,
     AlertStatus,
@@ -23,6 +22,7 @@ from agent.domain import (
     iso,
     new_id,
 )
+from agent.rendering import TemplateError, render
 
 SEVERITY_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value

@@ -19,9 +19,9 @@ from typing import Any
 
 from agent.alerts import restrict
 from agent.delivery.backoff import Backoff
-from agent.delivery.grouping import build_flush, plan
 from agent.delivery.waker import Waker
 from agent.domain import FlushResult, GroupSnapshot, now
+from agent.grouping.flush import build_flush, plan
 from agent.observability import Metrics, get_logger
 from agent.routing.inhibit import Inhibitor
 from agent.routing.ruleset import RuleSet
