@@ -19,7 +19,6 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent import api
-from agent.alerts import Inhibition, Intake
 from agent.api.auth import KeyRing
 from agent.api.context import CTX, ApiContext
 from agent.api.hookauth import Hooks, hooks_from, insecure_sources
@@ -39,6 +38,7 @@ from agent.private_files import create_private_file, private_dir, write_private_
 from agent.routing.holder import RulesHolder
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
+from agent.services.ingest import Inhibition, Intake
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
 from agent.store.db import try_lock_data_dir

@@ -357,10 +357,10 @@ def ingest_costs(a: argparse.Namespace, body: Path, rules_dir: Path,
                  posts: int = 2000) -> dict[str, float]:
     """In-process CPU per POST of the handler's pure-Python steps on the same body and rules
     (median of 5 x ``posts``): JSON decode, Alertmanager parse, routing (intake per alert)."""
-    from agent.alerts import intake
     from agent.api.bodies import parse_json_object
     from agent.ingest import alertmanager
     from agent.routing.loader import load_rules
+    from agent.services.ingest import intake
 
     raw = body.read_bytes()
     rules = load_rules(rules_dir)

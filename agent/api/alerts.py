@@ -164,14 +164,9 @@ async def update_alert(request: web.Request) -> web.Response:
                        "An alert can only be resolved here; post a new alert to re-open.",
                        "status")
     resolve = req.status == AlertStatus.RESOLVED
-    found = await c.store.alerts.resolve(aid, req.message, c.clock(), request[API_KEY].mode,
-                                         resolve=resolve)
+    found = await c.intake.resolve(aid, req.message, request[API_KEY].mode, resolve=resolve)
     if found is None:
         raise ApiError(404, "alert_not_found", f"No such alert: '{aid}'.", "id")
     if resolve:
-        if found.mode != TEST_MODE:
-            c.intake.inhibition.observe((found.source, found.fingerprint), found.labels, False)
-        c.intake.active.forget(found.source, found.fingerprint)
-        c.wake_grouper()
         log.info("alert_resolved", alert_id=aid, via="api")
     return json_response({"data": serialize(found)})

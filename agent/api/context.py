@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from agent.alerts import Intake
 from agent.api.auth import KeyRing
 from agent.api.hookauth import Hooks
 from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.observability import Metrics
 from agent.routing.holder import RulesHolder
 from agent.routing.ruleset import RuleSet
+from agent.services.ingest import Intake
 from agent.settings import ApiSettings
 from agent.store import Store
 

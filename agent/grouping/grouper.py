@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alerts import restrict
 from agent.delivery.backoff import Backoff
 from agent.delivery.waker import Waker
 from agent.domain import FlushResult, GroupSnapshot, now
 from agent.grouping.flush import build_flush, plan
 from agent.observability import Metrics, get_logger
 from agent.routing.inhibit import Inhibitor
+from agent.routing.router import restrict
 from agent.routing.ruleset import RuleSet
 from agent.routing.timeintervals import in_any
 from agent.store.alerts import AlertStore

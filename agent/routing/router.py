@@ -8,8 +8,9 @@ handles the alert itself. Top-level routes are the children of an implicit catch
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agent.domain import Alert
 from agent.routing.ruleset import ChildIndex, Route, RuleSet
@@ -88,3 +89,9 @@ def build_index(children: tuple[Route, ...]) -> ChildIndex | None:
         else:
             by_pair.setdefault(pair, []).append(i)
     return ChildIndex({k: tuple(v) for k, v in by_pair.items()}, tuple(always))
+
+
+def restrict(notify: list[dict[str, Any]], channels: Iterable[str]) -> list[dict[str, Any]]:
+    """The notify targets of a route snapshot that use one of `channels`."""
+    allowed = set(channels)
+    return [t for t in notify if t["channel"] in allowed]

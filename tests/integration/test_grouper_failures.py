@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.alerts import Inhibition, Intake
 from agent.domain import Alert, FlushResult, GroupSnapshot, fingerprint_of
 from agent.grouping.grouper import Grouper
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
 from agent.routing.loader import load_rules
 from agent.routing.ruleset import RuleSet
+from agent.services.ingest import Inhibition, Intake
 from agent.store import Store, StoreError
 from agent.store.alerts import FlushOutcome
 from agent.store.notifications import ListFilter

@@ -155,3 +155,15 @@ def test_rendering_and_sandbox_are_leaves() -> None:
     assert AGENT.joinpath("rendering.py").is_file(), "templates render in agent/rendering.py"
     assert units["agent.sandbox"] - {"agent.domain"} == set()
     assert units["agent.rendering"] - {"agent.domain", "agent.sandbox"} == set()
+
+
+def test_handlers_leave_intake_state_to_the_service() -> None:
+    # Resolving an alert lifts inhibitions and updates the active index: the ingest service's
+    # job (services/ingest.py), so the API, the CLI and a chat button do it the same way.
+    touched = []
+    for path in sorted((AGENT / "api").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in ("inhibition", "active")
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "intake"):
+                touched.append(f"{path.relative_to(ROOT)}:{node.lineno} .intake.{node.attr}")
+    assert touched == []

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from agent.alerts import digest
 from agent.api.bodies import too_deep
 from agent.domain import Alert, iso
 from agent.ingest import alertmanager, generic, grafana
@@ -19,6 +18,7 @@ from agent.ingest.common import (
     TimeOutOfWindow,
     parse_time,
 )
+from agent.services.ingest import digest
 
 SMALL = Limits(max_alerts=2, max_labels=3, max_label_bytes=16, max_annotation_bytes=32)
 

@@ -1,4 +1,5 @@
-"""The alert intake: normalized alerts -> routing decisions -> one store transaction.
+"""The ingest use cases: normalized alerts -> routing decisions -> one store transaction, and
+resolving an alert by id. The API, the CLI and a chat button call these, not the store.
 
 The rule set is read once per payload, so a reload in the middle of a request cannot route half
 of it with the old rules and half with the new.
@@ -10,14 +11,21 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
-from agent.domain import TEST_MODE, Alert, AlertIntake, AlertStatus, AlertType, GroupRef
+from agent.domain import (
+    TEST_MODE,
+    Alert,
+    AlertIntake,
+    AlertStatus,
+    AlertType,
+    GroupRef,
+    StoredAlert,
+)
 from agent.observability import Metrics
 from agent.routing.inhibit import Inhibitor
-from agent.routing.router import route_alert
+from agent.routing.router import restrict, route_alert
 from agent.routing.ruleset import RuleSet
 from agent.store.alerts import AlertStore, IngestResult
 from agent.store.idempotency import IdemRequest
@@ -35,11 +43,6 @@ def describe(alert: Alert) -> tuple[str, str | None, str | None]:
     message = ann.get("summary") or ann.get("description") or ann.get("message") \
         or labels.get("alertname")
     return kind, monitor, message
-
-
-def restrict(notify: list[dict[str, Any]], channels: Iterable[str]) -> list[dict[str, Any]]:
-    allowed = set(channels)
-    return [t for t in notify if t["channel"] in allowed]
 
 
 def intake(rules: RuleSet, alert: Alert, channels: frozenset[str] | None = None) -> AlertIntake:
@@ -214,6 +217,19 @@ class Intake:
         if stored.groups_touched:
             self.on_groups_changed()
         return result
+
+    async def resolve(self, alert_id: str, message: str | None, mode: str,
+                      resolve: bool = True) -> StoredAlert | None:
+        """Resolve an active alert of key mode `mode` by id and/or set its message; None when
+        unknown or of the other mode. A resolve lifts the inhibitions it caused, leaves the
+        active-alert index and wakes the grouper, as a resolve posted by a source does."""
+        found = await self.store.resolve(alert_id, message, self.clock(), mode, resolve=resolve)
+        if found is not None and resolve:
+            if found.mode != TEST_MODE:
+                self.inhibition.observe((found.source, found.fingerprint), found.labels, False)
+            self.active.forget(found.source, found.fingerprint)
+            self.on_groups_changed()
+        return found
 
     async def load(self) -> None:
         """Fill the active-alert index from the store (at start)."""
