@@ -35,10 +35,10 @@ from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
 from agent.private_files import create_private_file, private_dir, write_private_file
-from agent.routing.holder import RulesHolder
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Inhibition, Intake
+from agent.services.rules import RulesHolder
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
 from agent.store.db import try_lock_data_dir

@@ -11,9 +11,9 @@ from agent.api.auth import KeyRing
 from agent.api.hookauth import Hooks
 from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.observability import Metrics
-from agent.routing.holder import RulesHolder
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Intake
+from agent.services.rules import RulesHolder
 from agent.settings import ApiSettings
 from agent.store import Store
 

@@ -1,1 +1,1 @@
-"""Routing: matchers, time intervals, the rule set and the router that applies it."""
+"""Routing (pure): matchers, time intervals, the rule set, its loader and the router."""

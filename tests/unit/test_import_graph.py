@@ -26,15 +26,18 @@ KNOWN_STAGE_IMPORTS: dict[tuple[str, str], str] = {
         "ingest, so moving the compile step out of the loader is its own change"
     ),
     ("agent.routing", "agent.observability"): (
-        "routing/loader.py logs parse problems and routing/holder.py (the reloading holder, "
-        "not pure) counts reloads in Metrics; the holder belongs with the services"
+        "routing/loader.py logs the traceback of an internal loader error (_internal_error); "
+        "returning it with the Problem for the reloading service (services/rules.py) to log "
+        "changes the Problem type the CLI and /v1/rules/status share"
     ),
 }
 
-# The pure stages must not reach I/O frameworks either.
+# The pure stages reach no server, database, event loop or clock either: time comes in as an
+# argument (see agent/services/rules.py for the reloading that needs one).
+_IMPURE = frozenset({"aiohttp", "sqlite3", "asyncio", "time", "watchfiles"})
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
-    "agent.ingest": frozenset({"aiohttp", "sqlite3"}),
-    "agent.routing": frozenset({"aiohttp", "sqlite3"}),
+    "agent.ingest": _IMPURE,
+    "agent.routing": _IMPURE,
 }
 
 

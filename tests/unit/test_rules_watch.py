@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.observability import Metrics
-from agent.routing.holder import RulesHolder
+from agent.services.rules import RulesHolder
 from tests.helpers import wait_until
 
 GOOD = "routes:\n  - name: first\n    notify: [{channel: console, to: %s}]\n"
