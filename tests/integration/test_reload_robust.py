@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,19 @@ CRASHERS = [
 ]
 
 
-@pytest.fixture
-async def rclient(settings: Settings) -> AsyncIterator[Client]:
+@asynccontextmanager
+async def _agent(settings: Settings, reload_interval: float) -> AsyncIterator[Client]:
+    """The agent on the GOOD rules with this reload rate limit."""
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "main.yaml").write_text(GOOD)
-    settings.api.reload_min_interval_seconds = 0.0  # the rate limit has its own tests
+    settings.api.reload_min_interval_seconds = reload_interval
     async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def rclient(settings: Settings) -> AsyncIterator[Client]:
+    async with _agent(settings, 0.0) as c:  # the rate limit has its own tests
         yield c
 
 
@@ -174,10 +182,7 @@ async def test_check_reports_the_crashing_inputs_without_a_traceback(tmp_path: P
 
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[Client]:
-    settings.rules_dir.mkdir(parents=True)
-    (settings.rules_dir / "main.yaml").write_text(GOOD)
-    settings.api.reload_min_interval_seconds = 3600.0  # the second POST is surely within it
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+    async with _agent(settings, 3600.0) as c:  # the second POST is surely within it
         yield c
 
 
