@@ -38,6 +38,7 @@ from agent.private_files import create_private_file, private_dir, write_private_
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Inhibition, Intake
+from agent.services.notifications import NotificationService
 from agent.services.rules import RulesHolder
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
@@ -236,11 +237,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         store=store, metrics=rt.metrics, settings=s.api, keyring=rt.keyring,
         limiter=RateLimiter(s.api.rate_limit.requests_per_minute, clock)
         if s.api.rate_limit.enabled else None,
-        wake_dispatcher=dispatcher.wake,
         dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
         intake=intake,
-        rules_holder=holder, hooks=hooks_from(SourcesSettings()), wake_grouper=grouper.wake,
+        notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake),
+        rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, time.monotonic),
     )
     app[CTX] = ctx

@@ -13,6 +13,7 @@ from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Intake
+from agent.services.notifications import NotificationService
 from agent.services.rules import RulesHolder
 from agent.settings import ApiSettings
 from agent.store import Store
@@ -20,18 +21,19 @@ from agent.store import Store
 
 @dataclass(slots=True)
 class ApiContext:
+    """The services and the few shared things handlers need; the services wake the loops."""
+
     store: Store
     metrics: Metrics
     settings: ApiSettings
     keyring: KeyRing
     limiter: RateLimiter | None
-    wake_dispatcher: Callable[[], None]
     dispatcher_running: Callable[[], bool]
     clock: Callable[[], float]
     intake: Intake
+    notifications: NotificationService
     rules_holder: RulesHolder
     hooks: Hooks
-    wake_grouper: Callable[[], None]
     reload_gate: IntervalGate
 
     def rules(self) -> RuleSet:

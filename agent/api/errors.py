@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from agent.observability import get_logger
+from agent.services.errors import Conflict, MissingField, NotFound, ServiceError
 from agent.store import StoreError
 
 log = get_logger("api")
@@ -82,6 +83,25 @@ def not_found(what: str, ident: str, param: str = "id") -> ApiError:
     return ApiError(404, "resource_missing", f"No such {what}: '{ident}'.", param)
 
 
+def from_service(exc: ServiceError, items: str = "", force_422: bool = False) -> ApiError:
+    """The answer to a service's refusal. ``items`` names the list field of a request with
+    several entries (the refusal's ``item`` indexes it); ``force_422``: a batch answers 422
+    where a single request answers 400 (seed 000)."""
+    if isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, Conflict):
+        status = 409
+    elif isinstance(exc, MissingField) and not force_422:
+        status = 400
+    else:
+        status = 422
+    param = exc.param
+    if items and exc.item is not None:
+        where = f"{items}[{exc.item}]"
+        param = f"{where}.{param}" if param else where
+    return ApiError(status, exc.code, exc.message, param)
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -102,6 +122,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err)
+    except ServiceError as exc:
+        return error_response(from_service(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

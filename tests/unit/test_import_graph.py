@@ -170,3 +170,22 @@ def test_handlers_leave_intake_state_to_the_service() -> None:
                     and isinstance(node.value, ast.Attribute) and node.value.attr == "intake"):
                 touched.append(f"{path.relative_to(ROOT)}:{node.lineno} .intake.{node.attr}")
     assert touched == []
+
+
+def test_services_know_no_http() -> None:
+    # Services are what the API, the CLI and a chat button share: they raise domain errors
+    # (services/errors.py) that each caller translates, and never reach back into the API.
+    units, external = _graph()
+    assert "aiohttp" not in external["agent.services"]
+    assert "agent.api" not in units["agent.services"]
+
+
+def test_api_context_carries_no_wake_callables() -> None:
+    # The services wake the loops they feed; a handler has nothing to wake.
+    from dataclasses import fields
+
+    from agent.api.context import ApiContext
+
+    names = {f.name for f in fields(ApiContext)}
+    assert {"notifications", "intake"} <= names
+    assert not {n for n in names if n.startswith("wake_")}
