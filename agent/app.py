@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +27,9 @@ from agent.channels.base import ChannelSender
 from agent.channels.console import ConsoleChannel
 from agent.channels.inapp import InAppChannel
 from agent.channels.webhook import WebhookChannel, WebhookConfig
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.retry import RetryPolicy
-from agent.domain import now
 from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
@@ -57,7 +56,7 @@ class Runtime:
 
     settings: Settings
     metrics: Metrics
-    clock: Callable[[], float] = now
+    clock: Clock = SYSTEM_CLOCK
     new_keys: list[str] = field(default_factory=list)  # plaintext, for a terminal only
     new_keys_file: Path | None = None
     store: Store | None = None
@@ -68,6 +67,21 @@ class Runtime:
     key_source: DaemonKeys | None = None
     api: ApiContext | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def run_until_idle(self, max_rounds: int = 100) -> int:
+        """Flush the groups and deliver the notifications due now, until neither has any left
+        (a flush queues notifications; a delivery may not): for tests and tools driving the
+        pipeline by hand, with a FakeClock and ``create_app(..., loops=False)``. Returns how
+        many groups and notifications were processed."""
+        assert self.grouper is not None and self.dispatcher is not None
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.grouper.run_until_idle()
+            n += await self.dispatcher.run_until_idle()
+            if not n:
+                return total
+            total += n
+        raise RuntimeError(f"still busy after {max_rounds} rounds of run_until_idle")
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -90,9 +104,9 @@ async def _load_keys(rt: Runtime, store: Store, source: DaemonKeys) -> None:
         # hashes are committed so that no stored key is one nobody can read.
         rt.new_keys = [generate_key("live"), generate_key("test")]
         path = rt.settings.data_dir / FIRST_RUN_KEYS_FILE
-        write_private_file(path, _first_run_text(rt.new_keys, rt.clock()))
+        write_private_file(path, _first_run_text(rt.new_keys, rt.clock.now()))
         rt.new_keys_file = path
-        at = rt.clock()
+        at = rt.clock.now()
         created = [KeyRecord(describe(k), SOURCE_FIRST_RUN, at) for k in rt.new_keys]
         await store.keys.add(created)
         log.info("api_keys_generated", hints=[r.key.hint for r in created], path=str(path))
@@ -171,7 +185,7 @@ def _spawn(rt: Runtime, coro: Coroutine[Any, Any, None]) -> None:
 async def _refresh_outbox_gauges(rt: Runtime) -> None:
     if rt.store is None:
         return
-    t = rt.clock()
+    t = rt.clock.now()
     active, groups = await rt.store.alerts.active_counts()
     rt.metrics.active_alerts.set(active)
     rt.metrics.alert_groups.set(groups)
@@ -188,7 +202,7 @@ async def _apply_retention(rt: Runtime) -> None:
     days = rt.settings.store.retention_days
     if rt.store is None or days <= 0:
         return
-    removed = await prune(rt.store.db, rt.clock() - days * 86400)
+    removed = await prune(rt.store.db, rt.clock.now() - days * 86400)
     for table, n in removed.items():
         if n:
             rt.metrics.rows_pruned.labels(table).inc(n)
@@ -199,22 +213,28 @@ async def _apply_retention(rt: Runtime) -> None:
 async def _purge_idempotency(rt: Runtime) -> None:
     if rt.store is None:
         return
-    removed = await rt.store.idempotency.purge(rt.clock() - rt.settings.api.idempotency_ttl_seconds)
+    ttl = rt.settings.api.idempotency_ttl_seconds
+    removed = await rt.store.idempotency.purge(rt.clock.now() - ttl)
     if removed:
         rt.metrics.idempotency_expired.inc(removed)
         log.info("idempotency_keys_expired", count=removed)
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None,
-               clock: Callable[[], float] = now) -> web.Application:
-    """Build the whole daemon as an aiohttp application; nothing touches disk until startup."""
+def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock | None = None,
+               *, loops: bool = True) -> web.Application:
+    """Build the whole daemon as an aiohttp application; nothing touches disk until startup.
+
+    ``clock`` is the one clock every part reads. ``loops=False`` (tests) starts no grouper or
+    dispatcher loop: nothing is flushed or delivered until ``Runtime.run_until_idle()``.
+    """
     s = settings
+    clock = clock or SYSTEM_CLOCK
     rt = Runtime(settings=s, metrics=metrics or Metrics(), clock=clock)
     store = Store(s.database_path, rt.metrics, synchronous=s.store.synchronous,
                   busy_timeout_ms=s.store.busy_timeout_ms,
                   idempotency_ttl=s.api.idempotency_ttl_seconds)
     rt.key_source = key_source = DaemonKeys(store.keys, s.data_dir)
-    rt.keyring = KeyRing([], key_source, interval=CHECK_INTERVAL_S)
+    rt.keyring = KeyRing([], key_source, interval=CHECK_INTERVAL_S, clock=clock.monotonic)
     channels: dict[str, ChannelSender] = {}  # filled at startup (secrets are read there)
     d = s.delivery
     dispatcher = Dispatcher(
@@ -223,26 +243,26 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
         max_in_flight=d.max_in_flight, claim_batch=d.claim_batch,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
     )
-    holder = RulesHolder(s.rules_dir, rt.metrics)
+    holder = RulesHolder(s.rules_dir, rt.metrics, clock=clock)
     inhibition = Inhibition(store.alerts)
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
                       lambda: inhibition.current,
                       batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
                       claim_lease=d.claim_lease_seconds, clock=clock)
-    intake = Intake(store.alerts, holder.get, rt.metrics, clock, grouper.wake, inhibition)
+    intake = Intake(store.alerts, holder.get, rt.metrics, clock.now, grouper.wake, inhibition)
     rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)
     app[RUNTIME] = rt
     ctx = ApiContext(
         store=store, metrics=rt.metrics, settings=s.api, keyring=rt.keyring,
-        limiter=RateLimiter(s.api.rate_limit.requests_per_minute, clock)
+        limiter=RateLimiter(s.api.rate_limit.requests_per_minute, clock.now)
         if s.api.rate_limit.enabled else None,
         dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
         intake=intake,
         notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
-        reload_gate=IntervalGate(s.api.reload_min_interval_seconds, time.monotonic),
+        reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
     )
     app[CTX] = ctx
     rt.api = ctx
@@ -278,11 +298,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None,
             create_private_file(s.data_dir / CHANGED_FILE)  # owned by the daemon's user
             await _load_keys(rt, store, key_source)
             channels.update(build_channels(s, store))
-            await dispatcher.start()
+            if loops:
+                await dispatcher.start()
+            else:  # what start() would release, without the loop
+                await store.notifications.release_claims()
             await inhibition.rebuild(rules)
             await intake.load()
             holder.on_swap.append(lambda new: _spawn(rt, inhibition.rebuild(new)))
-            await grouper.start()
+            if loops:
+                await grouper.start()
+            else:
+                await store.alerts.release_group_claims()
             watcher = asyncio.create_task(holder.watch(), name="rules-watcher")
             scheduler = AsyncIOScheduler(timezone="UTC")
             scheduler.add_job(_refresh_outbox_gauges, "interval", seconds=5, args=[rt],

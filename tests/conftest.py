@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.app import create_app
+from agent.clock import FakeClock
 from agent.observability import configure_logging
 from agent.settings import Settings
 from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink
@@ -49,6 +50,20 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def manual(settings: Settings, clock: FakeClock) -> AsyncIterator[TestClient[Any, Any]]:
+    """The agent on a fake clock, without grouper and dispatcher loops: a test advances
+    ``clock`` and calls ``runtime(manual).run_until_idle()`` instead of waiting on wall time."""
+    app = create_app(settings, clock=clock, loops=False)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 

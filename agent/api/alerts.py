@@ -128,7 +128,7 @@ async def create_alert(request: web.Request) -> web.Response:
     fingerprint = _fp({"monitor_id": req.monitor_id}
                       | ({"mode": TEST_MODE} if mode == TEST_MODE else {}))
     alert = Alert(source="api", fingerprint=fingerprint, status=status.value, labels=labels,
-                  annotations=annotations, starts_at=c.clock(), extra=extra, mode=mode)
+                  annotations=annotations, starts_at=c.clock.now(), extra=extra, mode=mode)
     try:
         check_alert(alert, "", ingest_limits(c.settings))
     except LimitExceeded as exc:
@@ -137,7 +137,7 @@ async def create_alert(request: web.Request) -> web.Response:
     idem = None
     if req.idempotency_key is not None:
         idem = IdemRequest(request[API_KEY].id, req.idempotency_key, request_hash(raw),
-                           c.clock() - c.settings.idempotency_ttl_seconds)
+                           c.clock.now() - c.settings.idempotency_ttl_seconds)
     c.metrics.alerts_received.labels("api").inc()
     try:
         result = await c.intake.ingest([alert], channels, idem)

@@ -10,6 +10,7 @@ from aiohttp import web
 from agent.api.auth import KeyRing
 from agent.api.hookauth import Hooks
 from agent.api.ratelimit import IntervalGate, RateLimiter
+from agent.clock import Clock
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Intake
@@ -29,7 +30,7 @@ class ApiContext:
     keyring: KeyRing
     limiter: RateLimiter | None
     dispatcher_running: Callable[[], bool]
-    clock: Callable[[], float]
+    clock: Clock
     intake: Intake
     notifications: NotificationService
     rules_holder: RulesHolder

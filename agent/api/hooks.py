@@ -105,7 +105,7 @@ async def alertmanager_hook(request: web.Request) -> web.Response:
     _enabled(c, "alertmanager")
     raw = await _body(request, "alertmanager", c.hooks.alertmanager)
     # The receipt time decides alerts sent without a status (an end still ahead: firing).
-    now = c.clock()
+    now = c.clock.now()
     return await _parse_and_store(
         c, "alertmanager", raw,
         lambda body, limits: alertmanager.parse(body, received_at=now, limits=limits))
@@ -127,7 +127,7 @@ def _grafana_signature_error(c: ApiContext, headers: Mapping[str, str],
                                     stamp):
         return ApiError(401, "invalid_signature",
                         "The Grafana webhook signature does not verify.")
-    problem = None if stamp is None else grafana.check_timestamp(stamp, c.clock())
+    problem = None if stamp is None else grafana.check_timestamp(stamp, c.clock.now())
     if problem == "invalid":
         return ApiError(401, "invalid_signature_timestamp",
                         f"The Grafana signature timestamp ({h.grafana_timestamp_header}) must "
@@ -153,7 +153,7 @@ async def grafana_hook(request: web.Request) -> web.Response:
     err = _grafana_signature_error(c, request.headers, raw)
     if err is not None:
         raise _reject(c, "grafana", err)
-    now = c.clock()
+    now = c.clock.now()
     return await _parse_and_store(
         c, "grafana", raw, lambda body, limits: grafana.parse(body, received_at=now, limits=limits))
 

@@ -19,7 +19,7 @@ async def list_inbox(request: web.Request) -> web.Response:
     if not recipient:
         raise ApiError(400, "missing_required_field", "The 'to' query parameter is required.",
                        "to")
-    now = c.clock()
+    now = c.clock.now()
     limit = pagination.parse_limit(q)
     before = pagination.position(q, "inbox", now)
     rows, more = await c.store.inbox.page(recipient, request[API_KEY].mode, before, limit)

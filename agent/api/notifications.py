@@ -108,7 +108,7 @@ def _time_param(query: Any, name: str) -> float | None:
 @routes.get("/v1/notifications")
 async def list_all(request: web.Request) -> web.Response:
     c, q = ctx(request), request.query
-    now = c.clock()
+    now = c.clock.now()
     f = ListFilter(
         channel=enum_param(q, "channel", Channel),
         status=enum_param(q, "status", Status),

@@ -44,7 +44,7 @@ async def create(request: web.Request) -> web.Response:
     raw = await read_json_object(request)
     req = parse(TemplateCreate, raw)
     check_metadata(req.metadata, c.settings.max_metadata_bytes, "metadata")
-    now = c.clock()
+    now = c.clock.now()
     idem = None
     if req.idempotency_key is not None:
         idem = IdemRequest(request[API_KEY].id, req.idempotency_key, request_hash(raw),
@@ -68,7 +68,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.get("/v1/templates")
 async def list_all(request: web.Request) -> web.Response:
     c, q = ctx(request), request.query
-    now = c.clock()
+    now = c.clock.now()
     channel = enum_param(q, "channel", Channel)
     limit = pagination.parse_limit(q)
     before = pagination.position(q, "tpl", now)
@@ -98,7 +98,7 @@ async def update(request: web.Request) -> web.Response:
         variables=_variables(req.body) if req.body is not None else None,
     )
     try:
-        t = await c.store.templates.update(tid, changes, c.clock())
+        t = await c.store.templates.update(tid, changes, c.clock.now())
     except TemplateNameTaken as exc:
         raise _taken(req.name or "") from exc
     if t is None:

@@ -17,10 +17,11 @@ from agent.channels.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from agent.clock import SYSTEM_CLOCK, Clock, as_clock
 from agent.delivery.backoff import Backoff
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
-from agent.domain import FailureReason, Notification, now
+from agent.domain import FailureReason, Notification
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
 from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
@@ -40,7 +41,7 @@ class Dispatcher:
         claim_batch: int = 256,
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
-        clock: Callable[[], float] = now,
+        clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
     ) -> None:
         self._store = notifications
         self._channels = channels
@@ -49,7 +50,8 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
         self._lease = claim_lease
-        self._clock = clock
+        clock = as_clock(clock)
+        self._clock = clock.now
         self._waker = Waker(poll_interval, clock)
         # The rows stay due while the store refuses the claim: without a back-off the loop
         # would claim again at once, forever.

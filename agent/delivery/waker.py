@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from agent.clock import Clock, wait_event
+
 
 class Waker:
-    def __init__(self, poll_interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, poll_interval: float, clock: Clock) -> None:
         self._event = asyncio.Event()
         self._poll = poll_interval
         self._clock = clock
@@ -22,10 +24,7 @@ class Waker:
         self._event.clear()
 
     async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
+        await wait_event(self._clock, self._event, seconds)
 
     async def idle(self, next_due: Callable[[], Awaitable[float | None]]) -> None:
         """Sleep until ``next_due()`` (at most the poll interval), or a wake-up."""
@@ -35,5 +34,5 @@ class Waker:
         with contextlib.suppress(Exception):  # the store is down: poll again later
             nxt = await next_due()
             if nxt is not None:
-                wait = max(0.0, min(self._poll, nxt - self._clock()))
+                wait = max(0.0, min(self._poll, nxt - self._clock.now()))
         await self.sleep(wait)

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.clock import SYSTEM_CLOCK, Clock, as_clock, wait_event
 from agent.delivery.backoff import Backoff
 from agent.delivery.waker import Waker
-from agent.domain import FlushResult, GroupSnapshot, now
+from agent.domain import FlushResult, GroupSnapshot
 from agent.grouping.flush import build_flush, plan
 from agent.observability import Metrics, get_logger
 from agent.routing.inhibit import Inhibitor
@@ -43,7 +44,7 @@ class Grouper:
         batch: int = 256,
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
-        clock: Callable[[], float] = now,
+        clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
     ) -> None:
@@ -54,8 +55,8 @@ class Grouper:
         self._inhibitor = inhibitor
         self._batch = batch
         self._lease = claim_lease
-        self._clock = clock
-        self._waker = Waker(poll_interval, clock)
+        self._clock = as_clock(clock)
+        self._waker = Waker(poll_interval, self._clock)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -90,7 +91,7 @@ class Grouper:
         return total
 
     async def _round(self) -> int:
-        t = self._clock()
+        t = self._clock.now()
         inhibitor = self._inhibitor()
         groups = await self._store.claim_groups(
             t, self._batch, self._lease, muted=inhibitor.inhibited if inhibitor.rules else None)
@@ -177,8 +178,7 @@ class Grouper:
                 log.error("group_round_failed", failures=failures, retry_in=delay,
                           error=str(exc), exc_info=exc)
                 # Not the waker: new alerts arriving must not cut the back-off short.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), delay)
+                await wait_event(self._clock, self._stopped, delay)
                 continue
             self._round_backoff.succeeded("round")
             if n < self._batch and not self._stopping:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.apikeys import ApiKey
+from agent.clock import Clock
 from agent.domain import (
     Channel,
     NewNotification,
@@ -73,7 +74,7 @@ class NotificationService:
     """Queues notifications on the outbox and cancels queued ones; wakes the dispatcher."""
 
     def __init__(self, store: Store, settings: ApiSettings, metrics: Metrics,
-                 clock: Callable[[], float], on_due: Callable[[], None]) -> None:
+                 clock: Clock, on_due: Callable[[], None]) -> None:
         self._store = store
         self._settings = settings
         self._metrics = metrics
@@ -82,7 +83,7 @@ class NotificationService:
 
     async def send(self, key: ApiKey, cmd: SendCommand) -> Sent:
         """Queue one notification (or find the one an idempotency key already made)."""
-        now = self._clock()
+        now = self._clock.now()
         replays = await self._replays(key, [cmd], now)
         item = await self._build(key, cmd, now, {}, replay=bool(replays))
         try:
@@ -98,7 +99,7 @@ class NotificationService:
 
     async def send_batch(self, key: ApiKey, cmds: Sequence[SendCommand]) -> BatchSent:
         """Queue all of ``cmds`` or none; a refusal names the offending item (``exc.item``)."""
-        now, batch_id = self._clock(), new_id("bat")
+        now, batch_id = self._clock.now(), new_id("bat")
         templates: dict[str, Template | None] = {}
         replays = await self._replays(key, cmds, now)
         try:
@@ -115,7 +116,7 @@ class NotificationService:
 
     async def cancel(self, key: ApiKey, nid: str) -> Notification:
         """Cancel a queued notification of the key's mode; returns it cancelled."""
-        n, cancelled = await self._store.notifications.cancel(nid, self._clock(), key.simulated)
+        n, cancelled = await self._store.notifications.cancel(nid, self._clock.now(), key.simulated)
         if n is None:
             raise NotFound("resource_missing", f"No such notification: '{nid}'.", "id")
         if not cancelled:
@@ -218,7 +219,7 @@ class NotificationService:
             raise _conflict(exc) from exc
 
     def _accepted(self, rows: list[NewNotification], replayed: list[bool]) -> None:
-        now = self._clock()
+        now = self._clock.now()
         for it, again in zip(rows, replayed, strict=True):
             if again:
                 continue

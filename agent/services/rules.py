@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.observability import Metrics, get_logger
 from agent.routing.loader import ParseCache, Problem, RulesError, load_rules
 from agent.routing.ruleset import RuleSet
@@ -46,9 +47,10 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class RulesHolder:
-    def __init__(self, rules_dir: Path, metrics: Metrics) -> None:
+    def __init__(self, rules_dir: Path, metrics: Metrics, clock: Clock = SYSTEM_CLOCK) -> None:
         self.rules_dir = rules_dir
         self._metrics = metrics
+        self._clock = clock
         self._current: RuleSet | None = None
         self._lock = asyncio.Lock()
         self.last_success_at: float | None = None
@@ -81,7 +83,7 @@ class RulesHolder:
     async def reload(self, trigger: str) -> bool:
         """Reload in a worker thread; True when the new rules are in force. Never raises."""
         async with self._lock:
-            self.last_attempt_at = time.time()
+            self.last_attempt_at = self._clock.now()
             started = time.perf_counter()
             try:
                 rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache)
@@ -116,7 +118,7 @@ class RulesHolder:
         for callback in self.on_swap:
             callback(rules)
         self.last_problems = []
-        self.last_success_at = time.time()
+        self.last_success_at = self._clock.now()
         m = self._metrics
         m.rules_reload_success.set(1)
         m.rules_reload_timestamp.set(self.last_success_at)
@@ -170,7 +172,7 @@ class RulesHolder:
                 log.warning("rules_watch_failed", path=str(self.rules_dir),
                             error=f"{type(exc).__name__}: {exc}", retry_seconds=delay)
                 missed = True
-            await asyncio.sleep(delay)
+            await self._clock.sleep(delay)
             delay = min(delay * 2, WATCH_BACKOFF[1])
 
     async def _watch_once(self, changes: ChangeSource, watched: tuple[int, int]) -> bool:

@@ -4,13 +4,13 @@ a tight loop. Real SQLite store, the real grouper, a fake clock advanced by hand
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agent.clock import FakeClock
 from agent.domain import Alert, FlushResult, GroupSnapshot, fingerprint_of
 from agent.grouping.grouper import Grouper
 from agent.observability import Metrics
@@ -21,6 +21,7 @@ from agent.services.ingest import Inhibition, Intake
 from agent.store import Store, StoreError
 from agent.store.alerts import FlushOutcome
 from agent.store.notifications import ListFilter
+from tests.helpers import wait_until
 
 RULES = """
 defaults:
@@ -31,14 +32,6 @@ defaults:
 """
 T0 = 1_800_000_000.0
 POISON = "Poison"
-
-
-@dataclass
-class Clock:
-    t: float = T0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class PoisonedGrouper(Grouper):
@@ -56,14 +49,14 @@ class Env:
     intake: Intake
     grouper: Grouper
     metrics: Metrics
-    clock: Clock
+    clock: FakeClock
     rules: RuleSet
 
     async def fire(self, name: str) -> None:
         labels = {"alertname": name}
         await self.intake.ingest([Alert(source="api", fingerprint=fingerprint_of(labels),
                                         status="firing", labels=labels, annotations={},
-                                        starts_at=self.clock.t)])
+                                        starts_at=self.clock.now())])
 
     async def notified(self, name: str) -> int:
         rows, _ = await self.store.notifications.page(ListFilter(limit=100))
@@ -78,11 +71,11 @@ def build(store: Store, tmp_path: Path, grouper_cls: type[Grouper] = Grouper) ->
     rules_dir.mkdir(exist_ok=True)
     (rules_dir / "r.yaml").write_text(RULES)
     rules = load_rules(rules_dir)
-    metrics, clock = Metrics(CollectorRegistry()), Clock()
+    metrics, clock = Metrics(CollectorRegistry()), FakeClock(T0)
     grouper = grouper_cls(store.alerts, lambda: rules, metrics, lambda: None,
                           lambda: Inhibitor(()), clock=clock, backoff_base=1.0,
                           backoff_max=30.0)
-    intake = Intake(store.alerts, lambda: rules, metrics, clock, lambda: None,
+    intake = Intake(store.alerts, lambda: rules, metrics, clock.now, lambda: None,
                     Inhibition(store.alerts))
     return Env(store, intake, grouper, metrics, clock, rules)
 
@@ -121,17 +114,17 @@ async def test_a_failing_group_fails_alone_and_backs_off(
     # The failing group is due again only after its back-off: the loop idles instead of
     # claiming it again at once.
     due = await store.alerts.next_group_due()
-    assert due is not None and due >= env.clock.t + 1.0
+    assert due is not None and due >= env.clock.now() + 1.0
 
     # Another group's alert arriving meanwhile is still notified.
-    env.clock.t += 0.5
+    env.clock.advance(0.5)
     await env.fire("Other")
     await env.grouper.run_until_idle()
     assert await env.notified("Other") == 1
 
     # 60 s of rounds every 0.1 s: retried at +1, +3, +7, +15, +31 s (doubling), not 600 times.
     for _ in range(600):
-        env.clock.t += 0.1
+        env.clock.advance(0.1)
         await env.grouper.run_until_idle()
     assert 5 <= env.failures(stage) <= 7, env.failures(stage)
     assert await env.notified("Fine") == 1 and await env.notified(POISON) == 0
@@ -141,7 +134,7 @@ async def test_a_failing_group_fails_alone_and_backs_off(
     # Once the cause is gone the group notifies at its next retry (at most 30 s later).
     await _cure(env, stage)
     for _ in range(31):
-        env.clock.t += 1.0
+        env.clock.advance(1.0)
         await env.grouper.run_until_idle()
     assert await env.notified(POISON) == 1
     assert 5 <= env.failures(stage) <= 8
@@ -150,15 +143,16 @@ async def test_a_failing_group_fails_alone_and_backs_off(
 class DownStore:
     """The grouper's store while the database refuses every write of a round."""
 
-    def __init__(self, real: Store) -> None:
+    def __init__(self, real: Store, clock: FakeClock) -> None:
         self.real = real.alerts
+        self.clock = clock
         self.attempts: list[float] = []
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.real, name)
 
     async def apply_flushes(self, results: list[FlushResult]) -> FlushOutcome:
-        self.attempts.append(time.monotonic())
+        self.attempts.append(self.clock.monotonic())
         raise StoreError("database or disk is full")
 
 
@@ -167,20 +161,25 @@ async def test_a_failing_round_backs_off_in_the_running_loop(
 ) -> None:
     env = build(store, tmp_path)
     await env.fire("Fine")
-    down = DownStore(store)
+    down = DownStore(store, env.clock)
     grouper = Grouper(down, lambda: env.rules, env.metrics, lambda: None,  # type: ignore[arg-type]
                       lambda: Inhibitor(()), poll_interval=0.05, clock=env.clock,
                       backoff_base=0.1, backoff_max=1.0)
     await grouper.start()
     try:
-        deadline = time.monotonic() + 5.0
-        while len(down.attempts) < 4 and time.monotonic() < deadline:
+        for n in range(1, 5):
+            # The loop parks in its back-off sleep on the clock after each failed round.
+            await wait_until(lambda n=n: len(down.attempts) == n  # type: ignore[misc]
+                             and env.clock.sleepers == 1)
             grouper.wake()  # new alerts arriving must not cut the back-off short
             await asyncio.sleep(0.01)
-        assert len(down.attempts) >= 4, down.attempts
+            assert len(down.attempts) == n
+            wait = env.clock.next_wake()
+            assert wait is not None
+            env.clock.advance(wait)
     finally:
         await grouper.stop()
     gaps = [b - a for a, b in zip(down.attempts, down.attempts[1:], strict=False)]
     # 0.1, 0.2, 0.4 s: doubling, not a tight loop.
-    assert gaps[0] >= 0.09 and gaps[1] >= 0.18 and gaps[2] >= 0.36, gaps
+    assert gaps == pytest.approx([0.1, 0.2, 0.4]), gaps
     assert env.failures("round") >= 4

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.apikeys import describe
+from agent.clock import FakeClock
 from agent.domain import Channel, Status
 from agent.observability import Metrics
 from agent.services.errors import Conflict, Invalid, MissingField, NotFound
@@ -34,8 +35,8 @@ class Woken:
 
 
 def service(store: Store, woken: Woken) -> NotificationService:
-    return NotificationService(store, ApiSettings(), Metrics(CollectorRegistry()), lambda: T0,
-                               woken)
+    return NotificationService(store, ApiSettings(), Metrics(CollectorRegistry()),
+                               FakeClock(T0), woken)
 
 
 async def test_send_queues_and_wakes_the_dispatcher(store: Store) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from agent.clock import FakeClock
 from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime, wait_status, wait_until
 
 Client = TestClient[Any, Any]
@@ -251,20 +252,16 @@ async def test_idempotency_replay_conflict_and_scope(client: Client) -> None:
     assert [n["id"] for n in page["data"]] == [other["id"]]
 
 
-async def test_idempotency_keys_expire(client: Client) -> None:
+async def test_idempotency_keys_expire(manual: Client, clock: FakeClock) -> None:
     from agent.app import _purge_idempotency
 
-    rt = runtime(client)
+    rt = runtime(manual)
     body = {"channel": "slack", "to": "team", "message": "x", "idempotency_key": "k1"}
-    s1, first = await send(client, body)
-    real_clock = rt.clock
-    rt.clock = lambda: real_clock() + 86400 + 1
-    try:
-        await _purge_idempotency(rt)
-    finally:
-        rt.clock = real_clock
+    s1, first = await send(manual, body)
+    clock.advance(86400 + 1)
+    await _purge_idempotency(rt)
     assert rt.metrics.idempotency_expired._value.get() == 1
-    s2, second = await send(client, body)
+    s2, second = await send(manual, body)
     assert (s1, s2) == (201, 201)
     assert second["id"] != first["id"]
 
@@ -330,25 +327,20 @@ async def test_test_keys_simulate_delivery(client: Client) -> None:
     assert 'alert_agent_notifications_total{channel="telegram",outcome="simulated"} 1.0' in metrics
 
 
-async def test_idempotent_replay_skips_checks_its_original_passed(client: Client) -> None:
-    from agent.api.context import CTX
-
-    body = {"channel": "console", "to": "ops", "message": "m", "schedule_at": iso_in(120),
+async def test_idempotent_replay_skips_checks_its_original_passed(manual: Client,
+                                                                    clock: FakeClock) -> None:
+    at = datetime.fromtimestamp(clock.now() + 120, UTC).isoformat()
+    body = {"channel": "console", "to": "ops", "message": "m", "schedule_at": at,
             "idempotency_key": "sched-1"}
-    s1, first = await send(client, body)
-    c = client.app[CTX]
-    real = c.clock
-    c.clock = lambda: real() + 119.5  # the schedule is now 0.5 s ahead: below the minimum
-    try:
-        s2, again = await send(client, body)
-        resp = await client.post("/v1/notifications/send-batch", headers=auth(),
-                                 json={"notifications": [body]})
-    finally:
-        c.clock = real
+    s1, first = await send(manual, body)
+    clock.advance(119.5)  # the schedule is now 0.5 s ahead: below the minimum
+    s2, again = await send(manual, body)
+    resp = await manual.post("/v1/notifications/send-batch", headers=auth(),
+                             json={"notifications": [body]})
     assert (s1, s2) == (201, 200) and again["id"] == first["id"]
     assert resp.status == 200
     assert (await resp.json())["notifications"][0]["id"] == first["id"]
-    s3, other = await send(client, {**body, "message": "different"})
+    s3, other = await send(manual, {**body, "message": "different"})
     assert s3 == 409 and error_of(other)["code"] == "idempotency_key_reused"
 
 
