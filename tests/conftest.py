@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    # Near the real time (signed payload timestamps, cursors), on a whole second so that
+    # millisecond timestamps in API answers compare exactly.
+    return FakeClock(float(int(time.time())))
 
 
 @pytest.fixture

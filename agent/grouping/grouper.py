@@ -83,12 +83,19 @@ class Grouper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def run_until_idle(self) -> int:
-        """Flush every group due now; return how many were processed (tests, tools)."""
+    async def run_until_idle(self, max_rounds: int = 1000) -> int:
+        """Flush every group due now; return how many were processed (tests, tools).
+
+        Raises RuntimeError when groups are still due after ``max_rounds`` rounds: a group
+        interval of 0 under a clock that stands still would flush forever.
+        """
         total = 0
-        while (n := await self._round()) > 0:
+        for _ in range(max_rounds):
+            n = await self._round()
+            if not n:
+                return total
             total += n
-        return total
+        raise RuntimeError(f"groups still due after {max_rounds} rounds")
 
     async def _round(self) -> int:
         t = self._clock.now()

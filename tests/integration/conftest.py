@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from agent.app import create_app
+from agent.clock import FakeClock
 from agent.observability import Metrics
 from agent.settings import Settings
 from agent.store import Store
@@ -27,6 +28,15 @@ def rules_settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def hclient(rules_settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(create_app(rules_settings), host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def hmanual(rules_settings: Settings,
+                  clock: FakeClock) -> AsyncIterator[TestClient[Any, Any]]:
+    """The agent with the hook rules on a fake clock, without loops (see ``manual``)."""
+    app = create_app(rules_settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 
 

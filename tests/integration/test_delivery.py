@@ -14,6 +14,7 @@ import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.app import create_app
+from agent.clock import FakeClock
 from agent.observability import configure_logging
 from agent.settings import Settings
 from tests.helpers import (
@@ -39,10 +40,12 @@ async def fetch(client: Client, nid: str) -> dict[str, Any]:
     return dict(await (await client.get(f"/v1/notifications/{nid}", headers=auth())).json())
 
 
-async def test_webhook_posts_signed_json(client: Client, sink: Sink) -> None:
-    n = await send(client, channel="webhook", to=sink.url, message="disk full",
+async def test_webhook_posts_signed_json(manual: Client, sink: Sink) -> None:
+    n = await send(manual, channel="webhook", to=sink.url, message="disk full",
                    severity="critical", metadata={"host": "db1"})
-    done = await wait_status(client, n["id"], "delivered")
+    assert await runtime(manual).run_until_idle() == 1
+    done = await fetch(manual, n["id"])
+    assert done["status"] == "delivered"
     assert len(sink.received) == 1
     req = sink.received[0]
     expected = hmac.new(WEBHOOK_SECRET.encode(), req["body"], hashlib.sha256).hexdigest()
@@ -57,10 +60,20 @@ async def test_webhook_posts_signed_json(client: Client, sink: Sink) -> None:
     assert done["attempts"] == 1 and done["sent_at"] and done["delivered_at"]
 
 
-async def test_webhook_retries_5xx_then_delivers(client: Client, sink: Sink) -> None:
+async def test_webhook_retries_5xx_then_delivers(manual: Client, clock: FakeClock,
+                                                 sink: Sink) -> None:
+    client = manual
     sink.script = [(500, {}), (503, {})]
     n = await send(client, channel="webhook", to=sink.url, message="m")
-    done = await wait_status(client, n["id"], "delivered")
+    for attempts in (1, 2):
+        await runtime(client).run_until_idle()
+        queued = await fetch(client, n["id"])
+        assert (queued["status"], queued["attempts"]) == ("queued", attempts)
+        assert len(sink.received) == attempts
+        clock.advance(0.2)  # backoff_max_seconds of the test settings
+    await runtime(client).run_until_idle()
+    done = await fetch(client, n["id"])
+    assert done["status"] == "delivered"
     assert len(sink.received) == 3 and done["attempts"] == 3
     # Every attempt carries the same idempotency key, so the receiver can deduplicate.
     assert {r["headers"]["Idempotency-Key"] for r in sink.received} == {n["id"]}
@@ -71,41 +84,63 @@ async def test_webhook_retries_5xx_then_delivers(client: Client, sink: Sink) -> 
             ' 2.0' in metrics)
 
 
-async def test_webhook_honours_retry_after(client: Client, sink: Sink) -> None:
+async def test_webhook_honours_retry_after(manual: Client, clock: FakeClock,
+                                           sink: Sink) -> None:
     sink.script = [(429, {"Retry-After": "1"})]
-    n = await send(client, channel="webhook", to=sink.url, message="m")
-    done = await wait_status(client, n["id"], "delivered")
+    n = await send(manual, channel="webhook", to=sink.url, message="m")
+    await runtime(manual).run_until_idle()
+    # The configured backoff is 0.05-0.2 s: only Retry-After keeps it queued for a second.
+    clock.advance(0.95)
+    assert await runtime(manual).run_until_idle() == 0
+    assert len(sink.received) == 1
+    clock.advance(0.05)
+    assert await runtime(manual).run_until_idle() == 1
+    done = await fetch(manual, n["id"])
+    assert done["status"] == "delivered"
     assert len(sink.received) == 2 and done["attempts"] == 2
-    # The configured backoff is 0.05-0.2 s: only Retry-After explains a gap of a second.
-    assert sink.received[1]["at"] - sink.received[0]["at"] >= 0.95
 
 
-async def test_webhook_4xx_is_permanent(client: Client, sink: Sink) -> None:
+async def test_webhook_4xx_is_permanent(manual: Client, sink: Sink) -> None:
     sink.script = [(400, {})]
-    n = await send(client, channel="webhook", to=sink.url, message="m")
-    done = await wait_status(client, n["id"], "failed")
+    n = await send(manual, channel="webhook", to=sink.url, message="m")
+    await runtime(manual).run_until_idle()
+    done = await fetch(manual, n["id"])
+    assert done["status"] == "failed"
     assert done["failure_reason"] == "provider_rejected"
     assert "HTTP 400" in done["failure_details"]
     assert len(sink.received) == 1 and done["failed_at"]
 
 
-async def test_retries_are_bounded(client: Client, sink: Sink) -> None:
+async def retry_until_final(client: Client, clock: FakeClock, nid: str) -> dict[str, Any]:
+    """Deliver, advancing the clock past each back-off, until the notification is final."""
+    for _ in range(20):
+        await runtime(client).run_until_idle()
+        got = await fetch(client, nid)
+        if got["status"] != "queued":
+            return got
+        clock.advance(0.2)  # backoff_max_seconds of the test settings
+    raise AssertionError(f"{nid} still queued after 20 back-offs")
+
+
+async def test_retries_are_bounded(manual: Client, clock: FakeClock, sink: Sink) -> None:
     sink.script = [(502, {})] * 10
-    n = await send(client, channel="webhook", to=sink.url, message="m")
-    done = await wait_status(client, n["id"], "failed")
+    n = await send(manual, channel="webhook", to=sink.url, message="m")
+    done = await retry_until_final(manual, clock, n["id"])
+    assert done["status"] == "failed"
     assert len(sink.received) == 5 == done["attempts"]
     assert done["failure_reason"] == "provider_unavailable"
     assert done["failure_details"].startswith("gave up after 5 attempts")
 
 
-async def test_unreachable_webhook_is_a_network_error(client: Client) -> None:
+async def test_unreachable_webhook_is_a_network_error(manual: Client, clock: FakeClock) -> None:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    n = await send(client, channel="webhook", to=f"http://127.0.0.1:{port}/x", message="m")
-    done = await wait_status(client, n["id"], "failed")
+    n = await send(manual, channel="webhook", to=f"http://127.0.0.1:{port}/x", message="m")
+    done = await retry_until_final(manual, clock, n["id"])
+    assert done["status"] == "failed"
     assert done["failure_reason"] == "network_error" and done["attempts"] == 5
 
 
@@ -119,10 +154,12 @@ async def test_slow_webhook_times_out(settings: Settings, sink: Sink) -> None:
     assert done["failure_reason"] == "timeout"
 
 
-async def test_in_app_lands_in_the_inbox(client: Client) -> None:
+async def test_in_app_lands_in_the_inbox(manual: Client) -> None:
+    client = manual
     n = await send(client, channel="in-app", to="eng_sarah", message="maintenance at 10",
                    subject="Heads up", severity="warning", metadata={"deep_link": "/m"})
-    await wait_status(client, n["id"], "delivered")
+    await runtime(client).run_until_idle()
+    assert (await fetch(client, n["id"]))["status"] == "delivered"
     resp = await client.get("/v1/inbox?to=eng_sarah", headers=auth())
     page = await resp.json()
     assert resp.status == 200 and page["object"] == "list"
@@ -137,14 +174,19 @@ async def test_in_app_lands_in_the_inbox(client: Client) -> None:
     assert (await client.get("/v1/inbox?to=eng_sarah")).status == 401
 
 
-async def test_scheduled_waits_until_its_time(client: Client, sink: Sink) -> None:
-    at = datetime.now(UTC) + timedelta(seconds=1.5)
-    n = await send(client, channel="webhook", to=sink.url, message="later",
+async def test_scheduled_waits_until_its_time(manual: Client, clock: FakeClock,
+                                             sink: Sink) -> None:
+    at = datetime.fromtimestamp(clock.now(), UTC) + timedelta(seconds=90)
+    n = await send(manual, channel="webhook", to=sink.url, message="later",
                    schedule_at=at.isoformat())
     assert n["schedule_at"]
-    assert await runtime(client).dispatcher.run_until_idle() == 0
+    clock.advance(89.9)
+    assert await runtime(manual).run_until_idle() == 0
     assert sink.received == []
-    done = await wait_status(client, n["id"], "delivered")
+    clock.advance(0.1)
+    assert await runtime(manual).run_until_idle() == 1
+    done = await fetch(manual, n["id"])
+    assert done["status"] == "delivered"
     assert datetime.fromisoformat(done["delivered_at"]) >= at
     assert len(sink.received) == 1
 

@@ -11,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.app import create_app
+from agent.clock import FakeClock
 from agent.settings import Settings
-from tests.helpers import auth, runtime, wait_until
+from tests.helpers import auth, runtime
 from tests.integration.test_hooks import Client, alerts, am_alert, inbox, sample
 
 
@@ -68,7 +69,8 @@ async def test_the_zero_time_stays_unset(hclient: Client) -> None:
     assert stored["status"] == "active"
 
 
-async def test_one_bad_alert_no_longer_stops_other_notifications(hclient: Client) -> None:
+async def test_one_bad_alert_no_longer_stops_other_notifications(hmanual: Client) -> None:
+    hclient = hmanual
     bad = am_alert("HighCPUUsage", "warning", "eu")
     bad["startsAt"] = "9999-12-31T23:59:59-01:00"
     resp = await hclient.post("/hooks/alertmanager", json={"version": "4", "alerts": [bad]})
@@ -77,7 +79,8 @@ async def test_one_bad_alert_no_longer_stops_other_notifications(hclient: Client
     critical["labels"]["instance"] = "db-1"
     resp = await hclient.post("/hooks/alertmanager", json={"version": "4", "alerts": [critical]})
     assert resp.status == 200
-    await wait_until(lambda: count(hclient, "ops", 1))
+    await runtime(hclient).run_until_idle()
+    assert await count(hclient, "ops", 1)
 
 
 async def _set_times(client: Client, starts_at: float) -> None:
@@ -93,13 +96,14 @@ async def _set_times(client: Client, starts_at: float) -> None:
     (float("inf"), None),
 ])
 async def test_no_stored_time_fails_a_list_or_a_render(
-        settings: Settings, stored: float, shown: str | None) -> None:
+        settings: Settings, clock: FakeClock, stored: float, shown: str | None) -> None:
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "r.yaml").write_text(
         "defaults: {notify: [{channel: in-app, to: ops}], group_wait: 1h}\n"
         "templates: [{name: t, body: '{% for a in alerts %}{{ a.startsAt }}{% endfor %}'}]\n"
         "routes: [{name: r, notify: [{channel: in-app, to: ops, template: t}]}]\n")
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+    app = create_app(settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         payload = {"version": "4", "alerts": [am_alert("Old", "warning", "eu")]}
         assert (await c.post("/hooks/alertmanager", json=payload)).status == 200
         await _set_times(c, stored)
@@ -110,10 +114,9 @@ async def test_no_stored_time_fails_a_list_or_a_render(
         got = await c.get(f"/v1/alerts/{a['id']}", headers=auth())
         assert got.status == 200
         # The group's flush renders it: a notification, not a grouper stuck on the round.
-        await runtime(c).store.db.write(
-            lambda conn: conn.execute("UPDATE alert_groups SET next_flush_at = 0"))
-        runtime(c).grouper.wake()
-        await wait_until(lambda: count(c, "ops", 1))
+        assert await runtime(c).run_until_idle() == 0
+        clock.advance(3600)  # group_wait
+        assert await runtime(c).run_until_idle() == 2  # the group, then its notification
         [note] = await inbox(c, "ops")
         assert note["body"] == (shown or "None")
 
@@ -148,10 +151,12 @@ async def test_a_repeat_keeps_the_newest_grafana_values(hclient: Client) -> None
     assert (stored["annotations"]["summary"], stored["message"]) == ("Memory at 97%",) * 2
 
 
-async def test_a_resolve_tells_the_resolve_time_text(hclient: Client) -> None:
+async def test_a_resolve_tells_the_resolve_time_text(hmanual: Client, clock: FakeClock) -> None:
+    hclient = hmanual
     firing = sample("grafana-firing.json")
     assert (await hclient.post("/hooks/grafana", json=firing)).status == 200
-    await wait_until(lambda: count(hclient, "grafana-team", 1))
+    await runtime(hclient).run_until_idle()
+    assert await count(hclient, "grafana-team", 1)
     resolved = copy.deepcopy(firing)
     resolved["status"] = "resolved"
     a = resolved["alerts"][0]
@@ -159,7 +164,9 @@ async def test_a_resolve_tells_the_resolve_time_text(hclient: Client) -> None:
     a["annotations"]["summary"] = "Memory back to normal"
     a["values"], a["valueString"] = {"B": 41.0, "C": 0}, "[ var='B' value=41 ]"
     assert (await (await hclient.post("/hooks/grafana", json=resolved)).json())["resolved"] == 1
-    await wait_until(lambda: count(hclient, "grafana-team", 2))
+    clock.advance(1.0)  # group_interval
+    await runtime(hclient).run_until_idle()
+    assert await count(hclient, "grafana-team", 2)
     note = (await inbox(hclient, "grafana-team"))[0]
     assert "[resolved] Memory back to normal" in note["body"]
     assert "High memory usage in zone" not in note["body"]

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from agent.app import create_app
+from agent.clock import FakeClock
 from agent.settings import Settings
 from tests.helpers import auth, runtime, wait_until
 
@@ -69,7 +70,8 @@ async def alerts(client: Client, query: str = "") -> dict[str, Any]:
     return dict(await (await client.get(f"/v1/alerts?{query}", headers=auth())).json())
 
 
-async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
+async def test_alertmanager_firing_then_resolved(hmanual: Client, clock: FakeClock) -> None:
+    hclient = hmanual
     resp = await hclient.post("/hooks/alertmanager", json=sample("alertmanager-firing.json"))
     assert resp.status == 200
     body = await resp.json()
@@ -83,8 +85,8 @@ async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
     assert a["ends_at"] is None and a["starts_at"].startswith("2026-04-14T10:2")
 
     # Nested route with continue: both the api team and the rest of the cpu route hear it.
-    await wait_until(lambda: _has(hclient, "api-team", 1))
-    await wait_until(lambda: _has(hclient, "ops", 1))
+    await runtime(hclient).run_until_idle()
+    assert len(await inbox(hclient, "api-team")) == 1
     [item] = await inbox(hclient, "ops")
     assert item["body"] == "firing: prod-server-3:9100=firing prod-server-4:9100=firing"
 
@@ -92,7 +94,8 @@ async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
     again = await (await hclient.post("/hooks/alertmanager",
                                       json=sample("alertmanager-firing.json"))).json()
     assert (again["created"], again["updated"]) == (0, 2)
-    await runtime(hclient).grouper.run_until_idle()
+    clock.advance(1.0)  # group_interval: the group is looked at again, has nothing new
+    await runtime(hclient).run_until_idle()
     assert len(await inbox(hclient, "ops")) == 1
     # Repeats are counted in batches (written every second and at shutdown).
     from agent.api.context import CTX
@@ -109,7 +112,11 @@ async def test_alertmanager_firing_then_resolved(hclient: Client) -> None:
 
     resp = await hclient.post("/hooks/alertmanager", json=sample("alertmanager-resolved.json"))
     assert (await resp.json())["resolved"] >= 1
-    await wait_until(lambda: _has(hclient, "ops", 2), timeout=10)
+    # Told at the group's next look, one group_interval after the last notification.
+    await runtime(hclient).run_until_idle()
+    clock.advance(1.0)
+    await runtime(hclient).run_until_idle()
+    assert len(await inbox(hclient, "ops")) == 2
     resolved_note = (await inbox(hclient, "ops"))[0]
     # One of the two resolved: the group still fires, and says which one recovered.
     assert "prod-server-3:9100=resolved" in resolved_note["body"]
@@ -145,10 +152,11 @@ async def test_lenient_on_unknown_fields(hclient: Client) -> None:
     assert (await hclient.post("/hooks/alertmanager", json=payload)).status == 200
 
 
-async def test_grafana_and_generic_sources(hclient: Client) -> None:
+async def test_grafana_and_generic_sources(hmanual: Client) -> None:
+    hclient = hmanual
     resp = await hclient.post("/hooks/grafana", json=sample("grafana-firing.json"))
     assert resp.status == 200
-    await wait_until(lambda: _has(hclient, "grafana-team", 1))
+    await runtime(hclient).run_until_idle()
     [note] = await inbox(hclient, "grafana-team")
     assert "High memory usage" in note["body"]
     stored = (await alerts(hclient))["data"][0]
@@ -157,7 +165,7 @@ async def test_grafana_and_generic_sources(hclient: Client) -> None:
     resp = await hclient.post("/hooks/generic/shell", json={
         "alertname": "BackupFailed", "status": "firing", "host": "db1", "text": "exit 2"})
     assert resp.status == 200, await resp.text()
-    await wait_until(lambda: _has(hclient, "fallback", 0))
+    await runtime(hclient).run_until_idle()
     found = await alerts(hclient, "status=active&per_page=100")
     backup = [a for a in found["data"] if a["alertname"] == "BackupFailed"]
     assert backup and backup[0]["source"] == "generic:shell"
@@ -231,7 +239,7 @@ INHIBIT_RULES = """
 defaults:
   notify: [{channel: in-app, to: ops}]
   group_wait: 0s
-  group_interval: 0s
+  group_interval: 1s
   repeat_interval: 1h
   group_by: [alertname, severity]
 inhibit_rules:
@@ -248,21 +256,22 @@ def am_alert(name: str, severity: str, cluster: str, status: str = "firing") -> 
             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-04-14T10:30:00Z"}
 
 
-async def test_inhibition_mutes_then_releases(settings: Settings) -> None:
+async def test_inhibition_mutes_then_releases(settings: Settings, clock: FakeClock) -> None:
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "r.yaml").write_text(INHIBIT_RULES)
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+    app = create_app(settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
             return {"version": "4", "status": "firing", "receiver": "x", "alerts": list(alerts)}
 
         crit = am_alert("Disk", "critical", "eu")
         assert (await c.post("/hooks/alertmanager", json=payload(crit))).status == 200
-        await wait_until(lambda: _has(c, "ops", 1))
+        await runtime(c).run_until_idle()
+        assert len(await inbox(c, "ops")) == 1
         # A warning of the same alert and cluster is muted; another cluster's is not.
         await c.post("/hooks/alertmanager", json=payload(am_alert("Disk", "warning", "eu"),
                                                           am_alert("Disk", "warning", "us")))
-        await wait_until(lambda: _has(c, "ops", 2))
-        await runtime(c).grouper.run_until_idle()
+        await runtime(c).run_until_idle()
         notes = await inbox(c, "ops")
         assert len(notes) == 2 and "warning" in notes[0]["body"]
         metrics = await (await c.get("/metrics")).text()
@@ -270,7 +279,10 @@ async def test_inhibition_mutes_then_releases(settings: Settings) -> None:
         # The critical one resolves: the muted warning is told at the group's next look.
         await c.post("/hooks/alertmanager", json=payload(am_alert("Disk", "critical", "eu",
                                                                   "resolved")))
-        await wait_until(lambda: _has(c, "ops", 4), timeout=10)
+        await runtime(c).run_until_idle()
+        assert len(await inbox(c, "ops")) == 2
+        clock.advance(1.0)  # group_interval
+        await runtime(c).run_until_idle()
         bodies = [n["body"] for n in await inbox(c, "ops")]
         # Oldest last: the critical; the us warning alone (eu muted); then, the critical gone,
         # its resolution and the warning group with eu told at last.
@@ -319,15 +331,15 @@ routes:
 """
 
 
-async def test_mute_time_intervals_suppress(settings: Settings) -> None:
+async def test_mute_time_intervals_suppress(settings: Settings, clock: FakeClock) -> None:
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "r.yaml").write_text(MUTE_RULES)
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+    app = create_app(settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         payload = {"version": "4", "alerts": [am_alert("Muted", "critical", "eu"),
                                               am_alert("Loud", "critical", "eu")]}
         assert (await c.post("/hooks/alertmanager", json=payload)).status == 200
-        await wait_until(lambda: _has(c, "ops", 1))
-        await runtime(c).grouper.run_until_idle()
+        await runtime(c).run_until_idle()
         [note] = await inbox(c, "ops")
         assert "Loud" in note["body"]
         assert runtime(c).metrics.groups_muted._value.get() >= 1

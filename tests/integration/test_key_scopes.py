@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agent.app import create_app
 from agent.settings import Settings
-from tests.helpers import LIVE_KEY, TEST_KEY, Sink, auth, wait_status, wait_until
+from tests.helpers import LIVE_KEY, TEST_KEY, Sink, auth, runtime, wait_until
 
 Client = TestClient[Any, Any]
 _TOMORROW = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -52,18 +52,19 @@ async def test_test_key_cannot_see_or_cancel_live_notifications(client: Client) 
     assert resp.status == 200
 
 
-async def test_inbox_is_scoped_by_mode(client: Client) -> None:
+async def test_inbox_is_scoped_by_mode(manual: Client) -> None:
+    client = manual
     live = await _send(client, LIVE_KEY, channel="in-app", to="ana", message="live")
     test = await _send(client, TEST_KEY, channel="in-app", to="ana", message="test")
-    await wait_status(client, live["id"], "delivered")
-    await wait_status(client, test["id"], "delivered", key=TEST_KEY)
+    assert await runtime(client).run_until_idle() == 2
     as_test = await (await client.get("/v1/inbox?to=ana", headers=auth(TEST_KEY))).json()
     as_live = await (await client.get("/v1/inbox?to=ana", headers=auth(LIVE_KEY))).json()
     assert [i["notification_id"] for i in as_test["data"]] == [test["id"]]
     assert [i["notification_id"] for i in as_live["data"]] == [live["id"]]
 
 
-async def test_test_key_reads_and_uses_templates_but_cannot_change_them(client: Client) -> None:
+async def test_test_key_reads_and_uses_templates_but_cannot_change_them(manual: Client) -> None:
+    client = manual
     body = {"name": "disk", "channel": "in-app", "body": "Disk {{ pct }}%"}
     resp = await client.post("/v1/templates", json=body, headers=auth(TEST_KEY))
     assert resp.status == 403
@@ -82,7 +83,10 @@ async def test_test_key_reads_and_uses_templates_but_cannot_change_them(client: 
     assert [t["id"] for t in listed["data"]] == [tpl["id"]]
     sent = await _send(client, TEST_KEY, channel="in-app", to="ana", template_id=tpl["id"],
                        metadata={"pct": 93}, message=None)
-    done = await wait_status(client, sent["id"], "delivered", key=TEST_KEY)
+    await runtime(client).run_until_idle()
+    resp = await client.get(f"/v1/notifications/{sent['id']}", headers=auth(TEST_KEY))
+    done = await resp.json()
+    assert done["status"] == "delivered"
     assert done["simulated"] is True
     inbox = await (await client.get("/v1/inbox?to=ana", headers=auth(TEST_KEY))).json()
     assert [i["body"] for i in inbox["data"]] == ["Disk 93%"]

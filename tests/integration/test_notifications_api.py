@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from agent.clock import FakeClock
-from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime, wait_status, wait_until
+from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime
 
 Client = TestClient[Any, Any]
 SEND = "/v1/notifications/send"
@@ -22,6 +22,12 @@ def iso_in(seconds: float) -> str:
 async def send(client: Client, body: dict[str, Any], key: str = LIVE_KEY) -> tuple[int, Any]:
     resp = await client.post(SEND, json=body, headers=auth(key))
     return resp.status, await resp.json()
+
+
+async def get(client: Client, nid: str, key: str = LIVE_KEY) -> dict[str, Any]:
+    resp = await client.get(f"/v1/notifications/{nid}", headers=auth(key))
+    assert resp.status == 200
+    return dict(await resp.json())
 
 
 def error_of(payload: dict[str, Any]) -> dict[str, Any]:
@@ -130,9 +136,12 @@ async def test_unknown_routes_and_methods_get_the_envelope(client: Client) -> No
     assert error_of(await resp.json())["code"] == "method_not_allowed"
 
 
-async def test_get_and_lifecycle_timestamps(client: Client) -> None:
+async def test_get_and_lifecycle_timestamps(manual: Client) -> None:
+    client = manual
     _, created = await send(client, {"channel": "console", "to": "ops", "message": "hello"})
-    body = await wait_status(client, created["id"], "delivered")
+    await runtime(client).run_until_idle()
+    body = await get(client, created["id"])
+    assert body["status"] == "delivered"
     for k in ("created_at", "sent_at", "delivered_at", "read_at", "failed_at",
               "acknowledged_at", "failure_reason"):
         assert k in body
@@ -143,14 +152,17 @@ async def test_get_and_lifecycle_timestamps(client: Client) -> None:
     assert error_of(await resp.json())["type"] == "not_found"
 
 
-async def test_unbuilt_channel_fails_with_channel_not_configured(client: Client) -> None:
-    _, created = await send(client, {"channel": "telegram", "to": "team_devops", "message": "x"})
-    body = await wait_status(client, created["id"], "failed")
+async def test_unbuilt_channel_fails_with_channel_not_configured(manual: Client) -> None:
+    _, created = await send(manual, {"channel": "telegram", "to": "team_devops", "message": "x"})
+    await runtime(manual).run_until_idle()
+    body = await get(manual, created["id"])
+    assert body["status"] == "failed"
     assert body["failure_reason"] == "channel_not_configured"
     assert body["failed_at"]
 
 
-async def test_list_filters_order_and_cursors(client: Client) -> None:
+async def test_list_filters_order_and_cursors(manual: Client) -> None:
+    client = manual
     ids = []
     for i in range(7):
         channel = "slack" if i % 2 else "console"
@@ -175,11 +187,9 @@ async def test_list_filters_order_and_cursors(client: Client) -> None:
         assert cursor.startswith("cur_")
     assert seen == [ids[i] for i in (6, 4, 2, 0)]
 
-    async def settled() -> bool:
-        page = await (await client.get("/v1/notifications?status=queued", headers=auth())).json()
-        return page["data"] == []
-
-    await wait_until(settled)
+    assert await runtime(client).run_until_idle() == 7
+    page = await (await client.get("/v1/notifications?status=queued", headers=auth())).json()
+    assert page["data"] == []
     for status, expected in (("failed", [5, 3, 1]), ("delivered", [6, 4, 2, 0])):
         page = await (await client.get(f"/v1/notifications?status={status}",
                                        headers=auth())).json()
@@ -204,7 +214,8 @@ async def test_list_rejects_bad_query_params(client: Client) -> None:
         assert error_of(await resp.json())["code"] == code
 
 
-async def test_cancel_queued_then_conflict_when_sent(client: Client) -> None:
+async def test_cancel_queued_then_conflict_when_sent(manual: Client) -> None:
+    client = manual
     _, scheduled = await send(client, {"channel": "console", "to": "ops", "message": "later",
                                        "schedule_at": iso_in(120)})
     resp = await client.delete(f"/v1/notifications/{scheduled['id']}", headers=auth())
@@ -221,7 +232,8 @@ async def test_cancel_queued_then_conflict_when_sent(client: Client) -> None:
     assert "'cancelled'" in err["message"]
 
     _, now_ = await send(client, {"channel": "console", "to": "ops", "message": "now"})
-    await wait_status(client, now_["id"], "delivered")
+    await runtime(client).run_until_idle()
+    assert (await get(client, now_["id"]))["status"] == "delivered"
     resp = await client.delete(f"/v1/notifications/{now_['id']}", headers=auth())
     assert resp.status == 409
     err = error_of(await resp.json())
@@ -316,11 +328,13 @@ async def test_batch_limits(client: Client) -> None:
     assert (await resp.json())["accepted"] == 1000
 
 
-async def test_test_keys_simulate_delivery(client: Client) -> None:
+async def test_test_keys_simulate_delivery(manual: Client) -> None:
+    client = manual
     _, created = await send(client, {"channel": "telegram", "to": "team", "message": "m"},
                             key=TEST_KEY)
     assert created["simulated"] is True and created["credits_used"] == 0
-    body = await wait_status(client, created["id"], "delivered", key=TEST_KEY)
+    await runtime(client).run_until_idle()
+    body = await get(client, created["id"], key=TEST_KEY)
     # Even an unbuilt channel "delivers": nothing leaves the host under a test key.
     assert body["status"] == "delivered" and body["simulated"] is True
     metrics = await (await client.get("/metrics")).text()

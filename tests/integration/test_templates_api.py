@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.helpers import auth, runtime, wait_until
+from agent.clock import FakeClock
+from tests.helpers import auth, runtime
 
 Client = TestClient[Any, Any]
 CPU_BODY = ("CPU Alert on {{server}}\nCurrent: {{value}}% | Threshold: {{threshold}}%\n"
@@ -94,13 +95,15 @@ async def test_list_channel_filter_and_cursor(client: Client) -> None:
     assert resp.status == 200
 
 
-async def test_send_with_template_renders_counts_and_snapshots(client: Client, sink: Any) -> None:
+async def test_send_with_template_renders_counts_and_snapshots(manual: Client, clock: FakeClock,
+                                                               sink: Any) -> None:
+    client = manual
     _, t = await create(client, name="hook_tpl", channel="webhook",
                         body="{{server}} at {{value}}%")
     meta = {"server": "prod-3", "value": 92}
     resp = await client.post("/v1/notifications/send", headers=auth(), json={
         "channel": "webhook", "to": sink.url, "template_id": t["id"], "metadata": meta,
-        "schedule_at": (datetime.now(UTC) + timedelta(seconds=1.2)).isoformat()})
+        "schedule_at": datetime.fromtimestamp(clock.now() + 60, UTC).isoformat()})
     assert resp.status == 201
     queued = await resp.json()
     got = await (await client.get(f"/v1/templates/{t['id']}", headers=auth())).json()
@@ -108,19 +111,15 @@ async def test_send_with_template_renders_counts_and_snapshots(client: Client, s
     # Changing and then deleting the template does not touch the queued notification.
     await client.put(f"/v1/templates/{t['id']}", headers=auth(), json={"body": "changed {{x}}"})
     await client.delete(f"/v1/templates/{t['id']}", headers=auth())
-    await wait_until(lambda: len(sink.received) == 1)
+    clock.advance(60)
+    assert await runtime(client).run_until_idle() == 1
+    assert len(sink.received) == 1
     import orjson
 
     delivered = orjson.loads(sink.received[0]["body"])
     assert delivered["message"] == "prod-3 at 92%"
     n = await (await client.get(f"/v1/notifications/{queued['id']}", headers=auth())).json()
-
-    async def done() -> bool:
-        nonlocal n
-        n = await (await client.get(f"/v1/notifications/{queued['id']}", headers=auth())).json()
-        return bool(n["status"] == "delivered")
-
-    await wait_until(done)
+    assert n["status"] == "delivered"
     assert n["message"] == "prod-3 at 92%" and n["template_id"] == t["id"]
 
 
