@@ -7,8 +7,9 @@ reverse (the dispatcher drains before channels close, channels close before the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +177,29 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return fh
 
 
+Resource = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _logged_teardown(step: Resource) -> Resource:
+    """``step`` as a cleanup_ctx entry whose failing teardown is logged with the step's name
+    (aiohttp goes on with the other teardowns and raises them all at the end)."""
+    name = step.__name__
+
+    async def entry(app: web.Application) -> AsyncIterator[None]:
+        it = step(app)
+        await anext(it)
+        yield
+        try:
+            await anext(it, None)
+        except Exception as exc:
+            log.error("teardown_failed", step=name, error=str(exc),
+                      error_type=type(exc).__name__)
+            raise
+
+    entry.__name__ = name
+    return entry
+
+
 def _spawn(rt: Runtime, coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.create_task(coro)
     rt.background.add(task)  # a reference until done, or the task may be collected
@@ -218,6 +242,125 @@ async def _purge_idempotency(rt: Runtime) -> None:
     if removed:
         rt.metrics.idempotency_expired.inc(removed)
         log.info("idempotency_keys_expired", count=removed)
+
+
+@dataclass
+class _Parts:
+    """The long-lived resources, each with one start-and-stop step for aiohttp's cleanup_ctx.
+
+    The steps run in start order; aiohttp tears them down in reverse and runs every teardown
+    even when one raises, so a failing step cannot leave the dispatcher or the grouper running
+    on a closed store.
+    """
+
+    rt: Runtime
+    store: Store
+    channels: dict[str, ChannelSender]
+    dispatcher: Dispatcher
+    grouper: Grouper
+    holder: RulesHolder
+    inhibition: Inhibition
+    intake: Intake
+    key_source: DaemonKeys
+    ctx: ApiContext
+    check_sources: Callable[[RuleSet], list[str]]
+    loops: bool
+
+    @property
+    def s(self) -> Settings:
+        return self.rt.settings
+
+    def steps(self) -> list[Resource]:
+        return [self.rules_and_sources, self.data_dir_lock, self.open_store, self.keys,
+                self.open_channels, self.run_dispatcher, self.load_intake, self.run_grouper,
+                self.watch_rules, self.housekeeping]
+
+    async def rules_and_sources(self, app: web.Application) -> AsyncIterator[None]:
+        try:
+            rules = self.holder.load_initial()
+        except RulesError as exc:
+            raise ConfigError(f"rules in {self.s.rules_dir}: {exc}") from exc
+        self.ctx.hooks = hooks_from(self.s.sources, self.s.host)
+        open_sources = self.check_sources(rules)
+        if open_sources:
+            raise ConfigError(
+                f"listening on {self.s.host} (not loopback) but these sources have no auth: "
+                f"{', '.join(open_sources)}; configure sources.<name>.auth or set "
+                "auth.type: none explicitly")
+        yield
+
+    async def data_dir_lock(self, app: web.Application) -> AsyncIterator[None]:
+        lock = _lock_data_dir(self.s.data_dir)
+        yield
+        lock.close()
+
+    async def open_store(self, app: web.Application) -> AsyncIterator[None]:
+        await self.store.open()
+        yield
+        await self.store.close()
+
+    async def keys(self, app: web.Application) -> AsyncIterator[None]:
+        create_private_file(self.s.data_dir / CHANGED_FILE)  # owned by the daemon's user
+        await _load_keys(self.rt, self.store, self.key_source)
+        yield
+
+    async def open_channels(self, app: web.Application) -> AsyncIterator[None]:
+        self.channels.update(build_channels(self.s, self.store))
+        yield
+        failed = []
+        for name, channel in self.channels.items():  # each one closes, whatever the others do
+            try:
+                await channel.close()
+            except Exception as exc:
+                log.error("channel_close_failed", channel=name, error=str(exc))
+                failed.append(name)
+        if failed:
+            raise RuntimeError(f"channels failed to close: {', '.join(failed)}")
+
+    async def run_dispatcher(self, app: web.Application) -> AsyncIterator[None]:
+        if self.loops:
+            await self.dispatcher.start()
+        else:  # what start() would release, without the loop
+            await self.store.notifications.release_claims()
+        yield
+        await self.dispatcher.stop(self.s.delivery.shutdown_grace_seconds)
+
+    async def load_intake(self, app: web.Application) -> AsyncIterator[None]:
+        await self.inhibition.rebuild(self.holder.current)
+        await self.intake.load()
+        self.holder.on_swap.append(lambda new: _spawn(self.rt, self.inhibition.rebuild(new)))
+        yield
+        await self.intake.flush_receipts()  # the repeats counted since the last periodic write
+
+    async def run_grouper(self, app: web.Application) -> AsyncIterator[None]:
+        if self.loops:
+            await self.grouper.start()
+        else:
+            await self.store.alerts.release_group_claims()
+        yield
+        await self.grouper.stop()
+
+    async def watch_rules(self, app: web.Application) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(self.holder.watch(), name="rules-watcher")
+        yield
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    async def housekeeping(self, app: web.Application) -> AsyncIterator[None]:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(_refresh_outbox_gauges, "interval", seconds=5, args=[self.rt],
+                          id="outbox_gauges", coalesce=True, max_instances=1)
+        scheduler.add_job(self.intake.flush_receipts, "interval", seconds=1,
+                          id="receipts_flush", coalesce=True, max_instances=1)
+        scheduler.add_job(_apply_retention, "interval", hours=1, args=[self.rt],
+                          id="retention", coalesce=True, max_instances=1)
+        scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[self.rt],
+                          id="idempotency_purge", coalesce=True, max_instances=1)
+        scheduler.start()
+        await _refresh_outbox_gauges(self.rt)
+        yield
+        scheduler.shutdown(wait=False)
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock | None = None,
@@ -275,67 +418,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         f"listening on {s.host} (set sources.generic.<name>.auth)" for name in
         check_sources(rules)])
 
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        try:
-            rules = holder.load_initial()
-        except RulesError as exc:
-            raise ConfigError(f"rules in {s.rules_dir}: {exc}") from exc
-        ctx.hooks = hooks_from(s.sources, s.host)
-        open_sources = check_sources(rules)
-        if open_sources:
-            raise ConfigError(
-                f"listening on {s.host} (not loopback) but these sources have no auth: "
-                f"{', '.join(open_sources)}; configure sources.<name>.auth or set "
-                "auth.type: none explicitly")
-        lock = _lock_data_dir(s.data_dir)
-        try:
-            await store.open()
-        except BaseException:
-            lock.close()
-            raise
-        watcher: asyncio.Task[None] | None = None
-        try:
-            create_private_file(s.data_dir / CHANGED_FILE)  # owned by the daemon's user
-            await _load_keys(rt, store, key_source)
-            channels.update(build_channels(s, store))
-            if loops:
-                await dispatcher.start()
-            else:  # what start() would release, without the loop
-                await store.notifications.release_claims()
-            await inhibition.rebuild(rules)
-            await intake.load()
-            holder.on_swap.append(lambda new: _spawn(rt, inhibition.rebuild(new)))
-            if loops:
-                await grouper.start()
-            else:
-                await store.alerts.release_group_claims()
-            watcher = asyncio.create_task(holder.watch(), name="rules-watcher")
-            scheduler = AsyncIOScheduler(timezone="UTC")
-            scheduler.add_job(_refresh_outbox_gauges, "interval", seconds=5, args=[rt],
-                              id="outbox_gauges", coalesce=True, max_instances=1)
-            scheduler.add_job(intake.flush_receipts, "interval", seconds=1,
-                              id="receipts_flush", coalesce=True, max_instances=1)
-            scheduler.add_job(_apply_retention, "interval", hours=1, args=[rt],
-                              id="retention", coalesce=True, max_instances=1)
-            scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[rt],
-                              id="idempotency_purge", coalesce=True, max_instances=1)
-            scheduler.start()
-            await _refresh_outbox_gauges(rt)
-            yield
-            scheduler.shutdown(wait=False)
-            await intake.flush_receipts()
-            watcher.cancel()
-            await grouper.stop()
-            await dispatcher.stop(s.delivery.shutdown_grace_seconds)
-        finally:
-            if watcher is not None and not watcher.done():
-                watcher.cancel()
-            for channel in channels.values():
-                await channel.close()
-            await store.close()
-            lock.close()
-
-    app.cleanup_ctx.append(resources)
+    parts = _Parts(rt, store, channels, dispatcher, grouper, holder, inhibition, intake,
+                   key_source, ctx, check_sources, loops)
+    for step in parts.steps():
+        app.cleanup_ctx.append(_logged_teardown(step))
     api.add_routes(app)
     return app
 
