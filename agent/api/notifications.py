@@ -16,6 +16,7 @@ from agent.api.middleware import API_KEY
 from agent.api.models import BatchRequest, SendRequest, parse
 from agent.api.params import enum_param
 from agent.apikeys import ApiKey
+from agent.channels.base import AddressError
 from agent.domain import Channel, NewNotification, Status, Template, new_id, parse_iso
 from agent.observability import get_logger
 from agent.store import IdempotencyConflict
@@ -51,9 +52,12 @@ async def _build(
         raise ApiError(400 if not prefix else 422, "missing_required_field",
                        "The 'message' field is required unless 'template_id' is given.",
                        f"{p}message")
-    if req.channel == Channel.WEBHOOK and not req.to.startswith(("http://", "https://")):
-        raise ApiError(status, "invalid_recipient",
-                       "For the webhook channel 'to' must be an http(s) URL.", f"{p}to")
+    channel = c.channels.get(req.channel.value)
+    if channel is not None:  # a channel not enabled fails later: channel_not_configured
+        try:
+            req.to = channel.validate_address(req.to)
+        except AddressError as exc:
+            raise ApiError(status, exc.code, exc.message, f"{p}to") from None
     template_body = None
     if req.template_id is not None:
         if req.template_id not in templates:

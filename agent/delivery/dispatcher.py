@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from agent.channels.base import (
     ChannelSender,
@@ -20,15 +21,25 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.delivery.backoff import Backoff
+from agent.delivery.pause import ChannelPause, ChannelPaused
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
 from agent.store.deliveries import Attempt, AttemptOutcome
-from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
+from agent.store.notifications import (
+    Deferred,
+    Delivered,
+    Failed,
+    NotificationStore,
+    Outcome,
+    Retry,
+)
 
 log = get_logger("dispatcher")
+# The provider ref of the earlier message a notification replaces (edit in place), or None.
+ReplacesLookup = Callable[[Notification], Awaitable[dict[str, Any] | None]]
 
 
 class Dispatcher:
@@ -44,8 +55,13 @@ class Dispatcher:
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
         clock: Callable[[], float] = now,
+        pause: ChannelPause | None = None,
+        replaces: ReplacesLookup | None = None,
     ) -> None:
         self._store = notifications
+        self._pause = pause if pause is not None else ChannelPause(metrics)
+        # The hook for edit-on-resolve: finds the earlier message's provider ref.
+        self._replaces = replaces
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -70,6 +86,7 @@ class Dispatcher:
         self._waker.wake()
 
     async def start(self) -> None:
+        self._pause.track(self._channels)
         released = await self._store.release_claims()
         if released:
             log.warning("outbox_claims_released", count=released)
@@ -195,13 +212,27 @@ class Dispatcher:
                 f"channel '{n.channel}' is not configured on this agent",
             )
             return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
+        hold = self._pause.hold(n.channel, started)
+        if hold is not None:  # nothing tried: no attempt row, no attempt spent
+            return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
+                            f"channel '{n.channel}' is paused after its credentials were refused")
+        group_key = n.metadata.get("group_key")
         message = Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
             metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
+            thread_key=group_key if isinstance(group_key, str) else None,
+            status="resolved" if n.metadata.get("status") == "resolved" else "firing",
+            replaces=None if self._replaces is None else await self._replaces(n),
+            attempt=n.attempts,
         )
         try:
-            result = await channel.send(message)
+            result = await self._send(channel, message)
+        except ChannelPaused as exc:
+            cause = exc.error
+            self._metrics.delivery_failures.labels(n.channel, cause.reason.value).inc()
+            return Deferred(n.id, exc.resume_at, FailureReason.CHANNEL_PAUSED,
+                            f"channel paused: {cause.details}", attempt("deferred", cause))
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
             attempts = n.attempts  # the claim counted this one
@@ -226,6 +257,22 @@ class Dispatcher:
         return Delivered(n.id, started, self._clock(), rendered,
                          attempt("delivered", result=result))
 
+    async def _send(self, channel: ChannelSender, message: Message) -> DeliveryResult:
+        """``channel.send``, telling the pause how it went; raises ChannelPaused instead of a
+        channel-scoped error."""
+        try:
+            result = await channel.send(message)
+        except DeliveryError as exc:
+            resume_at = self._pause.observe(message.channel, exc, self._clock())
+            if resume_at is not None:
+                raise ChannelPaused(exc, resume_at) from exc
+            raise
+        except Exception:
+            self._pause.observe(message.channel, None, self._clock())
+            raise
+        self._pause.observe(message.channel, None, self._clock())
+        return result
+
     def _observe(self, n: Notification, o: Outcome) -> None:
         if isinstance(o, Delivered):
             outcome = "simulated" if n.simulated else "delivered"
@@ -235,6 +282,10 @@ class Dispatcher:
             )
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
                      simulated=n.simulated, attempts=n.attempts)
+        elif isinstance(o, Deferred):
+            # Many rows wait while a channel is paused: the pause itself is logged once.
+            log.debug("notification_deferred", notification_id=n.id, channel=n.channel,
+                      reason=o.reason, due_in=round(o.due_at - self._clock(), 3))
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,

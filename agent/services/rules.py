@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.observability import Metrics, get_logger
-from agent.routing.loader import ParseCache, Problem, RulesError, load_rules
+from agent.routing.loader import ParseCache, Problem, RulesError, TargetCheck, load_rules
 from agent.routing.ruleset import RuleSet
 
 log = get_logger("rules")
@@ -46,8 +46,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class RulesHolder:
-    def __init__(self, rules_dir: Path, metrics: Metrics) -> None:
+    def __init__(self, rules_dir: Path, metrics: Metrics,
+                 check_target: TargetCheck | None = None) -> None:
         self.rules_dir = rules_dir
+        # Whether a `notify:` target can be delivered here (channel enabled, address valid).
+        self._check_target = check_target
         self._metrics = metrics
         self._current: RuleSet | None = None
         self._lock = asyncio.Lock()
@@ -70,7 +73,7 @@ class RulesHolder:
     def load_initial(self) -> RuleSet:
         """Load at start; raises RulesError (the daemon refuses to run on broken rules)."""
         try:
-            rules = load_rules(self.rules_dir, self._parse_cache)
+            rules = load_rules(self.rules_dir, self._parse_cache, self._check_target)
         except RulesError:
             raise
         except Exception as exc:  # a start-up error to report, not a traceback
@@ -84,7 +87,8 @@ class RulesHolder:
             self.last_attempt_at = time.time()
             started = time.perf_counter()
             try:
-                rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache)
+                rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache,
+                                                self._check_target)
                 extra = [Problem("(config)", None, m) for check in self.checks
                          for m in check(rules)]
                 if extra:

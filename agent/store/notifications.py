@@ -87,7 +87,20 @@ class Retry:
     attempt: Attempt | None = None
 
 
-Outcome = Delivered | Failed | Retry
+@dataclass(slots=True)
+class Deferred:
+    """Waiting is not failing: due again at ``due_at``, and the claim is not counted as an
+    attempt (the channel is paused, so nothing was tried, or it refused the channel's
+    credentials, which says nothing about this notification)."""
+
+    id: str
+    due_at: float
+    reason: str
+    details: str | None
+    attempt: Attempt | None = None
+
+
+Outcome = Delivered | Failed | Retry | Deferred
 
 
 class NotificationStore:
@@ -273,6 +286,13 @@ class NotificationStore:
                         "failure_details = ?, claimed_at = NULL "
                         "WHERE id = ?",
                         (Status.FAILED, o.failed_at, o.reason, o.details, o.id),
+                    )
+                elif isinstance(o, Deferred):
+                    conn.execute(
+                        "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                        "failure_details = ?, claimed_at = NULL, attempts = MAX(attempts - 1, 0) "
+                        "WHERE id = ?",
+                        (o.due_at, o.reason, o.details, o.id),
                     )
                 else:
                     conn.execute(
