@@ -8,7 +8,7 @@ against it. Building collects every channel's error and fails once, naming each 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -108,11 +108,12 @@ class ChannelBuildError(Exception):
         self.problems = problems
 
 
-def build_channels(settings: ChannelsSettings, deps: ChannelDeps) -> dict[str, ChannelSender]:
+def build_channels(settings: ChannelsSettings, deps: ChannelDeps,
+                   table: Sequence[ChannelSpec[Any]] = REGISTRY) -> dict[str, ChannelSender]:
     """Every enabled channel, built. Raises ChannelBuildError listing all that failed."""
     out: dict[str, ChannelSender] = {}
     problems: list[str] = []
-    for spec in REGISTRY:
+    for spec in table:
         cfg = spec.settings_of(settings)
         if not cfg.enabled:
             continue
