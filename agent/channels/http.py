@@ -89,6 +89,8 @@ BodyHook = Callable[[HttpReply], None]
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    if resp.content_length is not None and resp.content_length <= MAX_REPLY_BYTES:
+        return await resp.read()  # the common case: one small answer, one read
     chunks: list[bytes] = []
     size = 0
     while size < MAX_REPLY_BYTES:
@@ -140,6 +142,8 @@ async def call(
             FailureReason.NETWORK_ERROR, redact(f"{type(exc).__name__}: {exc}")[:300]) from exc
     if body_hook is not None:
         body_hook(reply)
+    if 200 <= reply.status < 300:
+        return reply
     excerpt = reply.body[:200].decode(errors="replace") if body_in_details else reason
     classify_status(reply.status, reply.headers.get("Retry-After"), redact(excerpt), auth_scope)
     return reply

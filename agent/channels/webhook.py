@@ -93,11 +93,12 @@ class WebhookChannel:
         return to
 
     async def send(self, message: Message) -> DeliveryResult:
-        try:
-            self.validate_address(message.to)  # a row queued before the API checked addresses
-        except AddressError as exc:
-            raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT, exc.message,
-                                         scope=ErrorScope.RECIPIENT) from exc
+        # The full check ran at the API edge; this catches a row queued before it existed
+        # (the request itself refuses any other malformed URL: invalid_recipient).
+        if not message.to.startswith(("http://", "https://")):
+            raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT,
+                                         "webhook address must be an http(s) URL",
+                                         scope=ErrorScope.RECIPIENT)
         body = payload(message)
         headers = {
             "Content-Type": "application/json",
