@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -24,12 +25,11 @@ from agent.api.context import CTX, ApiContext
 from agent.api.hookauth import Hooks, hooks_from, insecure_sources
 from agent.api.ratelimit import IntervalGate, RateLimiter
 from agent.apikeys import SOURCE_FIRST_RUN, KeyRecord, describe, generate_key
-from agent.channels.base import ChannelSender
-from agent.channels.console import ConsoleChannel
-from agent.channels.inapp import InAppChannel
-from agent.channels.webhook import WebhookChannel, WebhookConfig
+from agent.channels import registry
+from agent.channels.base import ChannelConfigError, ChannelSender
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.delivery.dispatcher import Dispatcher
+from agent.delivery.pause import ChannelPause
 from agent.delivery.retry import RetryPolicy
 from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
@@ -128,44 +128,80 @@ def webhook_secret(settings: Settings) -> bytes:
     configured = configured_webhook_secret(settings)
     if configured is not None:
         return configured.encode()
-    path = settings.data_dir / WEBHOOK_SECRET_FILE
+    return _generated_secret(settings.data_dir, WEBHOOK_SECRET_FILE).encode()
+
+
+def _generated_secret(data_dir: Path, name: str) -> str:
+    """A secret the agent made itself, kept in the data dir; made on first use."""
+    path = data_dir / name
     if not path.exists():
         private_dir(path.parent)
-        write_private_file(path, "whsec_" + secrets.token_urlsafe(32) + "\n")
-        log.info("webhook_signing_secret_generated", path=str(path))
+        prefix = "whsec_" if name == WEBHOOK_SECRET_FILE else ""
+        write_private_file(path, prefix + secrets.token_urlsafe(32) + "\n")
+        log.info("secret_generated", name=name, path=str(path))
     text = read_secret_file(path)
     if not text:
-        raise ConfigError(f"{path}: the generated webhook signing secret is empty; delete the "
-                          "file to generate a new one")
-    return text.encode()
+        raise ChannelConfigError(f"{path}: the generated secret is empty; delete the file to "
+                                 "generate a new one")
+    return text
+
+
+def _channel_secret(value: Any, file: Path | None, what: str) -> str | None:
+    try:
+        return resolve_secret(value, file, what)
+    except ConfigError as exc:
+        raise ChannelConfigError(str(exc)) from exc
+
+
+def _channel_deps(settings: Settings, store: Store | None = None,
+                  session: Callable[[], aiohttp.ClientSession] | None = None
+                  ) -> registry.ChannelDeps:
+    if store is None:  # checking only: resolve every secret, make and write nothing
+        return registry.ChannelDeps(secret=_channel_secret,
+                                    generated_secret=lambda name: "(generated)",
+                                    logger=get_logger)
+    assert session is not None
+    return registry.ChannelDeps(
+        secret=_channel_secret,
+        generated_secret=lambda name: _generated_secret(settings.data_dir, name),
+        logger=get_logger, session=session, inbox=store.inbox.add)
+
+
+def check_channels(settings: Settings) -> dict[str, ChannelSender]:
+    """Every enabled channel built for checking (addresses, secrets), touching nothing.
+    Raises ConfigError naming every channel setting that is wrong, all at once."""
+    try:
+        return registry.build_channels(settings.channels, _channel_deps(settings))
+    except registry.ChannelBuildError as exc:
+        raise ConfigError("; ".join(exc.problems)) from exc
 
 
 def check_secrets(settings: Settings) -> Hooks:
     """Resolve every configured secret as the daemon would (``alert-agent check``), generating
     nothing. Raises ConfigError naming the setting."""
     configured_keys(settings)
-    configured_webhook_secret(settings)
+    check_channels(settings)
     return hooks_from(settings.sources, settings.host)
 
 
-def build_channels(settings: Settings, store: Store) -> dict[str, ChannelSender]:
-    """One explicit registry: channel name -> constructed channel, for the enabled ones."""
-    ch = settings.channels
-    out: dict[str, ChannelSender] = {}
-    if ch.console.enabled:
-        out["console"] = ConsoleChannel(get_logger("channel.console"))
-    if ch.in_app.enabled:
-        out["in-app"] = InAppChannel(store.inbox.add)
-    if ch.webhook.enabled:
-        out["webhook"] = WebhookChannel(
-            WebhookConfig(
-                signing_secret=webhook_secret(settings),
-                timeout_seconds=ch.webhook.timeout_seconds,
-                connect_timeout_seconds=ch.webhook.connect_timeout_seconds,
-                max_connections=ch.webhook.max_connections,
-            )
-        )
-    return out
+def build_channels(settings: Settings, store: Store,
+                   session: Callable[[], aiohttp.ClientSession]) -> dict[str, ChannelSender]:
+    """The enabled channels of the registry (agent/channels/registry.py), built on the shared
+    HTTP session. Raises ConfigError naming every channel that cannot be built."""
+    try:
+        return registry.build_channels(settings.channels, _channel_deps(settings, store, session))
+    except registry.ChannelBuildError as exc:
+        raise ConfigError("; ".join(exc.problems)) from exc
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one HTTP client of every channel: per-host connection limits, so one slow host
+    cannot take the connections the others need. Timeouts are per channel, per request."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=0, limit_per_host=settings.delivery.max_connections_per_host),
+        headers={"User-Agent": "alert-agent"},
+    )
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -265,6 +301,8 @@ class _Parts:
     ctx: ApiContext
     check_sources: Callable[[RuleSet], list[str]]
     loops: bool
+    # The enabled channels built for checking rule-file targets (filled before the rules load).
+    rule_targets: dict[str, ChannelSender]
 
     @property
     def s(self) -> Settings:
@@ -276,6 +314,7 @@ class _Parts:
                 self.watch_rules, self.housekeeping]
 
     async def rules_and_sources(self, app: web.Application) -> AsyncIterator[None]:
+        self.rule_targets.update(check_channels(self.s))  # every channel's config error, at once
         try:
             rules = self.holder.load_initial()
         except RulesError as exc:
@@ -305,8 +344,19 @@ class _Parts:
         yield
 
     async def open_channels(self, app: web.Application) -> AsyncIterator[None]:
-        self.channels.update(build_channels(self.s, self.store))
+        session = shared = http_session(self.s)
+        try:
+            self.channels.update(build_channels(self.s, self.store, lambda: shared))
+        except BaseException:
+            await session.close()
+            raise
         yield
+        try:
+            await self._close_channels()
+        finally:
+            await session.close()
+
+    async def _close_channels(self) -> None:
         failed = []
         for name, channel in self.channels.items():  # each one closes, whatever the others do
             try:
@@ -385,8 +435,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         retry=RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds),
         max_in_flight=d.max_in_flight, claim_batch=d.claim_batch,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
+        pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
     )
-    holder = RulesHolder(s.rules_dir, rt.metrics, clock=clock)
+    # Rule-file targets are checked against the enabled channels (built for checking at start).
+    rule_targets: dict[str, ChannelSender] = {}
+    holder = RulesHolder(s.rules_dir, rt.metrics, clock=clock, check_target=lambda channel, to:
+                         registry.target_problem(rule_targets, channel, to))
     inhibition = Inhibition(store.alerts)
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
                       lambda: inhibition.current,
@@ -403,9 +457,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         dispatcher_running=lambda: dispatcher.running and grouper.running,
         clock=clock,
         intake=intake,
-        notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake),
+        notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake,
+                                          channels),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
+        channels=channels,
     )
     app[CTX] = ctx
     rt.api = ctx
@@ -419,7 +475,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         check_sources(rules)])
 
     parts = _Parts(rt, store, channels, dispatcher, grouper, holder, inhibition, intake,
-                   key_source, ctx, check_sources, loops)
+                   key_source, ctx, check_sources, loops, rule_targets)
     for step in parts.steps():
         app.cleanup_ctx.append(_logged_teardown(step))
     api.add_routes(app)

@@ -86,18 +86,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from agent.api.hookauth import insecure_sources
-    from agent.app import check_secrets
+    from agent.app import check_channels, check_secrets
+    from agent.channels.registry import target_problem
     from agent.routing.loader import RulesError, load_rules
 
     try:
         settings = _load(args.config)
         hooks = check_secrets(settings)  # every secret, resolved as the daemon resolves it
+        channels = check_channels(settings)  # every channel that cannot be built, at once
     except ConfigError as exc:
         print(f"alert-agent: config error: {exc}", file=sys.stderr)
         return 2
     rules_dir = args.rules or settings.rules_dir
     try:
-        rules = load_rules(rules_dir)
+        rules = load_rules(rules_dir, check_target=lambda channel, to:
+                           target_problem(channels, channel, to))
     except RulesError as exc:
         for problem in exc.problems:
             print(f"alert-agent: rules error: {problem}", file=sys.stderr)

@@ -65,6 +65,7 @@ class FailureReason(StrEnum):
     TIMEOUT = "timeout"
     NETWORK_ERROR = "network_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    CHANNEL_PAUSED = "channel_paused"  # waiting, not failed: the channel's credentials refused
 
 
 def new_id(prefix: str) -> str:

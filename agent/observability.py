@@ -210,6 +210,15 @@ class Metrics:
         self.dispatcher_running = Gauge(
             "alert_agent_dispatcher_running", "1 while the dispatcher loop runs.", registry=r
         )
+        self.channel_paused = Gauge(
+            "alert_agent_channel_paused",
+            "1 while a channel is paused by a channel-scoped failure (e.g. its token refused); "
+            "its notifications wait instead of failing.", ["channel"], registry=r,
+        )
+        self.channel_pauses = Counter(
+            "alert_agent_channel_pauses_total",
+            "Times a channel was paused by a channel-scoped failure.", ["channel"], registry=r,
+        )
         self.idempotency_expired = Counter(
             "alert_agent_idempotency_keys_expired_total", "Idempotency keys removed.", registry=r
         )
@@ -275,6 +284,8 @@ class Metrics:
             self.group_flush_failures.labels(stage)
         for ch in Channel:
             self.notifications_accepted.labels(ch.value)
+            self.channel_paused.labels(ch.value)
+            self.channel_pauses.labels(ch.value)
             for outcome in OUTCOMES:
                 self.notifications.labels(ch.value, outcome)
         for state in ("due", "scheduled"):

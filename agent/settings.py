@@ -18,6 +18,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# Each channel's settings model lives beside the channel (agent/channels/registry.py).
+from agent.channels.registry import ChannelsSettings
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -78,29 +81,12 @@ class DeliverySettings(_Section):
     # A delivery whose outcome could not be recorded (store error) is retried after this long.
     claim_lease_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-
-
-class ConsoleChannelSettings(_Section):
-    enabled: bool = True
-
-
-class InAppChannelSettings(_Section):
-    enabled: bool = True
-
-
-class WebhookChannelSettings(_Section):
-    enabled: bool = True
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    signing_secret: SecretStr | None = None
-    signing_secret_file: Path | None = None
-    max_connections: int = Field(default=100, ge=1)
-
-
-class ChannelsSettings(_Section):
-    console: ConsoleChannelSettings = ConsoleChannelSettings()
-    in_app: InAppChannelSettings = InAppChannelSettings()  # the "in-app" channel
-    webhook: WebhookChannelSettings = WebhookChannelSettings()
+    # Connections of the one HTTP client every channel shares, per destination host.
+    max_connections_per_host: int = Field(default=100, ge=1)
+    # A channel-scoped failure (a refused token) pauses the channel this long, doubling on each
+    # failed probe up to the maximum; its rows wait instead of failing.
+    channel_pause_seconds: float = Field(default=30.0, gt=0)
+    channel_pause_max_seconds: float = Field(default=900.0, gt=0)
 
 
 class HookAuthSettings(_Section):

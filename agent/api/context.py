@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -10,6 +10,7 @@ from aiohttp import web
 from agent.api.auth import KeyRing
 from agent.api.hookauth import Hooks
 from agent.api.ratelimit import IntervalGate, RateLimiter
+from agent.channels.base import ChannelSender
 from agent.clock import Clock
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
@@ -36,6 +37,8 @@ class ApiContext:
     rules_holder: RulesHolder
     hooks: Hooks
     reload_gate: IntervalGate
+    # The enabled channels (filled at start-up): their validate_address checks `to` at the edge.
+    channels: Mapping[str, ChannelSender]
 
     def rules(self) -> RuleSet:
         return self.rules_holder.current

@@ -2,25 +2,38 @@
 
 Error hierarchy::
 
-    DeliveryError                 carries a FailureReason and details safe to store and show
+    DeliveryError                 carries a FailureReason, details safe to store and show, the
+    │                             far side's HTTP status when there was one, and a scope: what
+    │                             the failure is about (this message, this recipient, or the
+    │                             whole channel, e.g. a revoked token)
     ├── RetryableDeliveryError    try again later; ``retry_after`` when the far side named a delay
     └── PermanentDeliveryError    do not retry (bad address, rejected content, not configured)
 
+Every failed attempt is recorded with its ``FailureClass``: the class of the error raised, or
+``technical`` when the channel crashed with anything else. A ``channel``-scoped error pauses the
+whole channel in the dispatcher (delivery/pause.py) instead of failing each row one by one.
+
 A channel knows nothing of rules, storage or the API, and never retries by itself: retries live
-in the dispatcher, the one stage that owns the outbox.
+in the dispatcher, the one stage that owns the outbox. Each channel declares its ``limits`` and
+checks addresses with ``validate_address`` (at the API edge and for rule-file targets).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from agent.domain import FailureReason
+
+MessageStatus = Literal["firing", "resolved"]
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """What a channel delivers: the rendered text and where it goes."""
+    """What a channel delivers: the rendered text, where it goes, and what it belongs to."""
 
     notification_id: str
     channel: str
@@ -29,37 +42,120 @@ class Message:
     subject: str | None
     severity: str
     priority: str
+    created_at: float
     metadata: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
+    # The alert group this message speaks for (None for a plain API send): chat channels thread
+    # or edit by it.
+    thread_key: str | None = None
+    status: MessageStatus = "firing"
+    # The provider ref of an earlier message this one replaces (edit in place), as the channel
+    # returned it in DeliveryResult.provider_ref; the dispatcher looks it up, None for a new one.
+    replaces: dict[str, Any] | None = None
+    attempt: int = 1  # 1 for the first try of this notification
     # Only channels that deliver into the agent itself (``local = True``) see simulated
     # messages; they keep them apart for test keys.
     simulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """A confirmed delivery. ``provider_id`` is the far side's id for it, when it gives one."""
+class Limits:
+    """What a channel can carry and do. ``None``: no limit of the channel's own."""
 
-    provider_id: str | None = None
+    max_text_chars: int | None = None
+    max_subject_chars: int | None = None
+    can_edit: bool = False
+    can_delete: bool = False
+
+
+class FailureClass(StrEnum):
+    """How a failed attempt failed: worth retrying, not worth it, or a crash of the channel."""
+
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    TECHNICAL = "technical"
+
+
+class ErrorScope(StrEnum):
+    """What a delivery error is about, so the dispatcher knows how far it reaches."""
+
+    MESSAGE = "message"  # this message only (too long, a 5xx for this request)
+    RECIPIENT = "recipient"  # this address (unknown chat, bot blocked): others still work
+    CHANNEL = "channel"  # every message of the channel (bad or revoked token): pause it
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """A confirmed delivery.
+
+    ``provider_ref`` is what the far side answered that names the message, kept (as JSON) so a
+    later edit can find it: Slack ``channel`` + ``ts``, Telegram ``chat_id`` + ``message_id``,
+    an email ``Message-ID``, a Twilio ``sid``. None when the channel has nothing to keep.
+    """
+
+    provider_ref: dict[str, Any] | None = None
+    # The far side's HTTP status, for the attempt record (HTTP channels only).
+    http_status: int | None = None
 
 
 class DeliveryError(Exception):
-    def __init__(self, reason: FailureReason, details: str) -> None:
+    failure_class = FailureClass.PERMANENT
+
+    def __init__(
+        self,
+        reason: FailureReason,
+        details: str,
+        *,
+        http_status: int | None = None,
+        scope: ErrorScope = ErrorScope.MESSAGE,
+    ) -> None:
         super().__init__(f"{reason.value}: {details}")
         self.reason = reason
         self.details = details
+        self.http_status = http_status
+        self.scope = scope
 
 
 class RetryableDeliveryError(DeliveryError):
+    failure_class = FailureClass.RETRYABLE
+
     def __init__(
-        self, reason: FailureReason, details: str, retry_after: float | None = None
+        self,
+        reason: FailureReason,
+        details: str,
+        retry_after: float | None = None,
+        *,
+        http_status: int | None = None,
+        scope: ErrorScope = ErrorScope.MESSAGE,
     ) -> None:
-        super().__init__(reason, details)
+        super().__init__(reason, details, http_status=http_status, scope=scope)
         self.retry_after = retry_after
 
 
 class PermanentDeliveryError(DeliveryError):
-    pass
+    failure_class = FailureClass.PERMANENT
+
+
+class AddressError(ValueError):
+    """``to`` is not an address of this channel. ``code`` is the API error code."""
+
+    def __init__(self, message: str, code: str = "invalid_recipient") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ChannelConfigError(Exception):
+    """A channel cannot be built from its settings; the message names the setting, never a
+    secret's value."""
+
+
+class ChannelSettings(BaseModel):
+    """The settings of one channel (``channels.<name>``): each channel module has a subclass
+    beside it, listed with the channel in the registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
 
 
 class ChannelSender(Protocol):
@@ -69,10 +165,26 @@ class ChannelSender(Protocol):
     # True for a channel that delivers into the agent itself (in-app): nothing leaves the host,
     # so simulated (sk_test_) messages go through it too, marked as such.
     local: bool
+    limits: Limits
+
+    def validate_address(self, to: str) -> str:
+        """``to`` in its canonical form; raises AddressError when it cannot be an address."""
+        ...
 
     async def send(self, message: Message) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
+
+
+def require_text_address(to: str, max_chars: int = 1024) -> str:
+    """The check every channel shares: a non-blank address of bounded length, no control chars."""
+    if not to.strip():
+        raise AddressError("'to' must not be blank.")
+    if len(to) > max_chars:
+        raise AddressError(f"'to' is longer than {max_chars} characters.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in to):
+        raise AddressError("'to' must not contain control characters.")
+    return to
 
 
 def parse_retry_after(value: str | None, max_seconds: float = 3600.0) -> float | None:
@@ -96,17 +208,27 @@ def parse_retry_after(value: str | None, max_seconds: float = 3600.0) -> float |
     return min(max(seconds, 0.0), max_seconds)
 
 
-def classify_status(status: int, retry_after: str | None, body_excerpt: str) -> None:
-    """Raise the right DeliveryError for a non-2xx HTTP status; return for 2xx."""
+def classify_status(status: int, retry_after: str | None, body_excerpt: str,
+                    auth_scope: ErrorScope = ErrorScope.MESSAGE) -> None:
+    """Raise the right DeliveryError for a non-2xx HTTP status; return for 2xx.
+
+    A 401 (credentials refused) gets ``auth_scope``: ``channel`` for a channel with one provider
+    token (every message would fail alike until the operator fixes it), the default for a
+    channel whose addresses each carry their own (webhook URLs).
+    """
     if 200 <= status < 300:
         return
     details = f"HTTP {status}: {body_excerpt[:200]}"
     if status == 429:
         raise RetryableDeliveryError(
-            FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after)
+            FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after),
+            http_status=status,
         )
     if status in (408, 425) or status >= 500:
         raise RetryableDeliveryError(
-            FailureReason.PROVIDER_UNAVAILABLE, details, parse_retry_after(retry_after)
+            FailureReason.PROVIDER_UNAVAILABLE, details, parse_retry_after(retry_after),
+            http_status=status,
         )
-    raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details)
+    scope = auth_scope if status == 401 else ErrorScope.MESSAGE
+    raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details, http_status=status,
+                                 scope=scope)

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from agent.channels.base import DeliveryResult, Message
+from agent.channels.base import (
+    ChannelSettings,
+    DeliveryResult,
+    Limits,
+    Message,
+    require_text_address,
+)
 from agent.domain import InboxItem, now
 
 InboxWriter = Callable[[InboxItem], Awaitable[None]]
 
 
+class InAppSettings(ChannelSettings):
+    """``channels.in_app`` (the "in-app" channel): nothing but on/off."""
+
+
 class InAppChannel:
     name = "in-app"
     local = True
+    limits = Limits()
 
     def __init__(self, write: InboxWriter) -> None:
         # The writer is injected: the channel does not know where the inbox is kept.
         self._write = write
+
+    def validate_address(self, to: str) -> str:
+        """A recipient name, read back with ``GET /v1/inbox?to=``."""
+        return require_text_address(to)
 
     async def send(self, message: Message) -> DeliveryResult:
         await self._write(
@@ -32,7 +47,10 @@ class InAppChannel:
                 mode="test" if message.simulated else "live",
             )
         )
-        return DeliveryResult(provider_id=message.notification_id)
+        # The inbox row is keyed by its notification and recipient.
+        return DeliveryResult(
+            provider_ref={"inbox_notification_id": message.notification_id, "to": message.to}
+        )
 
     async def close(self) -> None:
         return None

@@ -9,30 +9,39 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import orjson
+from pydantic import Field, SecretStr
+from yarl import URL
 
+from agent.channels import http
 from agent.channels.base import (
+    AddressError,
+    ChannelSettings,
     DeliveryResult,
+    ErrorScope,
+    Limits,
     Message,
     PermanentDeliveryError,
-    RetryableDeliveryError,
-    classify_status,
+    require_text_address,
 )
 from agent.domain import FailureReason, iso
 
 SIGNATURE_HEADER = "X-Alert-Agent-Signature"
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    signing_secret: bytes
-    timeout_seconds: float = 10.0
-    connect_timeout_seconds: float = 5.0
-    max_connections: int = 100
-    user_agent: str = "alert-agent"
+class WebhookSettings(ChannelSettings):
+    """``channels.webhook``."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    signing_secret: SecretStr | None = None
+    signing_secret_file: Path | None = None
+    # Webhook requests in flight at once, over every receiver.
+    max_connections: int = Field(default=100, ge=1)
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -60,55 +69,53 @@ def payload(message: Message) -> bytes:
 class WebhookChannel:
     name = "webhook"
     local = False
+    limits = Limits()
 
-    def __init__(self, config: WebhookConfig) -> None:
-        self._config = config
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, config: WebhookSettings, signing_secret: bytes,
+                 session: Callable[[], aiohttp.ClientSession]) -> None:
+        self._secret = signing_secret
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds,
+                                              sock_connect=config.connect_timeout_seconds)
+        self._slots = asyncio.Semaphore(config.max_connections)
+        self._redact = http.Redactor([signing_secret])
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._config.max_connections),
-                timeout=aiohttp.ClientTimeout(
-                    total=self._config.timeout_seconds,
-                    sock_connect=self._config.connect_timeout_seconds,
-                ),
-                headers={"User-Agent": self._config.user_agent},
-            )
-        return self._session
+    def validate_address(self, to: str) -> str:
+        """An absolute http(s) URL with a host."""
+        require_text_address(to, max_chars=2048)
+        try:
+            url = URL(to)
+        except ValueError:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host \
+                or not to.startswith(("http://", "https://")):
+            raise AddressError("For the webhook channel 'to' must be an http(s) URL.")
+        return to
 
     async def send(self, message: Message) -> DeliveryResult:
+        # The full check ran at the API edge; this catches a row queued before it existed
+        # (the request itself refuses any other malformed URL: invalid_recipient).
         if not message.to.startswith(("http://", "https://")):
-            raise PermanentDeliveryError(
-                FailureReason.INVALID_RECIPIENT, "webhook address must be an http(s) URL"
-            )
+            raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT,
+                                         "webhook address must be an http(s) URL",
+                                         scope=ErrorScope.RECIPIENT)
         body = payload(message)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._config.signing_secret, body),
+            SIGNATURE_HEADER: sign(self._secret, body),
             "Idempotency-Key": message.notification_id,
         }
-        try:
-            # No redirects: a webhook must not be bounced to another (internal) address. The
-            # response body is not kept either: the address comes from API callers, and a
-            # failure reason readable through the API must not leak an internal service's reply.
-            async with self._client().post(message.to, data=body, headers=headers,
-                                           allow_redirects=False) as resp:
-                classify_status(resp.status, resp.headers.get("Retry-After"),
-                                resp.reason or "")
-        except TimeoutError as exc:
-            raise RetryableDeliveryError(FailureReason.TIMEOUT, "webhook timed out") from exc
-        except asyncio.CancelledError:
-            raise
-        except aiohttp.InvalidURL as exc:
-            raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT, "invalid URL") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableDeliveryError(
-                FailureReason.NETWORK_ERROR, f"{type(exc).__name__}: {exc}"[:300]
-            ) from exc
-        return DeliveryResult()
+        async with self._slots:
+            # The receiver is chosen by API callers: its answers stay out of failure details
+            # (readable through the API), and a 401 is about that receiver only.
+            reply = await http.call(
+                self._session(), "POST", message.to, data=body, headers=headers,
+                timeout=self._timeout, redact=self._redact, body_in_details=False,
+                auth_scope=ErrorScope.RECIPIENT,
+            )
+        # A webhook answer names no message: the status is all there is to keep.
+        return DeliveryResult(provider_ref={"http_status": reply.status},
+                              http_status=reply.status)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        return None

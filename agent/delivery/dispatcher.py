@@ -8,25 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from agent.channels.base import (
     ChannelSender,
     DeliveryError,
+    DeliveryResult,
+    FailureClass,
     Message,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock
 from agent.delivery.backoff import Backoff
+from agent.delivery.pause import ChannelPause, ChannelPaused
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
-from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
+from agent.store.deliveries import Attempt, AttemptOutcome
+from agent.store.notifications import (
+    Deferred,
+    Delivered,
+    Failed,
+    NotificationStore,
+    Outcome,
+    Retry,
+)
 
 log = get_logger("dispatcher")
+# The provider ref of the earlier message a notification replaces (edit in place), or None.
+ReplacesLookup = Callable[[Notification], Awaitable[dict[str, Any] | None]]
 
 
 class Dispatcher:
@@ -42,8 +56,13 @@ class Dispatcher:
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
         clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
+        pause: ChannelPause | None = None,
+        replaces: ReplacesLookup | None = None,
     ) -> None:
         self._store = notifications
+        self._pause = pause if pause is not None else ChannelPause(metrics)
+        # The hook for edit-on-resolve: finds the earlier message's provider ref.
+        self._replaces = replaces
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -69,6 +88,7 @@ class Dispatcher:
         self._waker.wake()
 
     async def start(self) -> None:
+        self._pause.track(self._channels)
         released = await self._store.release_claims()
         if released:
             log.warning("outbox_claims_released", count=released)
@@ -161,45 +181,99 @@ class Dispatcher:
         await self._store.complete([outcome])
 
     async def _attempt(self, n: Notification) -> Outcome:
+        """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
+
+        def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
+                    failure_class: FailureClass | None = None, retry_after: float | None = None,
+                    result: DeliveryResult | None = None) -> Attempt:
+            return Attempt(
+                attempt=n.attempts, channel=n.channel, started_at=started,
+                finished_at=self._clock(), outcome=outcome,
+                failure_reason=None if err is None else err.reason.value,
+                failure_class=failure_class or (None if err is None else err.failure_class),
+                failure_details=None if err is None else err.details,
+                http_status=(err.http_status if err is not None
+                             else None if result is None else result.http_status),
+                retry_after=retry_after,
+                provider_ref=None if result is None else result.provider_ref,
+            )
+
         try:
             text = render(n.template_body, n.metadata) if n.template_body else (n.message or "")
         except TemplateError as exc:
-            return Failed(n.id, started, FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
+            err = PermanentDeliveryError(FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
         rendered = text if n.template_body else None
         channel = self._channels.get(n.channel)
         if n.simulated and (channel is None or not channel.local):
-            return Delivered(n.id, started, self._clock(), rendered)
+            return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
         if channel is None:
-            return Failed(
-                n.id, started, FailureReason.CHANNEL_NOT_CONFIGURED,
+            err = PermanentDeliveryError(
+                FailureReason.CHANNEL_NOT_CONFIGURED,
                 f"channel '{n.channel}' is not configured on this agent",
             )
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
+        hold = self._pause.hold(n.channel, started)
+        if hold is not None:  # nothing tried: no attempt row, no attempt spent
+            return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
+                            f"channel '{n.channel}' is paused after its credentials were refused")
+        group_key = n.metadata.get("group_key")
         message = Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
             metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
+            thread_key=group_key if isinstance(group_key, str) else None,
+            status="resolved" if n.metadata.get("status") == "resolved" else "firing",
+            replaces=None if self._replaces is None else await self._replaces(n),
+            attempt=n.attempts,
         )
         try:
-            await channel.send(message)
+            result = await self._send(channel, message)
+        except ChannelPaused as exc:
+            cause = exc.error
+            self._metrics.delivery_failures.labels(n.channel, cause.reason.value).inc()
+            return Deferred(n.id, exc.resume_at, FailureReason.CHANNEL_PAUSED,
+                            f"channel paused: {cause.details}", attempt("deferred", cause))
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
             attempts = n.attempts  # the claim counted this one
             if not self._retry.should_retry(attempts):
                 return Failed(n.id, self._clock(), exc.reason,
-                              f"gave up after {attempts} attempts: {exc.details}")
+                              f"gave up after {attempts} attempts: {exc.details}",
+                              attempt("failed", exc, retry_after=exc.retry_after))
             delay = self._retry.delay(attempts, exc.retry_after)
-            return Retry(n.id, self._clock() + delay, exc.reason, exc.details)
+            return Retry(n.id, self._clock() + delay, exc.reason, exc.details,
+                         attempt("retry", exc, retry_after=exc.retry_after))
         except PermanentDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            return Failed(n.id, self._clock(), exc.reason, exc.details)
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
         except DeliveryError as exc:
-            return Failed(n.id, self._clock(), exc.reason, exc.details)
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
         except Exception as exc:  # a channel bug must not wedge the row: fail it loudly
             log.exception("channel_crashed", notification_id=n.id, channel=n.channel)
-            return Failed(n.id, self._clock(), FailureReason.PROVIDER_REJECTED,
-                          f"internal channel error: {type(exc).__name__}")
-        return Delivered(n.id, started, self._clock(), rendered)
+            crash = DeliveryError(FailureReason.PROVIDER_REJECTED,
+                                  f"internal channel error: {type(exc).__name__}")
+            return Failed(n.id, self._clock(), crash.reason, crash.details,
+                          attempt("failed", crash, failure_class=FailureClass.TECHNICAL))
+        return Delivered(n.id, started, self._clock(), rendered,
+                         attempt("delivered", result=result))
+
+    async def _send(self, channel: ChannelSender, message: Message) -> DeliveryResult:
+        """``channel.send``, telling the pause how it went; raises ChannelPaused instead of a
+        channel-scoped error."""
+        try:
+            result = await channel.send(message)
+        except DeliveryError as exc:
+            resume_at = self._pause.observe(message.channel, exc, self._clock())
+            if resume_at is not None:
+                raise ChannelPaused(exc, resume_at) from exc
+            raise
+        except Exception:
+            self._pause.observe(message.channel, None, self._clock())
+            raise
+        self._pause.observe(message.channel, None, self._clock())
+        return result
 
     def _observe(self, n: Notification, o: Outcome) -> None:
         if isinstance(o, Delivered):
@@ -210,6 +284,10 @@ class Dispatcher:
             )
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
                      simulated=n.simulated, attempts=n.attempts)
+        elif isinstance(o, Deferred):
+            # Many rows wait while a channel is paused: the pause itself is logged once.
+            log.debug("notification_deferred", notification_id=n.id, channel=n.channel,
+                      reason=o.reason, due_in=round(o.due_at - self._clock(), 3))
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,13 @@ from agent.routing.ruleset import (
     Target,
     Template,
 )
-from agent.routing.schema import RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
+from agent.routing.schema import NotifySpec, RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
 from agent.routing.timeintervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 log = get_logger("rules")
+# (channel, to) of a `notify:` target -> why it cannot be delivered here, or None. Handed in by
+# the caller, which knows the enabled channels: routing stays pure and imports no channel.
+TargetCheck = Callable[[str, str], str | None]
 KNOWN_SOURCES = frozenset({"alertmanager", "grafana", "generic", "api"})
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -110,8 +113,10 @@ def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | Non
 
 
 class _Compiler:
-    def __init__(self, files: list[_Parsed], problems: list[Problem]) -> None:
+    def __init__(self, files: list[_Parsed], problems: list[Problem],
+                 check_target: TargetCheck | None = None) -> None:
         self.files = files
+        self.check_target = check_target
         self.problems = problems
         self.templates: dict[str, Template] = {}
         self.intervals: dict[str, tuple[TimeInterval, ...]] = {}
@@ -122,6 +127,14 @@ class _Compiler:
 
     def fail(self, f: _Parsed, message: str, *loc: int | str) -> None:
         self.problems.append(Problem(f.name, f.line(*loc), message))
+
+    def targets(self, f: _Parsed, notify: list[NotifySpec], *loc: int | str) -> None:
+        if self.check_target is None:
+            return
+        for i, n in enumerate(notify):
+            problem = self.check_target(n.channel.value, n.to)
+            if problem is not None:
+                self.fail(f, f"notify[{i}]: {problem}", *loc, "notify", i)
 
     def single(self, attr: str) -> tuple[_Parsed | None, Any]:
         found = [(f, getattr(f.rules, attr)) for f in self.files
@@ -204,6 +217,7 @@ class _Compiler:
         notify = parent.notify
         if spec.notify is not None:
             notify = tuple(Target(n.channel.value, n.to, n.template) for n in spec.notify)
+            self.targets(f, spec.notify, *loc)
             for i, n in enumerate(spec.notify):
                 if n.template is not None and n.template not in self.templates:
                     self.fail(f, f"unknown template '{n.template}'", *loc, "notify", i,
@@ -271,9 +285,10 @@ def _internal_error(file: str | None, exc: Exception) -> Problem:
                    f"internal error while loading: {type(exc).__name__}: {exc}")
 
 
-def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str) -> RuleSet:
+def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str,
+                  check_target: TargetCheck | None = None) -> RuleSet:
     """Cross-check and compile parsed files. Raises RulesError for any exception."""
-    c = _Compiler(files, problems)
+    c = _Compiler(files, problems, check_target)
     try:
         return _compile(c, config_hash)
     except Exception as exc:  # a bug must be a reported failure, never a dead reload
@@ -285,7 +300,9 @@ def _compile(c: _Compiler, config_hash: str) -> RuleSet:
     from agent.ingest.generic import GenericMapping, compile_mapping
 
     files = c.files
-    _, defaults = c.single("defaults")
+    defaults_file, defaults = c.single("defaults")
+    if defaults_file is not None:
+        c.targets(defaults_file, defaults.notify, "defaults")
     _, sev = c.single("severity_map")
     sev = sev or SeverityMapSpec()
     c.collect_named()
@@ -334,12 +351,14 @@ def _compile(c: _Compiler, config_hash: str) -> RuleSet:
 ParseCache = dict[tuple[str, str], "_Parsed"]
 
 
-def load_rules(rules_dir: Path, cache: ParseCache | None = None) -> RuleSet:
+def load_rules(rules_dir: Path, cache: ParseCache | None = None,
+               check_target: TargetCheck | None = None) -> RuleSet:
     """Load and compile every rule file of ``rules_dir``. Raises RulesError listing all problems.
 
     A missing or empty directory is valid: the embedded default routes everything to console.
     With a ``cache`` (kept by the reloader), a file whose bytes did not change since the last
     load is not parsed and validated again: only compiling, which is cheaper, is redone.
+    ``check_target`` names the `notify:` targets this agent cannot deliver (rule errors).
     """
     problems: list[Problem] = []
     parsed = []
@@ -374,7 +393,7 @@ def load_rules(rules_dir: Path, cache: ParseCache | None = None) -> RuleSet:
     if cache is not None:
         for stale in set(cache) - seen:
             del cache[stale]
-    rules = compile_files(parsed, problems, digest.hexdigest())
+    rules = compile_files(parsed, problems, digest.hexdigest(), check_target)
     if problems:
         raise RulesError(problems)
     return rules

@@ -7,12 +7,13 @@ that need other fields, other resources or the time. Refusals raise ``services.e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from agent.apikeys import ApiKey
+from agent.channels.base import AddressError, ChannelSender
 from agent.clock import Clock
 from agent.domain import (
     Channel,
@@ -74,8 +75,11 @@ class NotificationService:
     """Queues notifications on the outbox and cancels queued ones; wakes the dispatcher."""
 
     def __init__(self, store: Store, settings: ApiSettings, metrics: Metrics,
-                 clock: Clock, on_due: Callable[[], None]) -> None:
+                 clock: Clock, on_due: Callable[[], None],
+                 channels: Mapping[str, ChannelSender]) -> None:
         self._store = store
+        # The enabled channels (filled at start-up): each checks its own `to` addresses.
+        self._channels = channels
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -164,9 +168,12 @@ class NotificationService:
             raise MissingField("missing_required_field",
                                "The 'message' field is required unless 'template_id' is given.",
                                "message")
-        if cmd.channel == Channel.WEBHOOK and not cmd.to.startswith(("http://", "https://")):
-            raise Invalid("invalid_recipient",
-                          "For the webhook channel 'to' must be an http(s) URL.", "to")
+        channel = self._channels.get(cmd.channel.value)
+        if channel is not None:  # a channel not enabled fails later: channel_not_configured
+            try:
+                cmd.to = channel.validate_address(cmd.to)
+            except AddressError as exc:
+                raise Invalid(exc.code, exc.message, "to") from None
         template_body = None
         if cmd.template_id is not None:
             template_body = await self._template_body(cmd, templates)

@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.observability import Metrics, get_logger
-from agent.routing.loader import ParseCache, Problem, RulesError, load_rules
+from agent.routing.loader import ParseCache, Problem, RulesError, TargetCheck, load_rules
 from agent.routing.ruleset import RuleSet
 
 log = get_logger("rules")
@@ -47,8 +47,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class RulesHolder:
-    def __init__(self, rules_dir: Path, metrics: Metrics, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, rules_dir: Path, metrics: Metrics, clock: Clock = SYSTEM_CLOCK,
+                 check_target: TargetCheck | None = None) -> None:
         self.rules_dir = rules_dir
+        # Whether a `notify:` target can be delivered here (channel enabled, address valid).
+        self._check_target = check_target
         self._metrics = metrics
         self._clock = clock
         self._current: RuleSet | None = None
@@ -72,7 +75,7 @@ class RulesHolder:
     def load_initial(self) -> RuleSet:
         """Load at start; raises RulesError (the daemon refuses to run on broken rules)."""
         try:
-            rules = load_rules(self.rules_dir, self._parse_cache)
+            rules = load_rules(self.rules_dir, self._parse_cache, self._check_target)
         except RulesError:
             raise
         except Exception as exc:  # a start-up error to report, not a traceback
@@ -86,7 +89,8 @@ class RulesHolder:
             self.last_attempt_at = self._clock.now()
             started = time.perf_counter()
             try:
-                rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache)
+                rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache,
+                                                self._check_target)
                 extra = [Problem("(config)", None, m) for check in self.checks
                          for m in check(rules)]
                 if extra:

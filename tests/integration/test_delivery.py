@@ -57,7 +57,7 @@ async def test_webhook_posts_signed_json(manual: Client, sink: Sink) -> None:
         "id": n["id"], "object": "notification", "channel": "webhook", "to": sink.url,
         "message": "disk full", "subject": None, "severity": "critical", "priority": "normal",
         "metadata": {"host": "db1"}, "created_at": None}
-    assert done["attempts"] == 1 and done["sent_at"] and done["delivered_at"]
+    assert done["attempt_count"] == 1 and done["sent_at"] and done["delivered_at"]
 
 
 async def test_webhook_retries_5xx_then_delivers(manual: Client, clock: FakeClock,
@@ -68,13 +68,13 @@ async def test_webhook_retries_5xx_then_delivers(manual: Client, clock: FakeCloc
     for attempts in (1, 2):
         await runtime(client).run_until_idle()
         queued = await fetch(client, n["id"])
-        assert (queued["status"], queued["attempts"]) == ("queued", attempts)
+        assert (queued["status"], queued["attempt_count"]) == ("queued", attempts)
         assert len(sink.received) == attempts
         clock.advance(0.2)  # backoff_max_seconds of the test settings
     await runtime(client).run_until_idle()
     done = await fetch(client, n["id"])
     assert done["status"] == "delivered"
-    assert len(sink.received) == 3 and done["attempts"] == 3
+    assert len(sink.received) == 3 and done["attempt_count"] == 3
     # Every attempt carries the same idempotency key, so the receiver can deduplicate.
     assert {r["headers"]["Idempotency-Key"] for r in sink.received} == {n["id"]}
     metrics = await (await client.get("/metrics")).text()
@@ -97,7 +97,7 @@ async def test_webhook_honours_retry_after(manual: Client, clock: FakeClock,
     assert await runtime(manual).run_until_idle() == 1
     done = await fetch(manual, n["id"])
     assert done["status"] == "delivered"
-    assert len(sink.received) == 2 and done["attempts"] == 2
+    assert len(sink.received) == 2 and done["attempt_count"] == 2
 
 
 async def test_webhook_4xx_is_permanent(manual: Client, sink: Sink) -> None:
@@ -127,7 +127,7 @@ async def test_retries_are_bounded(manual: Client, clock: FakeClock, sink: Sink)
     n = await send(manual, channel="webhook", to=sink.url, message="m")
     done = await retry_until_final(manual, clock, n["id"])
     assert done["status"] == "failed"
-    assert len(sink.received) == 5 == done["attempts"]
+    assert len(sink.received) == 5 == done["attempt_count"]
     assert done["failure_reason"] == "provider_unavailable"
     assert done["failure_details"].startswith("gave up after 5 attempts")
 
@@ -141,7 +141,7 @@ async def test_unreachable_webhook_is_a_network_error(manual: Client, clock: Fak
     n = await send(manual, channel="webhook", to=f"http://127.0.0.1:{port}/x", message="m")
     done = await retry_until_final(manual, clock, n["id"])
     assert done["status"] == "failed"
-    assert done["failure_reason"] == "network_error" and done["attempts"] == 5
+    assert done["failure_reason"] == "network_error" and done["attempt_count"] == 5
 
 
 async def test_slow_webhook_times_out(settings: Settings, sink: Sink) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.apikeys import describe
+from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.clock import FakeClock
 from agent.domain import Channel, Status
 from agent.observability import Metrics
@@ -34,9 +36,14 @@ class Woken:
         self.count += 1
 
 
+def _no_session() -> aiohttp.ClientSession:
+    raise AssertionError("the service only checks addresses; it never sends")
+
+
 def service(store: Store, woken: Woken) -> NotificationService:
+    webhook = WebhookChannel(WebhookSettings(), b"secret", _no_session)
     return NotificationService(store, ApiSettings(), Metrics(CollectorRegistry()),
-                               FakeClock(T0), woken)
+                               FakeClock(T0), woken, {"webhook": webhook})
 
 
 async def test_send_queues_and_wakes_the_dispatcher(store: Store) -> None:

@@ -1,0 +1,142 @@
+"""The channel table: name -> channel class, its settings model, and how to build it.
+
+One explicit table (as Alertmanager's ``config/receiver``), no import by string. A channel joins
+by adding its module (class + settings model beside it), one ``ChannelSpec`` below and one field
+of ``ChannelsSettings``; tests/contract/test_channel_contract.py then runs the failure table
+against it. Building collects every channel's error and fails once, naming each setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from agent.channels.base import (
+    AddressError,
+    ChannelConfigError,
+    ChannelSender,
+    ChannelSettings,
+)
+from agent.channels.console import ConsoleChannel, ConsoleSettings
+from agent.channels.inapp import InAppChannel, InAppSettings
+from agent.channels.webhook import WebhookChannel, WebhookSettings
+from agent.domain import InboxItem
+
+
+class ChannelsSettings(BaseModel):
+    """``channels:``, one section per registered channel (the field is the spec's ``setting``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    console: ConsoleSettings = ConsoleSettings()
+    in_app: InAppSettings = InAppSettings()  # the "in-app" channel
+    webhook: WebhookSettings = WebhookSettings()
+
+
+# (inline value, file, setting path) -> the secret, or None when neither is set; raises
+# ChannelConfigError naming the setting (the one rule of agent.settings.resolve_secret).
+SecretResolver = Callable[[SecretStr | None, Path | None, str], str | None]
+
+
+def _no_session() -> aiohttp.ClientSession:
+    raise RuntimeError("no HTTP session: channels built for checking only")
+
+
+async def _no_inbox(item: InboxItem) -> None:
+    raise RuntimeError("no inbox: channels built for checking only")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDeps:
+    """What channels are built with: nothing global, everything handed in."""
+
+    secret: SecretResolver
+    # A secret the agent keeps in its data dir, made on first use (name -> value).
+    generated_secret: Callable[[str], str]
+    logger: Callable[[str], Any]
+    # The one shared session (per-host connection limits), made at start-up: channels call
+    # this when they send, so they can be built (and checked) before it exists.
+    session: Callable[[], aiohttp.ClientSession] = _no_session
+    inbox: Callable[[InboxItem], Awaitable[None]] = _no_inbox
+
+
+S = TypeVar("S", bound=ChannelSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec(Generic[S]):
+    name: str  # as the API and rule files spell it
+    setting: str  # the field of ChannelsSettings
+    settings_model: type[S]
+    channel_class: type[Any]
+    build: Callable[[S, ChannelDeps], ChannelSender]
+
+    def settings_of(self, channels: ChannelsSettings) -> S:
+        value = getattr(channels, self.setting)
+        assert isinstance(value, self.settings_model)
+        return value
+
+
+def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
+    secret = deps.secret(cfg.signing_secret, cfg.signing_secret_file,
+                         "channels.webhook.signing_secret")
+    if secret is None:
+        secret = deps.generated_secret("webhook-signing-secret")
+    return WebhookChannel(cfg, secret.encode(), deps.session)
+
+
+REGISTRY: tuple[ChannelSpec[Any], ...] = (
+    ChannelSpec("console", "console", ConsoleSettings, ConsoleChannel,
+                lambda cfg, deps: ConsoleChannel(deps.logger("channel.console"))),
+    ChannelSpec("in-app", "in_app", InAppSettings, InAppChannel,
+                lambda cfg, deps: InAppChannel(deps.inbox)),
+    ChannelSpec("webhook", "webhook", WebhookSettings, WebhookChannel, _webhook),
+)
+SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
+
+
+class ChannelBuildError(Exception):
+    """One or more enabled channels cannot be built; ``problems`` names each setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def build_channels(settings: ChannelsSettings, deps: ChannelDeps,
+                   table: Sequence[ChannelSpec[Any]] = REGISTRY) -> dict[str, ChannelSender]:
+    """Every enabled channel, built. Raises ChannelBuildError listing all that failed."""
+    out: dict[str, ChannelSender] = {}
+    problems: list[str] = []
+    for spec in table:
+        cfg = spec.settings_of(settings)
+        if not cfg.enabled:
+            continue
+        try:
+            out[spec.name] = spec.build(cfg, deps)
+        except ChannelConfigError as exc:
+            problems.append(f"channels.{spec.setting}: {exc}")
+    if problems:
+        raise ChannelBuildError(problems)
+    return out
+
+
+def target_problem(channels: Mapping[str, ChannelSender], channel: str, to: str) -> str | None:
+    """Why a rule-file ``notify:`` target cannot be delivered here, or None when it can."""
+    spec = SPECS.get(channel)
+    if spec is None:
+        return (f"channel '{channel}' is not available on this agent (one of: "
+                f"{', '.join(s.name for s in REGISTRY)})")
+    built = channels.get(channel)
+    if built is None:
+        return f"channel '{channel}' is disabled (channels.{spec.setting}.enabled: false)"
+    try:
+        built.validate_address(to)
+    except AddressError as exc:
+        return f"channel '{channel}': {exc.message}"
+    return None

@@ -1,0 +1,264 @@
+"""The channel contract: every registered channel maps each row of the failure table to the same
+outcome class, and leaks no secret of its settings into failure details or log lines.
+
+A channel joins by registering (agent/channels/registry.py) and adding a ``Fixture`` below: how
+to configure it against a local emulator URL, the address to send to, and which values are
+secrets. Channels that deliver locally (no HTTP) skip the HTTP rows, saying why.
+The emulator is an aiohttp server on 127.0.0.1 with a random port, answering per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from agent.channels.base import (
+    ChannelSender,
+    DeliveryError,
+    DeliveryResult,
+    Message,
+    RetryableDeliveryError,
+)
+from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
+from agent.domain import InboxItem
+from agent.observability import configure_logging, get_logger
+
+TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
+STALL = 5.0
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """What the contract needs to know of one channel."""
+
+    # emulator base URL -> the channel's settings (``channels.<setting>``)
+    settings: Callable[[str], dict[str, Any]]
+    # emulator base URL -> the ``to`` of the test message
+    address: Callable[[str], str]
+    # values that must never show in a failure detail or a log line
+    secrets: tuple[str, ...] = ()
+    # None: the channel speaks HTTP; else why the HTTP rows do not apply
+    local: str | None = None
+
+
+WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
+WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs carry one
+
+FIXTURES: dict[str, Fixture] = {
+    "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
+                       local="writes a log line; no HTTP"),
+    "in-app": Fixture(settings=lambda url: {}, address=lambda url: "ops",
+                      local="writes the local inbox; no HTTP"),
+    "webhook": Fixture(
+        settings=lambda url: {"signing_secret": WEBHOOK_SIGNING, "timeout_seconds": TIMEOUT,
+                              "connect_timeout_seconds": TIMEOUT},
+        address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
+        secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the failure table and the outcome every channel must map it to."""
+
+    id: str
+    outcome: str  # "delivered", or the failure class
+    reason: str | None = None
+    retry_after: float | None = None
+
+
+ROWS = [
+    Row("2xx", "delivered"),
+    Row("429-retry-after", "retryable", "rate_limited", retry_after=7.0),
+    Row("429", "retryable", "rate_limited"),
+    Row("5xx", "retryable", "provider_unavailable"),
+    Row("timeout", "retryable", "timeout"),
+    Row("refused", "retryable", "network_error"),
+    Row("malformed", "retryable", "network_error"),
+    # Not HTTP at all: aiohttp's error names the whole URL (and so any token in its path).
+    Row("garbage", "retryable", "network_error"),
+    Row("4xx", "permanent", "provider_rejected"),
+]
+
+
+@dataclass
+class Emulator:
+    """Answers each request as the current row says."""
+
+    row: str = "2xx"
+    requests: list[str] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        self.requests.append(request.path)
+        if self.row == "timeout":
+            # Bounded: released at teardown, and never longer than STALL.
+            await asyncio.wait([asyncio.ensure_future(self.release.wait())], timeout=STALL)
+            return web.Response(status=200)
+        if self.row == "malformed":
+            # Promise 100 bytes, send 5, hang up: a truncated body.
+            resp = web.StreamResponse(status=200, headers={"Content-Length": "100"})
+            await resp.prepare(request)
+            await resp.write(b"{\"ok\"")
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        status, headers = {
+            "2xx": (200, {}),
+            "429-retry-after": (429, {"Retry-After": "7"}),
+            "429": (429, {}),
+            "5xx": (503, {}),
+            "4xx": (400, {}),
+        }[self.row]
+        # The body echoes the path, as some providers do: it must not reach details.
+        return web.json_response({"ok": status < 300, "path": request.path}, status=status,
+                                 headers=headers)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[tuple[Emulator, str]]:
+    emu = Emulator()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", emu.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield emu, str(server.make_url("")).rstrip("/")
+    finally:
+        emu.release.set()
+        await server.close()
+
+
+@pytest.fixture
+async def garbage_server() -> AsyncIterator[str]:
+    """A server that answers every request with a line that is not HTTP."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every log line (JSON, debug level) written during the test."""
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+    yield out
+    structlog.reset_defaults()
+    configure_logging("info", "json")
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:  # bound, never listening, closed: nobody answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def _build(name: str, base_url: str, session: aiohttp.ClientSession,
+                 inbox: list[InboxItem]) -> ChannelSender:
+    spec = SPECS[name]
+    cfg = spec.settings_model.model_validate(FIXTURES[name].settings(base_url))
+
+    def secret(value: SecretStr | None, file: object, what: str) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    async def write(item: InboxItem) -> None:
+        inbox.append(item)
+
+    deps = ChannelDeps(secret=secret, generated_secret=lambda n: "generated-" + n,
+                       logger=get_logger, session=lambda: session, inbox=write)
+    channel = spec.build(cfg, deps)
+    assert channel.name == name
+    return channel
+
+
+def _message(name: str, to: str) -> Message:
+    return Message(notification_id="ntf_contract", channel=name, to=to, text="disk full",
+                   subject="db1", severity="critical", priority="high",
+                   created_at=1_700_000_000.0, metadata={"host": "db1"},
+                   thread_key="grp_1", status="firing", attempt=1)
+
+
+def test_every_registered_channel_has_a_fixture() -> None:
+    # A channel that registers without a fixture would escape the contract.
+    assert set(FIXTURES) == {spec.name for spec in REGISTRY}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+async def test_failure_table(name: str, row: Row, emulator: tuple[Emulator, str],
+                             garbage_server: str, logs: io.StringIO) -> None:
+    fixture = FIXTURES[name]
+    if fixture.local is not None and row.id != "2xx":
+        pytest.skip(f"{name} {fixture.local}: the HTTP rows do not apply")
+    emu, base_url = emulator
+    emu.row = row.id
+    if row.id == "refused":
+        base_url = _closed_port_url()
+    elif row.id == "garbage":
+        base_url = garbage_server
+    inbox: list[InboxItem] = []
+    async with aiohttp.ClientSession() as session:
+        channel = await _build(name, base_url, session, inbox)
+        to = fixture.address(base_url)
+        assert channel.validate_address(to) == to
+        outcome: DeliveryResult | DeliveryError
+        try:
+            outcome = await asyncio.wait_for(channel.send(_message(name, to)), STALL)
+        except DeliveryError as exc:
+            outcome = exc
+        await channel.close()
+
+    if row.outcome == "delivered":
+        assert isinstance(outcome, DeliveryResult), outcome
+        if fixture.local is None:
+            assert outcome.http_status == 200 and len(emu.requests) == 1
+    else:
+        assert isinstance(outcome, DeliveryError), outcome
+        assert (outcome.failure_class.value, outcome.reason.value) == (row.outcome, row.reason)
+        if isinstance(outcome, RetryableDeliveryError):
+            assert outcome.retry_after == row.retry_after
+        texts = [outcome.details, str(outcome)]
+        for secret in fixture.secrets:
+            assert not any(secret in t for t in texts), (secret, texts)
+    lines = logs.getvalue()
+    for secret in fixture.secrets:
+        assert secret not in lines
+
+
+async def test_the_timeout_row_ends_within_the_channel_timeout(
+        emulator: tuple[Emulator, str]) -> None:
+    # The row above would pass if the channel waited for the stalled emulator and then got a
+    # 200 late; this one shows that the timeout, not the emulator, ended the call.
+    emu, base_url = emulator
+    emu.row = "timeout"
+    async with aiohttp.ClientSession() as session:
+        channel = await _build("webhook", base_url, session, [])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RetryableDeliveryError):
+            await channel.send(_message("webhook", FIXTURES["webhook"].address(base_url)))
+        assert loop.time() - started < STALL / 2
