@@ -1,1 +1,1 @@
-"""Delivery: the dispatcher that drains the outbox, retry policy, back-off."""
+"""Delivery: the dispatcher that drains the outbox, its retry policy and channel pauses."""

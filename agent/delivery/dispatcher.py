@@ -21,11 +21,11 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock
-from agent.delivery.backoff import Backoff
 from agent.delivery.pause import ChannelPause, ChannelPaused
 from agent.delivery.retry import RetryPolicy
-from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification
+from agent.loops.backoff import Backoff
+from agent.loops.waker import Waker
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
 from agent.store.deliveries import Attempt, AttemptOutcome

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock, wait_event
-from agent.delivery.backoff import Backoff
-from agent.delivery.waker import Waker
 from agent.domain import FlushResult, GroupSnapshot
 from agent.grouping.flush import build_flush, plan
+from agent.loops.backoff import Backoff
+from agent.loops.waker import Waker
 from agent.observability import Metrics, get_logger
 from agent.routing.inhibit import Inhibitor
 from agent.routing.router import restrict

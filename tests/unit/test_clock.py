@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from agent.clock import SYSTEM_CLOCK, Clock, FakeClock, as_clock, wait_event
-from agent.delivery.waker import Waker
+from agent.loops.waker import Waker
 
 
 async def settle() -> None:

@@ -153,6 +153,25 @@ def test_pure_stages_import_no_other_stage() -> None:
     assert not stale, f"allow-list entries no longer needed, remove them: {sorted(stale)}"
 
 
+# What each stage must not reach: grouping hands notifications to the outbox and never calls
+# the dispatcher or a channel; delivery works from outbox rows alone, whatever made them; the
+# store holds rows and knows no stage that reads or writes them.
+NOT_DOWNSTREAM: dict[str, frozenset[str]] = {
+    "agent.grouping": frozenset({"agent.delivery", "agent.channels", "agent.api"}),
+    "agent.delivery": frozenset({"agent.ingest", "agent.routing", "agent.grouping",
+                                 "agent.services", "agent.api"}),
+    "agent.store": frozenset({"agent.ingest", "agent.routing", "agent.grouping",
+                              "agent.delivery", "agent.channels", "agent.services",
+                              "agent.api"}),
+}
+
+
+def test_stages_reach_only_their_neighbours() -> None:
+    units, _ = _graph()
+    reached = {stage: sorted(units[stage] & banned) for stage, banned in NOT_DOWNSTREAM.items()}
+    assert reached == {stage: [] for stage in NOT_DOWNSTREAM}
+
+
 def test_rendering_and_sandbox_are_leaves() -> None:
     units, _ = _graph()
     assert AGENT.joinpath("rendering.py").is_file(), "templates render in agent/rendering.py"
