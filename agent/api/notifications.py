@@ -217,10 +217,13 @@ async def _build_batch(c: ApiContext, key: ApiKey,
 @routes.get("/v1/notifications/{id}")
 async def get_one(request: web.Request) -> web.Response:
     nid = request.match_info["id"]
-    n = await ctx(request).store.notifications.get(nid, request[API_KEY].simulated)
+    store = ctx(request).store
+    n = await store.notifications.get(nid, request[API_KEY].simulated)
     if n is None:
         raise not_found("notification", nid)
-    return json_response(serialize.notification(n))
+    attempts = await store.deliveries.attempts(nid)
+    return json_response(serialize.notification(n) | {
+        "attempts": [serialize.attempt(a) for a in attempts]})
 
 
 def _time_param(query: Any, name: str) -> float | None:

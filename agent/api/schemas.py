@@ -35,6 +35,25 @@ class ErrorEnvelope(_Out):
     error: ErrorDetail
 
 
+class AttemptOut(_Out):
+    """One delivery attempt (a row of the deliveries table)."""
+
+    attempt: int = Field(ge=1, description="1 for the first attempt; counts claims.")
+    channel: Channel
+    started_at: Timestamp
+    finished_at: Timestamp
+    outcome: Literal["delivered", "retry", "deferred", "failed"]
+    failure_reason: str | None
+    failure_class: Literal["retryable", "permanent", "technical"] | None = Field(
+        description="retryable or permanent as the channel said; technical: the channel crashed."
+    )
+    failure_details: str | None
+    http_status: int | None = Field(description="The far side's HTTP status, when there was one.")
+    retry_after: float | None = Field(
+        description="Seconds the far side asked to wait (Retry-After), when it did."
+    )
+
+
 class NotificationOut(_Out):
     id: str = Field(pattern=r"^ntf_")
     object: Literal["notification"]
@@ -53,7 +72,11 @@ class NotificationOut(_Out):
     idempotency_key: str | None
     credits_used: int
     simulated: bool
-    attempts: int
+    attempt_count: int = Field(description="How many delivery attempts started so far.")
+    attempts: list[AttemptOut] | None = Field(
+        default=None,
+        description="Every delivery attempt, oldest first. Only in GET /v1/notifications/{id}.",
+    )
     batch_id: str | None
     schedule_at: Timestamp | None
     created_at: Timestamp

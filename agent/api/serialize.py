@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from agent.domain import InboxItem, Notification, Status, Template, iso
+from agent.store.deliveries import Attempt
 
-__all__ = ["iso", "notification", "template", "inbox_item"]
+__all__ = ["iso", "notification", "attempt", "template", "inbox_item"]
 
 
 def notification(n: Notification) -> dict[str, Any]:
@@ -30,7 +31,9 @@ def notification(n: Notification) -> dict[str, Any]:
         # Local deliveries cost nothing; the field stays for seed compatibility.
         "credits_used": 0 if n.simulated else 1,
         "simulated": n.simulated,
-        "attempts": n.attempts,
+        # How many times delivery started (claims). ``attempts``, the list of attempt records,
+        # is added by GET /v1/notifications/{id} only: it costs a read per notification.
+        "attempt_count": n.attempts,
         "batch_id": n.batch_id,
         "schedule_at": iso(n.schedule_at),
         "created_at": iso(n.created_at),
@@ -42,6 +45,22 @@ def notification(n: Notification) -> dict[str, Any]:
         "failure_reason": n.failure_reason if n.status == Status.FAILED else None,
         "failure_details": n.failure_details if n.status == Status.FAILED else None,
         "last_error": n.failure_reason if n.status == Status.QUEUED else None,
+    }
+
+
+def attempt(a: Attempt) -> dict[str, Any]:
+    """One delivery attempt, as listed in a notification's ``attempts``."""
+    return {
+        "attempt": a.attempt,
+        "channel": a.channel,
+        "started_at": iso(a.started_at),
+        "finished_at": iso(a.finished_at),
+        "outcome": a.outcome,
+        "failure_reason": a.failure_reason,
+        "failure_class": a.failure_class,
+        "failure_details": a.failure_details,
+        "http_status": a.http_status,
+        "retry_after": a.retry_after,
     }
 
 

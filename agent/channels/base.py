@@ -2,9 +2,13 @@
 
 Error hierarchy::
 
-    DeliveryError                 carries a FailureReason and details safe to store and show
+    DeliveryError                 carries a FailureReason, details safe to store and show, and
+    │                             the far side's HTTP status when there was one
     ├── RetryableDeliveryError    try again later; ``retry_after`` when the far side named a delay
     └── PermanentDeliveryError    do not retry (bad address, rejected content, not configured)
+
+Every failed attempt is recorded with its ``FailureClass``: the class of the error raised, or
+``technical`` when the channel crashed with anything else.
 
 A channel knows nothing of rules, storage or the API, and never retries by itself: retries live
 in the dispatcher, the one stage that owns the outbox.
@@ -13,6 +17,7 @@ in the dispatcher, the one stage that owns the outbox.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from agent.domain import FailureReason
@@ -36,30 +41,57 @@ class Message:
     simulated: bool = False
 
 
+class FailureClass(StrEnum):
+    """How a failed attempt failed: worth retrying, not worth it, or a crash of the channel."""
+
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    TECHNICAL = "technical"
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """A confirmed delivery. ``provider_id`` is the far side's id for it, when it gives one."""
+    """A confirmed delivery.
 
-    provider_id: str | None = None
+    ``provider_ref`` is what the far side answered that names the message, kept (as JSON) so a
+    later edit can find it: Slack ``channel`` + ``ts``, Telegram ``chat_id`` + ``message_id``,
+    an email ``Message-ID``, a Twilio ``sid``. None when the channel has nothing to keep.
+    """
+
+    provider_ref: dict[str, Any] | None = None
+    # The far side's HTTP status, for the attempt record (HTTP channels only).
+    http_status: int | None = None
 
 
 class DeliveryError(Exception):
-    def __init__(self, reason: FailureReason, details: str) -> None:
+    failure_class = FailureClass.PERMANENT
+
+    def __init__(
+        self, reason: FailureReason, details: str, *, http_status: int | None = None
+    ) -> None:
         super().__init__(f"{reason.value}: {details}")
         self.reason = reason
         self.details = details
+        self.http_status = http_status
 
 
 class RetryableDeliveryError(DeliveryError):
+    failure_class = FailureClass.RETRYABLE
+
     def __init__(
-        self, reason: FailureReason, details: str, retry_after: float | None = None
+        self,
+        reason: FailureReason,
+        details: str,
+        retry_after: float | None = None,
+        *,
+        http_status: int | None = None,
     ) -> None:
-        super().__init__(reason, details)
+        super().__init__(reason, details, http_status=http_status)
         self.retry_after = retry_after
 
 
 class PermanentDeliveryError(DeliveryError):
-    pass
+    failure_class = FailureClass.PERMANENT
 
 
 class ChannelSender(Protocol):
@@ -103,10 +135,12 @@ def classify_status(status: int, retry_after: str | None, body_excerpt: str) -> 
     details = f"HTTP {status}: {body_excerpt[:200]}"
     if status == 429:
         raise RetryableDeliveryError(
-            FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after)
+            FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after),
+            http_status=status,
         )
     if status in (408, 425) or status >= 500:
         raise RetryableDeliveryError(
-            FailureReason.PROVIDER_UNAVAILABLE, details, parse_retry_after(retry_after)
+            FailureReason.PROVIDER_UNAVAILABLE, details, parse_retry_after(retry_after),
+            http_status=status,
         )
-    raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details)
+    raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details, http_status=status)

@@ -32,7 +32,10 @@ class InAppChannel:
                 mode="test" if message.simulated else "live",
             )
         )
-        return DeliveryResult(provider_id=message.notification_id)
+        # The inbox row is keyed by its notification and recipient.
+        return DeliveryResult(
+            provider_ref={"inbox_notification_id": message.notification_id, "to": message.to}
+        )
 
     async def close(self) -> None:
         return None

@@ -96,6 +96,7 @@ class WebhookChannel:
                                            allow_redirects=False) as resp:
                 classify_status(resp.status, resp.headers.get("Retry-After"),
                                 resp.reason or "")
+                status = resp.status
         except TimeoutError as exc:
             raise RetryableDeliveryError(FailureReason.TIMEOUT, "webhook timed out") from exc
         except asyncio.CancelledError:
@@ -106,7 +107,8 @@ class WebhookChannel:
             raise RetryableDeliveryError(
                 FailureReason.NETWORK_ERROR, f"{type(exc).__name__}: {exc}"[:300]
             ) from exc
-        return DeliveryResult()
+        # A webhook answer names no message: the status is all there is to keep.
+        return DeliveryResult(provider_ref={"http_status": status}, http_status=status)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from agent.channels.base import (
     ChannelSender,
     DeliveryError,
+    DeliveryResult,
+    FailureClass,
     Message,
     PermanentDeliveryError,
     RetryableDeliveryError,
@@ -23,6 +25,7 @@ from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
+from agent.store.deliveries import Attempt, AttemptOutcome
 from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
 
 log = get_logger("dispatcher")
@@ -159,45 +162,69 @@ class Dispatcher:
         await self._store.complete([outcome])
 
     async def _attempt(self, n: Notification) -> Outcome:
+        """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
+
+        def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
+                    failure_class: FailureClass | None = None, retry_after: float | None = None,
+                    result: DeliveryResult | None = None) -> Attempt:
+            return Attempt(
+                attempt=n.attempts, channel=n.channel, started_at=started,
+                finished_at=self._clock(), outcome=outcome,
+                failure_reason=None if err is None else err.reason.value,
+                failure_class=failure_class or (None if err is None else err.failure_class),
+                failure_details=None if err is None else err.details,
+                http_status=(err.http_status if err is not None
+                             else None if result is None else result.http_status),
+                retry_after=retry_after,
+                provider_ref=None if result is None else result.provider_ref,
+            )
+
         try:
             text = render(n.template_body, n.metadata) if n.template_body else (n.message or "")
         except TemplateError as exc:
-            return Failed(n.id, started, FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
+            err = PermanentDeliveryError(FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
         rendered = text if n.template_body else None
         channel = self._channels.get(n.channel)
         if n.simulated and (channel is None or not channel.local):
-            return Delivered(n.id, started, self._clock(), rendered)
+            return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
         if channel is None:
-            return Failed(
-                n.id, started, FailureReason.CHANNEL_NOT_CONFIGURED,
+            err = PermanentDeliveryError(
+                FailureReason.CHANNEL_NOT_CONFIGURED,
                 f"channel '{n.channel}' is not configured on this agent",
             )
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
         message = Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
             metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
         )
         try:
-            await channel.send(message)
+            result = await channel.send(message)
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
             attempts = n.attempts  # the claim counted this one
             if not self._retry.should_retry(attempts):
                 return Failed(n.id, self._clock(), exc.reason,
-                              f"gave up after {attempts} attempts: {exc.details}")
+                              f"gave up after {attempts} attempts: {exc.details}",
+                              attempt("failed", exc, retry_after=exc.retry_after))
             delay = self._retry.delay(attempts, exc.retry_after)
-            return Retry(n.id, self._clock() + delay, exc.reason, exc.details)
+            return Retry(n.id, self._clock() + delay, exc.reason, exc.details,
+                         attempt("retry", exc, retry_after=exc.retry_after))
         except PermanentDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            return Failed(n.id, self._clock(), exc.reason, exc.details)
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
         except DeliveryError as exc:
-            return Failed(n.id, self._clock(), exc.reason, exc.details)
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
         except Exception as exc:  # a channel bug must not wedge the row: fail it loudly
             log.exception("channel_crashed", notification_id=n.id, channel=n.channel)
-            return Failed(n.id, self._clock(), FailureReason.PROVIDER_REJECTED,
-                          f"internal channel error: {type(exc).__name__}")
-        return Delivered(n.id, started, self._clock(), rendered)
+            crash = DeliveryError(FailureReason.PROVIDER_REJECTED,
+                                  f"internal channel error: {type(exc).__name__}")
+            return Failed(n.id, self._clock(), crash.reason, crash.details,
+                          attempt("failed", crash, failure_class=FailureClass.TECHNICAL))
+        return Delivered(n.id, started, self._clock(), rendered,
+                         attempt("delivered", result=result))
 
     def _observe(self, n: Notification, o: Outcome) -> None:
         if isinstance(o, Delivered):

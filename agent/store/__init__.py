@@ -36,6 +36,7 @@ class Store:
         self.keys = KeyStore(self.db)
         self.inbox = InboxStore(self.db)
         self.alerts = AlertStore(self.db)
+        self.deliveries = self.notifications.deliveries
 
     async def open(self) -> None:
         await self.db.open()

@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Status
+from agent.store import deliveries
 from agent.store.db import Database
+from agent.store.deliveries import Attempt, DeliveryStore
 from agent.store.idempotency import (
     IdempotencyConflict,
     ReplayExpired,
@@ -64,6 +66,7 @@ class Delivered:
     sent_at: float
     delivered_at: float
     message: str | None
+    attempt: Attempt | None = None  # the row for the deliveries table, written with the outcome
 
 
 @dataclass(slots=True)
@@ -72,6 +75,7 @@ class Failed:
     failed_at: float
     reason: str
     details: str | None
+    attempt: Attempt | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +84,7 @@ class Retry:
     due_at: float
     reason: str
     details: str | None
+    attempt: Attempt | None = None
 
 
 Outcome = Delivered | Failed | Retry
@@ -91,6 +96,7 @@ class NotificationStore:
     def __init__(self, db: Database, idempotency_ttl: float) -> None:
         self._db = db
         self._ttl = idempotency_ttl
+        self.deliveries = DeliveryStore(db)
 
     async def create(self, items: Sequence[NewNotification]) -> CreateOutcome:
         """Queue all items in one transaction, honouring idempotency keys.
@@ -247,9 +253,11 @@ class NotificationStore:
         return await self._db.read(op)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
-        """Record the outcome of claimed rows and release them, in one transaction."""
+        """Record the outcome of claimed rows and release them, in one transaction, with the
+        attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
 
         def op(conn: sqlite3.Connection) -> None:
+            deliveries.insert(conn, [(o.id, o.attempt) for o in outcomes if o.attempt])
             for o in outcomes:
                 if isinstance(o, Delivered):
                     conn.execute(

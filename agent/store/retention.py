@@ -1,4 +1,5 @@
-"""Retention: finished notifications, inbox items and resolved alerts older than N days go away.
+"""Retention: finished notifications (with their delivery attempts), inbox items and resolved
+alerts older than N days go away.
 
 Deleted in small batches (one group-commit transaction each) so ingest never waits long.
 """
@@ -20,6 +21,7 @@ def _prune_batch(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
         (*_FINISHED, cutoff, BATCH))]
     conn.executemany("DELETE FROM alert_notifications WHERE notification_id = ?",
                      [(i,) for i in ids])
+    conn.executemany("DELETE FROM deliveries WHERE notification_id = ?", [(i,) for i in ids])
     conn.executemany("DELETE FROM notifications WHERE id = ?", [(i,) for i in ids])
     inbox = conn.execute(
         "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox WHERE created_at < ? LIMIT ?)",

@@ -176,4 +176,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE api_keys ADD COLUMN name TEXT;
     ALTER TABLE api_keys ADD COLUMN source TEXT NOT NULL DEFAULT 'first-run';
     """,
+    # 6: every delivery attempt is a row (the notification keeps only its latest state), with
+    # what the far side answered: a later edit reads the provider's message ref from here.
+    """
+    CREATE TABLE deliveries (
+        notification_id TEXT NOT NULL,
+        attempt         INTEGER NOT NULL,
+        channel         TEXT NOT NULL,
+        started_at      REAL NOT NULL,
+        finished_at     REAL NOT NULL,
+        outcome         TEXT NOT NULL
+            CHECK (outcome IN ('delivered', 'retry', 'deferred', 'failed')),
+        failure_reason  TEXT,
+        failure_class   TEXT CHECK (failure_class IN ('retryable', 'permanent', 'technical')),
+        failure_details TEXT,
+        http_status     INTEGER,
+        retry_after     REAL,
+        provider_ref    TEXT
+    );
+    CREATE INDEX deliveries_notification ON deliveries (notification_id, attempt);
+    """,
 )

@@ -326,7 +326,7 @@ async def test_sigkill_then_restart_delivers_each_accepted_notification_exactly_
     for n in final.values():
         assert n["status"] == "delivered", n
         assert n["delivered_at"] is not None, n
-        assert n["attempts"] == 1, n
+        assert n["attempt_count"] == 1, n
     for d in (first, second):
         log = d.stderr()
         assert LIVE_KEY not in log
@@ -384,9 +384,9 @@ async def test_sigterm_drains_in_flight_delivery_and_keeps_scheduled_one(
         url2 = await wait_ready(second, http)
         assert url2 == url
         drained = await get_notification(http, url2, in_flight)
-        assert (drained["status"], drained["attempts"]) == ("delivered", 1), drained
+        assert (drained["status"], drained["attempt_count"]) == ("delivered", 1), drained
         kept = await get_notification(http, url2, later)
-        assert (kept["status"], kept["attempts"]) == ("queued", 0), kept
+        assert (kept["status"], kept["attempt_count"]) == ("queued", 0), kept
         await terminate(second)
 
     assert Counter(received_ids(sink)) == Counter([in_flight])

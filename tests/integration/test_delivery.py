@@ -54,14 +54,14 @@ async def test_webhook_posts_signed_json(client: Client, sink: Sink) -> None:
         "id": n["id"], "object": "notification", "channel": "webhook", "to": sink.url,
         "message": "disk full", "subject": None, "severity": "critical", "priority": "normal",
         "metadata": {"host": "db1"}, "created_at": None}
-    assert done["attempts"] == 1 and done["sent_at"] and done["delivered_at"]
+    assert done["attempt_count"] == 1 and done["sent_at"] and done["delivered_at"]
 
 
 async def test_webhook_retries_5xx_then_delivers(client: Client, sink: Sink) -> None:
     sink.script = [(500, {}), (503, {})]
     n = await send(client, channel="webhook", to=sink.url, message="m")
     done = await wait_status(client, n["id"], "delivered")
-    assert len(sink.received) == 3 and done["attempts"] == 3
+    assert len(sink.received) == 3 and done["attempt_count"] == 3
     # Every attempt carries the same idempotency key, so the receiver can deduplicate.
     assert {r["headers"]["Idempotency-Key"] for r in sink.received} == {n["id"]}
     metrics = await (await client.get("/metrics")).text()
@@ -75,7 +75,7 @@ async def test_webhook_honours_retry_after(client: Client, sink: Sink) -> None:
     sink.script = [(429, {"Retry-After": "1"})]
     n = await send(client, channel="webhook", to=sink.url, message="m")
     done = await wait_status(client, n["id"], "delivered")
-    assert len(sink.received) == 2 and done["attempts"] == 2
+    assert len(sink.received) == 2 and done["attempt_count"] == 2
     # The configured backoff is 0.05-0.2 s: only Retry-After explains a gap of a second.
     assert sink.received[1]["at"] - sink.received[0]["at"] >= 0.95
 
@@ -93,7 +93,7 @@ async def test_retries_are_bounded(client: Client, sink: Sink) -> None:
     sink.script = [(502, {})] * 10
     n = await send(client, channel="webhook", to=sink.url, message="m")
     done = await wait_status(client, n["id"], "failed")
-    assert len(sink.received) == 5 == done["attempts"]
+    assert len(sink.received) == 5 == done["attempt_count"]
     assert done["failure_reason"] == "provider_unavailable"
     assert done["failure_details"].startswith("gave up after 5 attempts")
 
@@ -106,7 +106,7 @@ async def test_unreachable_webhook_is_a_network_error(client: Client) -> None:
         port = s.getsockname()[1]
     n = await send(client, channel="webhook", to=f"http://127.0.0.1:{port}/x", message="m")
     done = await wait_status(client, n["id"], "failed")
-    assert done["failure_reason"] == "network_error" and done["attempts"] == 5
+    assert done["failure_reason"] == "network_error" and done["attempt_count"] == 5
 
 
 async def test_slow_webhook_times_out(settings: Settings, sink: Sink) -> None:

@@ -177,3 +177,20 @@ def test_signature_of_payload_verifies() -> None:
     header = sign(secret, body)
     expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(header, expected)
+
+
+@pytest.mark.parametrize(
+    ("status", "failure_class"),
+    [(429, "retryable"), (503, "retryable"), (408, "retryable"), (404, "permanent"),
+     (401, "permanent")],
+)
+def test_classified_errors_carry_status_and_class(status: int, failure_class: str) -> None:
+    with pytest.raises(DeliveryError) as info:
+        classify_status(status, None, "no")
+    assert info.value.http_status == status
+    assert info.value.failure_class == failure_class
+
+
+def test_errors_raised_without_a_status_have_none() -> None:
+    err = RetryableDeliveryError(FailureReason.TIMEOUT, "timed out")
+    assert err.http_status is None and err.failure_class == "retryable"
