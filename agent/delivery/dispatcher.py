@@ -20,6 +20,7 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.delivery.backoff import Backoff
+from agent.delivery.outcomes import OutcomeWriter
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
@@ -44,6 +45,7 @@ class Dispatcher:
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
         clock: Callable[[], float] = now,
+        record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         self._store = notifications
         self._channels = channels
@@ -51,6 +53,10 @@ class Dispatcher:
         self._retry = retry
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
+        # Claim when this many slots are free (or nothing runs): a claim per finished delivery
+        # would cost a store operation per delivery for one row each.
+        self._refill = max(1, min(claim_batch, max_in_flight // 8))
+        self._outcomes = OutcomeWriter(lambda o: self._store.complete(o), record_retry_pauses)
         self._lease = claim_lease
         self._clock = clock
         self._waker = Waker(poll_interval, clock)
@@ -60,6 +66,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None  # ends the wait for a free slot
 
     @property
     def running(self) -> bool:
@@ -73,6 +80,7 @@ class Dispatcher:
         released = await self._store.release_claims()
         if released:
             log.warning("outbox_claims_released", count=released)
+        self._stopped = asyncio.get_running_loop().create_future()
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
         self._metrics.dispatcher_running.set(1)
 
@@ -83,6 +91,8 @@ class Dispatcher:
         """
         self._stopping = True
         self._waker.wake()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
@@ -93,6 +103,7 @@ class Dispatcher:
             if pending:
                 log.warning("deliveries_abandoned_at_shutdown", count=len(pending))
                 await asyncio.wait(pending)
+        await self._outcomes.close()
         self._metrics.dispatcher_running.set(0)
 
     async def run_until_idle(self) -> int:
@@ -112,8 +123,11 @@ class Dispatcher:
     async def _run(self) -> None:
         while not self._stopping:
             free = self._max_in_flight - len(self._tasks)
-            if free <= 0:
-                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            if free < self._refill and self._tasks:
+                waits: set[asyncio.Future[None]] = set(self._tasks)
+                if self._stopped is not None:
+                    waits.add(self._stopped)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 continue
             self._waker.clear()
             try:
@@ -141,7 +155,7 @@ class Dispatcher:
         self._metrics.in_flight.inc()
         try:
             outcome = await self._attempt(n)
-            await self._record(outcome)
+            await self._outcomes.record(outcome)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
             return
@@ -149,21 +163,11 @@ class Dispatcher:
             self._metrics.in_flight.dec()
         self._observe(n, outcome)
 
-    async def _record(self, outcome: Outcome) -> None:
-        # A store hiccup (busy beyond its timeout) must not turn a delivered page into a
-        # re-send five minutes later: try a few times before leaving it to the lease.
-        for pause in (0.1, 0.5, 2.0):
-            try:
-                await self._store.complete([outcome])
-                return
-            except Exception as exc:
-                log.warning("delivery_record_retry", notification_id=outcome.id, error=str(exc))
-                await asyncio.sleep(pause)
-        await self._store.complete([outcome])
-
     async def _attempt(self, n: Notification) -> Outcome:
         """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
+        group_key = n.metadata.get("group_key")
+        thread_key = group_key if isinstance(group_key, str) else None
 
         def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
@@ -178,6 +182,7 @@ class Dispatcher:
                              else None if result is None else result.http_status),
                 retry_after=retry_after,
                 provider_ref=None if result is None else result.provider_ref,
+                thread_key=thread_key, recipient=n.recipient,
             )
 
         try:

@@ -223,31 +223,13 @@ class NotificationStore:
         """
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
-            conn.execute(
-                "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                "failure_details = 'claimed too often without an outcome', claimed_at = NULL "
-                "WHERE status = ? AND due_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
-                "AND attempts >= ?",
-                (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, Status.QUEUED, now,
-                 now - lease, max_attempts),
-            )
-            rows = conn.execute(
-                f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
-                f"WHERE seq IN (SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
-                f"AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?) "
-                f"RETURNING {COLUMNS}",
-                (now, Status.QUEUED, now, now - lease, limit),
-            ).fetchall()
-            return sorted((notification_row(r) for r in rows), key=lambda n: n.due_at)
+            return _claim(conn, now, limit, now - lease, max_attempts)
 
         return await self._db.write(op)
 
     async def next_due_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            r = conn.execute(
-                "SELECT MIN(due_at) FROM notifications WHERE status = ? AND claimed_at IS NULL",
-                (Status.QUEUED,),
-            ).fetchone()
+            r = conn.execute(_NEXT_DUE).fetchone()
             return r[0] if r else None
 
         return await self._db.read(op)
@@ -255,32 +237,28 @@ class NotificationStore:
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
         """Record the outcome of claimed rows and release them, in one transaction, with the
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
+        delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
+                     for o in outcomes if isinstance(o, Delivered)]
+        failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.id)
+                  for o in outcomes if isinstance(o, Failed)]
+        retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
+        attempts = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
 
         def op(conn: sqlite3.Connection) -> None:
-            deliveries.insert(conn, [(o.id, o.attempt) for o in outcomes if o.attempt])
-            for o in outcomes:
-                if isinstance(o, Delivered):
-                    conn.execute(
-                        "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
-                        "message = COALESCE(?, message), claimed_at = NULL, "
-                        "failure_reason = NULL, failure_details = NULL "
-                        "WHERE id = ?",
-                        (Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id),
-                    )
-                elif isinstance(o, Failed):
-                    conn.execute(
-                        "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL "
-                        "WHERE id = ?",
-                        (Status.FAILED, o.failed_at, o.reason, o.details, o.id),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL "
-                        "WHERE id = ?",
-                        (o.due_at, o.reason, o.details, o.id),
-                    )
+            deliveries.insert(conn, attempts)
+            if delivered:
+                conn.executemany(
+                    "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
+                    "message = COALESCE(?, message), claimed_at = NULL, "
+                    "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
+            if failed:
+                conn.executemany(
+                    "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL WHERE id = ?", failed)
+            if retry:
+                conn.executemany(
+                    "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL WHERE id = ?", retry)
 
         await self._db.write(op)
 
@@ -312,6 +290,50 @@ def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
+
+
+# The outbox queries name their index: without statistics SQLite prefers
+# notifications_status_seq (status = 'queued') and then scans and sorts every queued row, which
+# made each claim cost milliseconds with a deep outbox. The partial index holds queued rows only,
+# in due order, so a claim reads the rows it takes plus the claimed ones it steps over.
+_CANDIDATES = (
+    "SELECT seq, attempts FROM notifications INDEXED BY notifications_outbox "
+    "WHERE status = 'queued' AND due_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
+    "ORDER BY due_at LIMIT ?"
+)
+_NEXT_DUE = (
+    "SELECT due_at FROM notifications INDEXED BY notifications_outbox "
+    "WHERE status = 'queued' AND claimed_at IS NULL ORDER BY due_at LIMIT 1"
+)
+
+
+def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
+           max_attempts: int) -> list[Notification]:
+    """Claim up to ``limit`` due rows (unclaimed, or claimed before ``stale``); a candidate
+    claimed ``max_attempts`` times already fails instead, and the next one is looked at."""
+    out: list[Notification] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        cands = conn.execute(_CANDIDATES, (now, stale, want)).fetchall()
+        exhausted = [seq for seq, attempts in cands if attempts >= max_attempts]
+        take = [seq for seq, attempts in cands if attempts < max_attempts]
+        if exhausted:
+            conn.execute(
+                "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                "failure_details = 'claimed too often without an outcome', claimed_at = NULL "
+                f"WHERE seq IN ({','.join('?' * len(exhausted))})",
+                (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),
+            )
+        if take:
+            out.extend(notification_row(r) for r in conn.execute(
+                f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
+                f"WHERE seq IN ({','.join('?' * len(take))}) RETURNING {COLUMNS}",
+                (now, *take),
+            ))
+        if len(cands) < want or not exhausted:
+            break  # nothing more is due, or every candidate was taken
+    out.sort(key=lambda n: n.due_at)
+    return out
 
 
 def _fresh(it: NewNotification, seq: int) -> Notification:

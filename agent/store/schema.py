@@ -196,4 +196,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_notification ON deliveries (notification_id, attempt);
     """,
+    # 7: a delivered message is found again by its group (thread key), channel and recipient, so
+    # a later notification of the group can edit it (issue 12, edit on resolve).
+    """
+    ALTER TABLE deliveries ADD COLUMN thread_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN recipient TEXT;
+    CREATE INDEX deliveries_thread ON deliveries (thread_key, channel, recipient)
+        WHERE outcome = 'delivered' AND thread_key IS NOT NULL;
+    """,
 )
