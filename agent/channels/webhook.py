@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -76,6 +77,13 @@ class WebhookChannel:
                 headers={"User-Agent": self._config.user_agent},
             )
         return self._session
+
+    def destination_key(self, to: str) -> str:
+        """The host (and port) of the URL: one slow receiver must not hold every slot."""
+        try:
+            return "webhook:" + (urlsplit(to).netloc.rpartition("@")[2].lower() or to)
+        except ValueError:
+            return "webhook:" + to
 
     async def send(self, message: Message) -> DeliveryResult:
         if not message.to.startswith(("http://", "https://")):

@@ -1,14 +1,17 @@
 """The dispatcher: claims due outbox rows, renders, delivers through a channel, records outcomes.
 
 At-least-once: a row is claimed, sent, then marked; a crash in between re-sends it after restart
-(claims of a dead process are released at start). Retries are decided here and only here.
+(claims of a dead process are released at start). Retries are decided here and only here:
+a retryable failure spends an attempt and waits a backoff; a wait the far side asked for (a rate
+limit, a ``Retry-After``) is a deferral that spends none; both end at ``retry_for``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 from agent.channels.base import (
     ChannelSender,
@@ -22,12 +25,20 @@ from agent.channels.base import (
 from agent.delivery.backoff import Backoff
 from agent.delivery.outcomes import OutcomeWriter
 from agent.delivery.retry import RetryPolicy
+from agent.delivery.slots import Keys, Slots
 from agent.delivery.waker import Waker
 from agent.domain import FailureReason, Notification, now
 from agent.observability import Metrics, get_logger
 from agent.rendering import TemplateError, render
 from agent.store.deliveries import Attempt, AttemptOutcome
-from agent.store.notifications import Delivered, Failed, NotificationStore, Outcome, Retry
+from agent.store.notifications import (
+    Deferred,
+    Delivered,
+    Failed,
+    NotificationStore,
+    Outcome,
+    Retry,
+)
 
 log = get_logger("dispatcher")
 
@@ -41,6 +52,8 @@ class Dispatcher:
         *,
         retry: RetryPolicy,
         max_in_flight: int = 128,
+        max_in_flight_per_channel: int | None = None,
+        max_in_flight_per_destination: int | None = None,
         claim_batch: int = 256,
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
@@ -57,6 +70,11 @@ class Dispatcher:
         # would cost a store operation per delivery for one row each.
         self._refill = max(1, min(claim_batch, max_in_flight // 8))
         self._outcomes = OutcomeWriter(lambda o: self._store.complete(o), record_retry_pauses)
+        # A capped key that finished nothing for two polls is stuck (see slots.py).
+        self._slots = Slots(max_in_flight_per_channel or max_in_flight,
+                            max_in_flight_per_destination or max_in_flight,
+                            2 * poll_interval, clock)
+        self._poll = poll_interval
         self._lease = claim_lease
         self._clock = clock
         self._waker = Waker(poll_interval, clock)
@@ -96,6 +114,7 @@ class Dispatcher:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        await self._give_back(self._slots.drain())
         if self._tasks:
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for t in pending:
@@ -107,34 +126,61 @@ class Dispatcher:
         self._metrics.dispatcher_running.set(0)
 
     async def run_until_idle(self) -> int:
-        """Deliver everything due now, wait for it, return how many rows were processed.
+        """Deliver everything due now, wait for it, return how many rows were claimed.
 
-        For tests and tools: no background loop, no sleeps.
+        For tests and tools: no background loop, no sleeps (a delivery that never ends blocks
+        it; ``wake()`` makes it look at stuck destinations again after the clock moved).
         """
         total = 0
         while True:
-            rows = await self._store.claim_due(self._clock(), self._claim_batch, self._lease,
-                                               self._retry.max_attempts)
-            if not rows:
-                return total
+            self._waker.clear()
+            _, rows, back = await self._round()
             total += len(rows)
-            await asyncio.gather(*(self._deliver(r) for r in rows))
+            if not rows and not self._tasks:
+                return total
+            if rows and not back:
+                continue
+            if self._tasks:
+                woken = asyncio.ensure_future(self._waker.wait())
+                await asyncio.wait({*self._tasks, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+
+    def _free(self) -> int:
+        """Rows to claim now: free slots not promised to parked rows."""
+        return min(self._claim_batch, self._max_in_flight - len(self._tasks) - self._slots.parked)
+
+    async def _round(self) -> tuple[int, list[Notification], list[Notification]]:
+        """Give back the parked rows of stuck destinations, claim what the free slots allow
+        and admit it; (rows asked for, claimed rows, rows given back for a poll interval)."""
+        await self._give_back([n for n, _ in self._slots.evict_stuck()], stuck=True)
+        limit = self._free()
+        if limit <= 0:
+            return 0, [], []
+        rows = await self._store.claim_due(self._clock(), limit, self._lease,
+                                           self._retry.max_attempts)
+        back, stuck = self._admit(rows)
+        await self._give_back(stuck, stuck=True)
+        await self._give_back(back)
+        # Rows of a stuck destination left the due range: claiming again makes progress.
+        return limit, rows, back
 
     async def _run(self) -> None:
         while not self._stopping:
-            free = self._max_in_flight - len(self._tasks)
+            free = self._free()
             if free < self._refill and self._tasks:
                 waits: set[asyncio.Future[None]] = set(self._tasks)
                 if self._stopped is not None:
                     waits.add(self._stopped)
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                # Bounded: a destination that stops answering is found stuck by time alone.
+                await asyncio.wait(waits, timeout=self._poll,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self._slots.parked:
+                    await self._give_back([n for n, _ in self._slots.evict_stuck()],
+                                          stuck=True)
                 continue
             self._waker.clear()
             try:
-                rows = await self._store.claim_due(
-                    self._clock(), min(free, self._claim_batch), self._lease,
-                    self._retry.max_attempts,
-                )
+                asked, rows, back = await self._round()
             except Exception as exc:  # the store is down: keep the loop alive, retry later
                 failures, delay = self._claim_backoff.failed("claim")
                 log.error("outbox_claim_failed", error=str(exc), failures=failures,
@@ -142,14 +188,53 @@ class Dispatcher:
                 await self._waker.sleep(delay)
                 continue
             self._claim_backoff.succeeded("claim")
-            for row in rows:
-                task = asyncio.create_task(self._deliver(row))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if len(rows) == min(free, self._claim_batch):
+            if rows and len(rows) == asked and not back:
                 continue  # there may be more due right now
             if not self._stopping:
                 await self._waker.idle(self._store.next_due_at)
+
+    def _keys(self, n: Notification) -> Keys:
+        channel = self._channels.get(n.channel)
+        destination = getattr(channel, "destination_key", None)
+        return n.channel, destination(n.recipient) if destination is not None else n.channel
+
+    def _admit(self, rows: Sequence[Notification]
+               ) -> tuple[list[Notification], list[Notification]]:
+        """Start what fits the caps, park what may wait; (rows to give back, rows of stuck
+        destinations to give back for longer)."""
+        back: list[Notification] = []
+        stuck: list[Notification] = []
+        for n in rows:
+            keys = self._keys(n)
+            if self._slots.fits(keys):
+                self._slots.take(keys)
+                self._start(n, keys)
+            elif self._slots.stalled_for(keys):
+                stuck.append(n)
+            elif not self._slots.park(n, keys):
+                back.append(n)
+        return back, stuck
+
+    def _start(self, n: Notification, keys: Keys) -> None:
+        task = asyncio.create_task(self._deliver(n))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, keys))
+
+    def _finished(self, keys: Keys, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        for n, ready in self._slots.release(keys):
+            self._start(n, ready)
+
+    async def _give_back(self, rows: Sequence[Notification], stuck: bool = False) -> None:
+        """Rows that cannot start go back to the outbox untried, due again after a poll
+        interval, or (a stuck destination) after ten: the claim then reaches other rows."""
+        if not rows:
+            return
+        later = self._poll * (10 if stuck else 1)
+        try:
+            await self._store.unclaim([n.id for n in rows], self._clock() + later)
+        except Exception as exc:  # their claim lease expires instead
+            log.error("outbox_unclaim_failed", count=len(rows), error=str(exc))
 
     async def _deliver(self, n: Notification) -> None:
         self._metrics.in_flight.inc()
@@ -173,7 +258,7 @@ class Dispatcher:
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
                     result: DeliveryResult | None = None) -> Attempt:
             return Attempt(
-                attempt=n.attempts, channel=n.channel, started_at=started,
+                attempt=n.attempts + 1, channel=n.channel, started_at=started,
                 finished_at=self._clock(), outcome=outcome,
                 failure_reason=None if err is None else err.reason.value,
                 failure_class=failure_class or (None if err is None else err.failure_class),
@@ -209,14 +294,7 @@ class Dispatcher:
             result = await channel.send(message)
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            attempts = n.attempts  # the claim counted this one
-            if not self._retry.should_retry(attempts):
-                return Failed(n.id, self._clock(), exc.reason,
-                              f"gave up after {attempts} attempts: {exc.details}",
-                              attempt("failed", exc, retry_after=exc.retry_after))
-            delay = self._retry.delay(attempts, exc.retry_after)
-            return Retry(n.id, self._clock() + delay, exc.reason, exc.details,
-                         attempt("retry", exc, retry_after=exc.retry_after))
+            return self._later(n, exc, attempt)
         except PermanentDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
             return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
@@ -231,6 +309,31 @@ class Dispatcher:
         return Delivered(n.id, started, self._clock(), rendered,
                          attempt("delivered", result=result))
 
+    def _later(self, n: Notification, exc: RetryableDeliveryError,
+               attempt: Callable[..., Attempt]) -> Outcome:
+        """A retryable failure: wait (deferral, no attempt spent) when the far side asked for a
+        wait (rate limit, ``Retry-After``), else retry after a backoff; fail past the limits."""
+        t = self._clock()
+        ra = exc.retry_after
+        if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
+            at = t + self._retry.delay(n.deferrals + 1, ra)
+            if self._retry.within_deadline(n.created_at, at):
+                return Deferred(n.id, at, exc.reason, exc.details,
+                                attempt("deferred", exc, retry_after=ra))
+            return Failed(n.id, t, exc.reason,
+                          f"gave up after {self._retry.retry_for:g} s: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        done = n.attempts + 1
+        at = t + self._retry.delay(done, ra)
+        if not self._retry.should_retry(done, n.severity):
+            return Failed(n.id, t, exc.reason, f"gave up after {done} attempts: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        if not self._retry.within_deadline(n.created_at, at):
+            return Failed(n.id, t, exc.reason,
+                          f"gave up after {self._retry.retry_for:g} s: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        return Retry(n.id, at, exc.reason, exc.details, attempt("retry", exc, retry_after=ra))
+
     def _observe(self, n: Notification, o: Outcome) -> None:
         if isinstance(o, Delivered):
             outcome = "simulated" if n.simulated else "delivered"
@@ -239,13 +342,18 @@ class Dispatcher:
                 max(0.0, o.delivered_at - n.due_at)
             )
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
-                     simulated=n.simulated, attempts=n.attempts)
+                     simulated=n.simulated, attempts=n.attempts + 1)
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,
-                        reason=o.reason, details=o.details, attempts=n.attempts)
+                        reason=o.reason, details=o.details, attempts=n.attempts + 1)
+        elif isinstance(o, Deferred):
+            self._metrics.notifications.labels(n.channel, "deferred").inc()
+            log.info("notification_deferred", notification_id=n.id, channel=n.channel,
+                     reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
+                     attempts=n.attempts)
         else:
             self._metrics.notifications.labels(n.channel, "retried").inc()
             log.info("notification_retry_scheduled", notification_id=n.id, channel=n.channel,
                      reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
-                     attempts=n.attempts)
+                     attempts=n.attempts + 1)

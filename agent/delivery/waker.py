@@ -21,6 +21,10 @@ class Waker:
         """Forget earlier wake-ups; call before looking for work, so none is lost."""
         self._event.clear()
 
+    async def wait(self) -> None:
+        """Until woken (no timeout)."""
+        await self._event.wait()
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from agent.domain import FailureReason, NewNotification, Notification, Status
+from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
 from agent.store import deliveries
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
@@ -24,7 +24,7 @@ COLUMNS = (
     "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
     "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
     "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
-    "failure_reason, failure_details, batch_id"
+    "failure_reason, failure_details, batch_id, deferrals"
 )
 _INSERT = (
     "INSERT INTO notifications (id, status, channel, recipient, message, subject, template_id, "
@@ -87,7 +87,19 @@ class Retry:
     attempt: Attempt | None = None
 
 
-Outcome = Delivered | Failed | Retry
+@dataclass(slots=True)
+class Deferred:
+    """The far side asked to wait (rate limit, Retry-After): due again at ``due_at``; the
+    attempt is given back (it does not count towards delivery.max_attempts)."""
+
+    id: str
+    due_at: float
+    reason: str
+    details: str | None
+    attempt: Attempt | None = None
+
+
+Outcome = Delivered | Failed | Retry | Deferred
 
 
 class NotificationStore:
@@ -203,8 +215,10 @@ class NotificationStore:
         """Forget claims of a previous process (it is gone); their rows are due again."""
 
         def op(conn: sqlite3.Connection) -> int:
+            # Each released claim ended without an outcome: it counts towards the limit that
+            # keeps a row that crashes the process from being claimed forever.
             return conn.execute(
-                "UPDATE notifications SET claimed_at = NULL "
+                "UPDATE notifications SET claimed_at = NULL, abandoned = abandoned + 1 "
                 "WHERE status = ? AND claimed_at IS NOT NULL",
                 (Status.QUEUED,),
             ).rowcount
@@ -214,12 +228,14 @@ class NotificationStore:
     async def claim_due(
         self, now: float, limit: int, lease: float = 300.0, max_attempts: int = 1_000_000
     ) -> list[Notification]:
-        """Atomically claim up to ``limit`` due rows and return them, oldest due first.
+        """Atomically claim up to ``limit`` due rows and return them: priority ``high`` before
+        ``normal`` before ``low``, oldest due first within a priority.
 
-        A claim counts as an attempt, so a row that kills the process while being delivered
-        (a runaway template) fails after ``max_attempts`` starts instead of looping forever.
         A claim older than ``lease`` seconds is abandoned (its outcome could not be recorded)
-        and the row is claimed again.
+        and the row is claimed again. Abandoned claims are counted, so a row that kills the
+        process while being delivered (a runaway template) fails after ``max_attempts`` claims
+        without an outcome instead of looping forever; attempts themselves are counted when
+        their outcome is recorded.
         """
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
@@ -234,6 +250,17 @@ class NotificationStore:
 
         return await self._db.read(op)
 
+    async def unclaim(self, ids: Sequence[str], due_at: float) -> None:
+        """Give claimed rows back untried, due again at ``due_at`` (their destination was
+        busy): no attempt, no deferral is counted."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE notifications SET claimed_at = NULL, due_at = ? "
+                "WHERE id = ? AND status = ?", [(due_at, i, Status.QUEUED) for i in ids])
+
+        await self._db.write(op)
+
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
         """Record the outcome of claimed rows and release them, in one transaction, with the
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
@@ -242,6 +269,8 @@ class NotificationStore:
         failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.id)
                   for o in outcomes if isinstance(o, Failed)]
         retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
+        deferred = [(o.due_at, o.reason, o.details, o.id)
+                    for o in outcomes if isinstance(o, Deferred)]
         attempts = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
 
         def op(conn: sqlite3.Connection) -> None:
@@ -249,16 +278,23 @@ class NotificationStore:
             if delivered:
                 conn.executemany(
                     "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
-                    "message = COALESCE(?, message), claimed_at = NULL, "
+                    "message = COALESCE(?, message), claimed_at = NULL, attempts = attempts + 1, "
                     "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
             if failed:
                 conn.executemany(
                     "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                    "failure_details = ?, claimed_at = NULL WHERE id = ?", failed)
+                    "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                    "WHERE id = ?", failed)
             if retry:
                 conn.executemany(
                     "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                    "failure_details = ?, claimed_at = NULL WHERE id = ?", retry)
+                    "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                    "WHERE id = ?", retry)
+            if deferred:
+                conn.executemany(
+                    "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL, deferrals = deferrals + 1 "
+                    "WHERE id = ?", deferred)
 
         await self._db.write(op)
 
@@ -294,45 +330,52 @@ def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
 
 # The outbox queries name their index: without statistics SQLite prefers
 # notifications_status_seq (status = 'queued') and then scans and sorts every queued row, which
-# made each claim cost milliseconds with a deep outbox. The partial index holds queued rows only,
-# in due order, so a claim reads the rows it takes plus the claimed ones it steps over.
+# made each claim cost milliseconds with a deep outbox. The partial indexes hold queued rows
+# only, by (priority, due time) for the claim, by due time for the idle wait, so a claim reads
+# the rows it takes plus the claimed ones it steps over.
 _CANDIDATES = (
-    "SELECT seq, attempts FROM notifications INDEXED BY notifications_outbox "
-    "WHERE status = 'queued' AND due_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
-    "ORDER BY due_at LIMIT ?"
+    "SELECT seq, abandoned, claimed_at FROM notifications INDEXED BY notifications_claim "
+    "WHERE status = 'queued' AND priority = ? AND due_at <= ? "
+    "AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?"
 )
 _NEXT_DUE = (
     "SELECT due_at FROM notifications INDEXED BY notifications_outbox "
     "WHERE status = 'queued' AND claimed_at IS NULL ORDER BY due_at LIMIT 1"
 )
+CLAIM_ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 
 def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
            max_attempts: int) -> list[Notification]:
-    """Claim up to ``limit`` due rows (unclaimed, or claimed before ``stale``); a candidate
-    claimed ``max_attempts`` times already fails instead, and the next one is looked at."""
+    """Claim up to ``limit`` due rows (unclaimed, or claimed before ``stale``) by priority; a
+    candidate whose claims ended ``max_attempts`` times without an outcome fails instead."""
     out: list[Notification] = []
-    while len(out) < limit:
-        want = limit - len(out)
-        cands = conn.execute(_CANDIDATES, (now, stale, want)).fetchall()
-        exhausted = [seq for seq, attempts in cands if attempts >= max_attempts]
-        take = [seq for seq, attempts in cands if attempts < max_attempts]
-        if exhausted:
-            conn.execute(
-                "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                "failure_details = 'claimed too often without an outcome', claimed_at = NULL "
-                f"WHERE seq IN ({','.join('?' * len(exhausted))})",
-                (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),
-            )
-        if take:
-            out.extend(notification_row(r) for r in conn.execute(
-                f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
-                f"WHERE seq IN ({','.join('?' * len(take))}) RETURNING {COLUMNS}",
-                (now, *take),
-            ))
-        if len(cands) < want or not exhausted:
-            break  # nothing more is due, or every candidate was taken
-    out.sort(key=lambda n: n.due_at)
+    for priority in CLAIM_ORDER:
+        while len(out) < limit:
+            want = limit - len(out)
+            cands = conn.execute(_CANDIDATES, (priority, now, stale, want)).fetchall()
+            # A candidate still claimed lost its lease: that claim is abandoned too.
+            exhausted = [seq for seq, abandoned, claimed in cands
+                         if abandoned + (claimed is not None) >= max_attempts]
+            take = [seq for seq, abandoned, claimed in cands
+                    if abandoned + (claimed is not None) < max_attempts]
+            if exhausted:
+                conn.execute(
+                    "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                    "failure_details = 'claimed too often without an outcome', "
+                    "claimed_at = NULL, abandoned = abandoned + (claimed_at IS NOT NULL) "
+                    f"WHERE seq IN ({','.join('?' * len(exhausted))})",
+                    (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),
+                )
+            if take:
+                out.extend(sorted((notification_row(r) for r in conn.execute(
+                    "UPDATE notifications SET abandoned = abandoned + (claimed_at IS NOT NULL), "
+                    f"claimed_at = ? WHERE seq IN ({','.join('?' * len(take))}) "
+                    f"RETURNING {COLUMNS}",
+                    (now, *take),
+                )), key=lambda n: n.due_at))
+            if len(cands) < want or not exhausted:
+                break  # this priority has nothing more due, or every candidate was taken
     return out
 
 
@@ -348,4 +391,4 @@ def _fresh(it: NewNotification, seq: int) -> Notification:
 
 
 __all__ = ["IdempotencyConflict", "NotificationStore", "ListFilter", "Delivered", "Failed",
-           "Retry", "Outcome", "CreateOutcome"]
+           "Retry", "Deferred", "Outcome", "CreateOutcome"]

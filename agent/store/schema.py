@@ -204,4 +204,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_thread ON deliveries (thread_key, channel, recipient)
         WHERE outcome = 'delivered' AND thread_key IS NOT NULL;
     """,
+    # 8: retries that wait. ``attempts`` now counts attempts that reached an outcome (a deferral
+    # gives its attempt back); ``abandoned`` counts claims that never did (a crash, a lost lease),
+    # so a row that kills the process still fails after delivery.max_attempts claims;
+    # ``deferrals`` spaces out waits the far side did not time. The claim walks queued rows by
+    # priority, then due time.
+    """
+    ALTER TABLE notifications ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notifications_claim ON notifications (priority, due_at) WHERE status = 'queued';
+    """,
 )

@@ -120,7 +120,7 @@ async def test_a_row_claimed_too_often_without_an_outcome_fails(store: Store) ->
     for attempt in range(1, 4):  # each claim dies (lease expires) before any outcome
         [row] = await store.notifications.claim_due(t + attempt * 400, 10, lease=300,
                                                     max_attempts=3)
-        assert row.attempts == attempt
+        assert row.attempts == 0  # counted on outcome; the abandoned claims count apart
     assert await store.notifications.claim_due(t + 4 * 400, 10, lease=300, max_attempts=3) == []
     failed = await store.notifications.get(nid)
     assert failed is not None and failed.status == "failed"
