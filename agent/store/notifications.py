@@ -245,8 +245,7 @@ class NotificationStore:
 
     async def next_due_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            r = conn.execute(_NEXT_DUE).fetchone()
-            return r[0] if r else None
+            return min((r[0] for r in conn.execute(_NEXT_DUE)), default=None)
 
         return await self._db.read(op)
 
@@ -330,19 +329,20 @@ def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
 
 # The outbox queries name their index: without statistics SQLite prefers
 # notifications_status_seq (status = 'queued') and then scans and sorts every queued row, which
-# made each claim cost milliseconds with a deep outbox. The partial indexes hold queued rows
-# only, by (priority, due time) for the claim, by due time for the idle wait, so a claim reads
-# the rows it takes plus the claimed ones it steps over.
+# made each claim cost milliseconds with a deep outbox. The partial index holds queued rows
+# only, by (priority, due time), so a claim reads the rows it takes plus the claimed ones it
+# steps over, and the idle wait three rows.
 _CANDIDATES = (
     "SELECT seq, abandoned, claimed_at FROM notifications INDEXED BY notifications_claim "
     "WHERE status = 'queued' AND priority = ? AND due_at <= ? "
     "AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?"
 )
-_NEXT_DUE = (
-    "SELECT due_at FROM notifications INDEXED BY notifications_outbox "
-    "WHERE status = 'queued' AND claimed_at IS NULL ORDER BY due_at LIMIT 1"
-)
 CLAIM_ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+_NEXT_DUE = " UNION ALL ".join(
+    "SELECT * FROM (SELECT due_at FROM notifications INDEXED BY notifications_claim "
+    f"WHERE status = 'queued' AND priority = '{p.value}' AND claimed_at IS NULL "
+    "ORDER BY due_at LIMIT 1)" for p in CLAIM_ORDER
+)
 
 
 def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,

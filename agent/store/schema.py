@@ -208,10 +208,12 @@ MIGRATIONS: tuple[str, ...] = (
     # gives its attempt back); ``abandoned`` counts claims that never did (a crash, a lost lease),
     # so a row that kills the process still fails after delivery.max_attempts claims;
     # ``deferrals`` spaces out waits the far side did not time. The claim walks queued rows by
-    # priority, then due time.
+    # priority, then due time; that index replaces the one by due time alone (the idle wait
+    # takes the earliest of three priorities), so an insert still updates as many indexes.
     """
     ALTER TABLE notifications ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX notifications_claim ON notifications (priority, due_at) WHERE status = 'queued';
+    DROP INDEX notifications_outbox;
     """,
 )
