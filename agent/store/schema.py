@@ -196,4 +196,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_notification ON deliveries (notification_id, attempt);
     """,
+    # 7: a delivered message is found again by its group (thread key), channel and recipient, so
+    # a later notification of the group can edit it (issue 12, edit on resolve).
+    """
+    ALTER TABLE deliveries ADD COLUMN thread_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN recipient TEXT;
+    CREATE INDEX deliveries_thread ON deliveries (thread_key, channel, recipient)
+        WHERE outcome = 'delivered' AND thread_key IS NOT NULL;
+    """,
+    # 8: retries that wait. ``attempts`` now counts attempts that reached an outcome (a deferral
+    # gives its attempt back); ``abandoned`` counts claims that never did (a crash, a lost lease),
+    # so a row that kills the process still fails after delivery.max_attempts claims;
+    # ``deferrals`` spaces out waits the far side did not time. The claim walks queued rows by
+    # priority, then due time; that index replaces the one by due time alone (the idle wait
+    # takes the earliest of three priorities), so an insert still updates as many indexes.
+    """
+    ALTER TABLE notifications ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notifications_claim ON notifications (priority, due_at) WHERE status = 'queued';
+    DROP INDEX notifications_outbox;
+    """,
 )
