@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,3 +77,22 @@ async def wait_status(client: Any, nid: str, status: str, key: str = LIVE_KEY) -
 
     await wait_until(check)
     return got
+
+
+@asynccontextmanager
+async def not_http_server() -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that answers every request with a line that is not HTTP; yields
+    its base URL (``http://127.0.0.1:PORT``)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -33,6 +33,7 @@ from agent.channels.base import (
 from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
 from agent.domain import InboxItem
 from agent.observability import configure_logging, get_logger
+from tests.helpers import not_http_server
 
 TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
 STALL = 5.0
@@ -145,19 +146,8 @@ async def emulator() -> AsyncIterator[tuple[Emulator, str]]:
 @pytest.fixture
 async def garbage_server() -> AsyncIterator[str]:
     """A server that answers every request with a line that is not HTTP."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with not_http_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agent.app import create_app
 from agent.settings import Settings
-from tests.helpers import auth, wait_status, wait_until
+from tests.helpers import auth, not_http_server, wait_status, wait_until
 from tests.integration.test_cli import run_cli
 
 Client = TestClient[Any, Any]
@@ -43,16 +43,8 @@ async def test_a_bad_to_is_a_422_from_the_channel(client: Client, channel: str, 
 
 @pytest.fixture
 async def garbage_url() -> AsyncIterator[str]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/services/T/B/{PATH_TOKEN}"
-    server.close()
-    await server.wait_closed()
+    async with not_http_server() as url:
+        yield f"{url}/services/T/B/{PATH_TOKEN}"
 
 
 async def test_failure_details_never_carry_the_url(settings: Settings, garbage_url: str,

@@ -3,7 +3,6 @@ Telegram's ``retry_after`` in the body), URLs and tokens redacted from details."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.domain import FailureReason
+from tests.helpers import not_http_server
 
 BOT_TOKEN = "123456:ABC-DEF_secretBotToken"
 TIMEOUT = aiohttp.ClientTimeout(total=2.0)
@@ -129,19 +129,8 @@ async def test_the_token_in_the_url_never_reaches_details(provider: tuple[Provid
     assert isinstance(got, PermanentDeliveryError)
     assert BOT_TOKEN not in got.details and "HTTP 400" in got.details
 
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"NOT HTTP\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        got = await _call(f"http://127.0.0.1:{port}/bot{BOT_TOKEN}/sendMessage")
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with not_http_server() as url:
+        got = await _call(f"{url}/bot{BOT_TOKEN}/sendMessage")
     assert isinstance(got, RetryableDeliveryError) and got.reason is FailureReason.NETWORK_ERROR
     assert BOT_TOKEN not in got.details and "<url>" in got.details
 
