@@ -16,7 +16,10 @@ Phases (see bench/README.md, "Alert ingest benchmarks", for the method and the f
            continue), route_alert over 100,000 alerts; and the same routes regex-only
   reload   load_rules of the 10,000-route directory, and POST /-/reload on a running daemon
   storm    100,000 distinct alerts in payloads of 1,000 (8 in flight), 100 groups with
-           group_wait 1s: wall time, all stored, groups flushed, daemon RSS before/after/peak
+           group_wait 1s: wall time, all stored, groups flushed, daemon RSS before/after/peak;
+           end to end (first POST -> every alert in a delivered notification) alerts/s and
+           daemon CPU per alert; with --compare also Alertmanager's unique-alert ingest
+           (am_bench.py (a2)) and the ratio; --pyspy FILE profiles the daemon meanwhile
 
 The daemon runs pinned to --server-cpu (0); wrk, the storm client and this process to
 --client-cpu (1), except the in-process routing/reload measurements, which run on --server-cpu.
@@ -470,8 +473,43 @@ def am_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
             "errors": sum(r.get("errors_status", 0) for r in runs)}
 
 
+def am_unique_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Alertmanager's unique-alert ingest (am_bench.py (a2): every alert of every POST new),
+    the peer figure for the storm's end-to-end rate."""
+    if shutil.which("prometheus-alertmanager") is None:
+        return {"error": "prometheus-alertmanager missing (bash setup.sh)"}
+    out = work / "am-unique.json"
+    # am_bench's webhook sink needs aiohttp: the bench venv, else this (the agent's) venv.
+    py = a.floor_python if Path(a.floor_python).exists() else sys.executable
+    cmd = [shutil.which("python3") or sys.executable, str(SHARED / "am_bench.py"),
+           "--skip-ingest", "--skip-fanout", "--runs", str(a.runs),
+           "--duration", str(int(a.duration)), "--python", py,
+           "--am-cpu", a.server_cpu, "--client-cpu", a.client_cpu, "--sink-cpu", a.client_cpu,
+           "--out", str(out)]
+    log("compare: " + " ".join(cmd))
+    rc, text = run_child(cmd, timeout=600)
+    for line in text.splitlines():
+        if line.startswith("(a2)") or "unique:" in line:
+            log("  " + line.strip())
+    if rc != 0 or not out.exists():
+        log(text[-2000:])
+        return {"error": f"am_bench.py exited with {rc}"}
+    runs = json.loads(out.read_text()).get("unique", [])
+    if not runs:
+        return {"error": "am_bench.py reported no unique runs"}
+    aps = [r["alerts_per_s"] for r in runs]
+    return {"runs": len(runs), "alerts_per_s": median(aps), "alerts_per_s_min": min(aps),
+            "alerts_per_s_max": max(aps), "cpu": median([r.get("am_cpu") for r in runs]),
+            "errors": sum(r.get("errors_status", 0) for r in runs)}
+
+
 def compare_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
-    return {"floors": floors_compare(a, work), "alertmanager": am_compare(a, work)}
+    out: dict[str, Any] = {}
+    if "ingest" in a.phases:
+        out.update(floors=floors_compare(a, work), alertmanager=am_compare(a, work))
+    if "storm" in a.phases:
+        out["alertmanager_unique"] = am_unique_compare(a, work)
+    return out
 
 
 # --- routing (in-process) --------------------------------------------------------------------
@@ -790,17 +828,21 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         before = d.rss_mb()
         sampler = RssSampler(d.pid)
         sampler.start()
+        spy = start_pyspy(a, d.pid)
         try:
             c0 = proc_cpu_s(d.pid)
             sent = asyncio.run(post_all(d.url + HOOK, bodies, a.storm_concurrency, 300))
-            cpu = (proc_cpu_s(d.pid) - c0) / sent["seconds"]
+            c1 = proc_cpu_s(d.pid)
+            cpu = (c1 - c0) / sent["seconds"]
             after_posts = d.rss_mb()
             status, page = request(d.url + "/v1/alerts?per_page=1", key=d.key)
             total = json.loads(page)["meta"]["total"] if status == 200 else None
             flush = wait_flushed(d, groups, n, a.storm_drain)
+            cpu_total = proc_cpu_s(d.pid) - c0
             after = d.rss_mb()
         finally:
             peak = sampler.stop()
+            stop_pyspy(spy)
         hwm = d.hwm_mb()
         db = storm_db(d)
     r = {"n": n, "groups": groups, "posts": len(bodies), "per_post": per,
@@ -818,12 +860,50 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                     ("last_notification_s", db["last_notification_at"]),
                     ("last_delivered_s", db["last_delivered_at"])):
         r[key] = at - sent["t0"] if at is not None else None  # from the first POST
+    # End to end: from the first POST to the delivery of the last notification, once every
+    # alert is in a delivered notification (checked by wait_flushed). Includes the grouping
+    # waits the rules impose (group_wait, then group_interval ticks).
+    done = bool(flush["complete"]) and r["all_stored"] and r["last_delivered_s"] is not None
+    r["e2e_s"] = r["last_delivered_s"] if done else None
+    r["e2e_alerts_per_s"] = n / r["e2e_s"] if r["e2e_s"] else None
+    # Daemon CPU (all threads) from the first POST until all was notified, per alert.
+    r["cpu_s_total"] = cpu_total
+    r["cpu_us_per_alert"] = cpu_total / n * 1e6
+    r["cpu_us_per_alert_posts"] = (c1 - c0) / n * 1e6
+    r["pyspy"] = str(a.pyspy) if a.pyspy else None
+    log(f"  storm end to end: {fmt(r['e2e_s'], 2)} s = {fmt(r['e2e_alerts_per_s'])} alerts/s; "
+        f"daemon CPU {cpu_total:.1f} s = {r['cpu_us_per_alert']:.0f} us/alert "
+        f"({r['cpu_us_per_alert_posts']:.0f} during the POSTs)")
     log(f"  storm: {sent['received']:,} alerts in {sent['seconds']:.2f} s = "
         f"{r['alerts_per_s']:,.0f}/s (POST p50 {fmt(sent['p50_ms'])} ms, max "
         f"{fmt(sent['max_ms'])} ms; cpu {cpu:.2f}); meta.total {total}; db {db}; flush {flush}; "
         f"RSS {before:.0f} -> {after_posts:.0f} -> {after:.0f} MB (peak {r['rss_peak_mb']:.0f}, "
         f"VmHWM {hwm:.0f})")
     return r
+
+
+def start_pyspy(a: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None:
+    """With --pyspy FILE: py-spy records the daemon (raw, all threads) until stop_pyspy."""
+    if not a.pyspy:
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cmd = ["taskset", "-c", a.client_cpu, exe, "record", "-r", "100", "--threads",
+           "--nonblocking", "--format", "raw", "-o", str(a.pyspy), "--pid", str(pid)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the first POST
+    return proc
+
+
+def stop_pyspy(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def storm_db(d: IngestDaemon) -> dict[str, Any]:
@@ -938,7 +1018,7 @@ def report_reload(r: dict[str, Any]) -> str:
             + f"\nload_rules under cProfile, own time s: {split}")
 
 
-def report_storm(r: dict[str, Any]) -> str:
+def report_storm(r: dict[str, Any], cmp: dict[str, Any] | None = None) -> str:
     f, db = r["flush"], r["db"]
     rows = [[fmt(r["received"]), f"{r['posts']} x {r['per_post']:,}, {r['concurrency']} in flight",
              f"{r['seconds']:.2f}", fmt(r["alerts_per_s"]),
@@ -957,6 +1037,21 @@ def report_storm(r: dict[str, Any]) -> str:
              f"{r['rss_before_mb']:.0f} / {r['rss_after_posts_mb']:.0f} / "
              f"{r['rss_after_mb']:.0f} / {r['rss_peak_mb']:.0f} at "
              f"{fmt(r['rss_peak_s'], 1)} s"]]
+    text += ("\n\nend to end (first POST -> last notification delivered, every alert in a "
+             f"delivered notification): {fmt(r['e2e_s'], 2)} s = "
+             f"{fmt(r['e2e_alerts_per_s'])} alerts/s; daemon CPU {r['cpu_s_total']:.1f} s = "
+             f"{r['cpu_us_per_alert']:.0f} us per alert ({r['cpu_us_per_alert_posts']:.0f} "
+             "during the POSTs)")
+    am = (cmp or {}).get("alertmanager_unique", {})
+    if "alerts_per_s" in am:
+        text += (f"\nAlertmanager unique-alert ingest, same run: {fmt(am['alerts_per_s'])} "
+                 f"alerts/s ({fmt(am['alerts_per_s_min'])}-{fmt(am['alerts_per_s_max'])}, "
+                 f"{am['runs']} runs, AM CPU {fmt(am['cpu'], 2)})")
+        if r["e2e_alerts_per_s"]:
+            text += ("\nratio storm end to end / Alertmanager unique (this run): "
+                     f"{r['e2e_alerts_per_s'] / am['alerts_per_s']:.2f}")
+    elif "error" in am:
+        text += f"\nAlertmanager unique: {am['error']}"
     return text + "\n\n" + table(
         ["alert groups", "members", "notifications", "alerts notified",
          "first created / last created / last delivered, s from first POST",
@@ -989,6 +1084,11 @@ def report_targets(res: dict[str, Any]) -> str:
         rows.append(["storm: all stored", fmt(st["all_stored"]), "yes", fmt(st["all_stored"])])
         rows.append(["storm RSS peak, MB", fmt(st["rss_peak_mb"]), f"< {TARGET_RSS_MB:g}",
                      fmt(st["rss_peak_mb"] < TARGET_RSS_MB)])
+        am = res.get("compare", {}).get("alertmanager_unique", {})
+        if "alerts_per_s" in am and st["e2e_alerts_per_s"]:
+            ratio = st["e2e_alerts_per_s"] / am["alerts_per_s"]
+            rows.append(["storm end to end / Alertmanager unique ingest", f"{ratio:.2f}",
+                         ">= 1", fmt(ratio >= 1)])
     return "targets\n\n" + table(["figure", "got", "target", "met"], rows) if rows else ""
 
 
@@ -996,10 +1096,11 @@ def report(res: dict[str, Any]) -> str:
     parts = []
     if "ingest" in res:
         parts.append(report_ingest(res["ingest"], res.get("compare")))
-    for name, fn in (("routing", report_routing), ("reload", report_reload),
-                     ("storm", report_storm)):
+    for name, fn in (("routing", report_routing), ("reload", report_reload)):
         if name in res:
             parts.append(fn(res[name]))
+    if "storm" in res:
+        parts.append(report_storm(res["storm"], res.get("compare")))
     parts.append(report_targets(res))
     return "\n\n".join(p for p in parts if p)
 
@@ -1028,6 +1129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="storm rules' group_interval, s (alerts after the first flush wait it)")
     ap.add_argument("--storm-drain", type=float, default=60.0,
                     help="seconds to wait until every alert is notified")
+    ap.add_argument("--pyspy", type=Path,
+                    help="storm: py-spy record (raw, --threads) the daemon into this file")
     a = ap.parse_args(argv)
     q = a.quick
     defaults = {"runs": (3, 1), "duration": (10.0, 5.0), "route_alerts": (100_000, 20_000),

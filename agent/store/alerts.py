@@ -14,6 +14,7 @@ from agent.domain import (
     AlertStatus,
     FlushResult,
     GroupMember,
+    GroupRef,
     GroupSnapshot,
     Notification,
     StoredAlert,
@@ -223,6 +224,128 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
     out.groups_touched += _resolve_memberships(conn, row[0], now)
 
 
+# Bound parameters per lookup statement (SQLite allows 32,766; fewer keeps each plan small).
+_LOOKUP_CHUNK = 500
+_INSERT_ALERT = (
+    f"INSERT INTO alerts ({_COLUMNS}) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)"
+)
+_INSERT_MEMBER = (
+    "INSERT INTO group_members (group_id, alert_seq, status) VALUES (?,?,?) "
+    "ON CONFLICT DO UPDATE SET status = excluded.status"
+)
+
+
+@dataclass(slots=True)
+class _Latest:
+    """The newest stored alert of a (source, fingerprint): active, or how it ended."""
+
+    active: bool
+    ended: float | None  # resolved: COALESCE(ends_at, resolved_at)
+
+
+def _latest(conn: sqlite3.Connection,
+            keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Latest]:
+    """The newest alert of each key, in one indexed query per source and chunk of keys.
+
+    An active alert is always the newest of its key (a re-fire inserts after the resolve), so
+    the newest row answers both questions a new firing alert asks: is one active, and did
+    the last one end after this one started.
+    """
+    by_source: dict[str, list[str]] = {}
+    for source, fp in keys:
+        by_source.setdefault(source, []).append(fp)
+    out: dict[tuple[str, str], _Latest] = {}
+    for source, fps in by_source.items():
+        for i in range(0, len(fps), _LOOKUP_CHUNK):
+            chunk = fps[i:i + _LOOKUP_CHUNK]
+            # A bare column next to MAX() comes from the row holding the maximum (SQLite).
+            for fp, _seq, status, ended in conn.execute(
+                "SELECT fingerprint, MAX(seq), status, COALESCE(ends_at, resolved_at) "
+                f"FROM alerts WHERE source = ? AND fingerprint IN ({','.join('?' * len(chunk))}) "
+                "GROUP BY fingerprint", (source, *chunk)):
+                out[(source, fp)] = _Latest(status == ACTIVE, ended)
+    return out
+
+
+class _NewAlerts:
+    """New firing alerts of one transaction, written together: the alert rows with one
+    ``executemany``, each group touched with one upsert (not one per alert), the memberships
+    with one ``executemany``. Seqs are assigned here (the writer holds the write lock), so
+    memberships need no read-back of the inserted rows."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn, self._now = conn, now
+        self._rows: list[tuple[object, ...]] = []
+        self._groups: dict[str, tuple[GroupRef, list[int]]] = {}
+        self._next_seq = 0
+
+    def add(self, it: AlertIntake) -> tuple[int, str]:
+        if not self._rows:
+            self._next_seq = 1 + self._conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'alerts'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM alerts), 0))").fetchone()[0]
+        seq, aid, a, now = self._next_seq, new_id("alt"), it.alert, self._now
+        self._next_seq += 1
+        self._rows.append((
+            seq, aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
+            a.labels.get("alertname"), it.message, it.severity, _dumps(a.labels),
+            _dumps(a.annotations), _dumps(a.extra) if a.extra else None, a.generator_url,
+            a.starts_at, a.ends_at, now, now, None, now, a.mode))
+        for g in it.groups:
+            self._groups.setdefault(g.key, (g, []))[1].append(seq)
+        return seq, aid
+
+    def write(self) -> int:
+        """Write what was added; returns the memberships made (groups touched, per alert)."""
+        if not self._rows:
+            return 0
+        conn, now = self._conn, self._now
+        conn.executemany(_INSERT_ALERT, self._rows)
+        touched = 0
+        for g, seqs in self._groups.values():
+            (gid,) = conn.execute(
+                _GROUP_UPSERT,
+                (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
+                 now, g.group_interval, now),
+            ).fetchone()
+            conn.executemany(_INSERT_MEMBER, [(gid, seq, AlertStatus.FIRING) for seq in seqs])
+            touched += len(seqs)
+        self._rows, self._groups = [], {}
+        return touched
+
+
+def _ingest_all(conn: sqlite3.Connection, items: Sequence[AlertIntake], now: float,
+                out: IngestResult) -> None:
+    """Store a payload's alerts in order: new firing alerts in bulk, anything else (a repeat
+    with changes, a resolve) one by one after the bulk written so far, as before."""
+    latest = _latest(conn, {(it.alert.source, it.alert.fingerprint) for it in items})
+    fresh = _NewAlerts(conn, now)
+    for it in items:
+        a = it.alert
+        key = (a.source, a.fingerprint)
+        known = latest.get(key, _Latest(False, None))
+        if a.status != AlertStatus.FIRING or known.active:
+            out.groups_touched += fresh.write()
+            _ingest_one(conn, it, now, out)
+            # What that did is known to the store only: ask again for a later copy of the key.
+            latest.update(_latest(conn, {key}))
+            continue
+        if a.starts_at is not None and known.ended is not None and a.starts_at < known.ended:
+            # A late copy of a firing alert that already resolved (two Alertmanager peers
+            # sending, a retried request): re-opening it would page for an alert that is over.
+            out.ids.append(None)
+            out.outcomes.append("stale")
+            out.stale += 1
+            continue
+        _seq, aid = fresh.add(it)
+        latest[key] = _Latest(True, None)
+        out.ids.append(aid)
+        out.outcomes.append("created")
+        out.created += 1
+    out.groups_touched += fresh.write()
+
+
 def _replay(conn: sqlite3.Connection, idem: IdemRequest) -> str | None:
     """The alert a live idempotency key stored for this body; raises on another body."""
     original = check_key(conn, idem.api_key_id, idem.key, idem.request_hash, idem.valid_after)
@@ -257,8 +380,7 @@ class AlertStore:
                 if original is not None:
                     return IngestResult(ids=[original], outcomes=["replayed"], replayed=True)
             out = IngestResult(ids=[])
-            for it in items:
-                _ingest_one(conn, it, now, out)
+            _ingest_all(conn, items, now, out)
             if idem is not None and out.ids[0] is not None:
                 # Only a request that did something binds its key (a refused one can be fixed).
                 remember_key(conn, idem.api_key_id, idem.key, idem.request_hash, out.ids[0],
