@@ -31,10 +31,28 @@ _COLUMNS = (
     "resolved_at, last_received_at, receive_count, mode"
 )
 ACTIVE, RESOLVED = "active", "resolved"
+# Bound parameters per lookup statement (SQLite allows 32,766; fewer keeps each plan small).
+_LOOKUP_CHUNK = 500
+_INSERT_ALERT = (
+    f"INSERT INTO alerts ({_COLUMNS}) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)"
+)
+_INSERT_MEMBER = (
+    "INSERT INTO group_members (group_id, alert_seq, status, severity) VALUES (?,?,?,?) "
+    "ON CONFLICT DO UPDATE SET status = excluded.status, severity = excluded.severity"
+)
+# With an inhibitor: the labels of every member, to ask it.
 _MEMBER_STATES = (
-    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, {labels} "
+    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, a.labels "
     "FROM group_members m JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
     "ORDER BY m.alert_seq"
+)
+# Without: group_members alone (its rows of one group are adjacent), the alert only for a
+# membership stored before the severity column.
+_MEMBER_STATES_ONLY = (
+    "SELECT m.alert_seq, m.status, m.notified, COALESCE(m.severity, "
+    "(SELECT a.severity FROM alerts a WHERE a.seq = m.alert_seq)) "
+    "FROM group_members m WHERE m.group_id = ? ORDER BY m.alert_seq"
 )
 
 
@@ -46,21 +64,31 @@ def _members(conn: sqlite3.Connection, group_id: int, display: int,
     """Every member's state, and the full alert for the first ``display`` a notification could
     list (firing, or told firing): a 100,000-alert group costs tuples, not alert objects."""
     members = []
-    shown = 0
+    shown: list[GroupMember] = []
     inhibited = set()
-    sql = _MEMBER_STATES.format(labels="a.labels" if muted else "NULL")
-    for seq, status, notified, severity, source, fp, labels in conn.execute(sql, (group_id,)):
-        # Labels are looked at here and dropped: a storm's group never holds them all at once.
-        if muted is not None and status == AlertStatus.FIRING and muted(
-                (source, fp), orjson.loads(labels)):
-            inhibited.add(seq)
-        alert = None
-        if shown < display and (status == AlertStatus.FIRING or notified == AlertStatus.FIRING):
-            r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?", (seq,)).fetchone()
-            alert = _alert(r)
-            shown += 1
-        members.append(GroupMember(alert, status, notified, seq=seq, severity=severity,
-                                   key=(source, fp)))
+    firing = AlertStatus.FIRING
+    if muted is None:
+        for seq, status, notified, severity in conn.execute(_MEMBER_STATES_ONLY, (group_id,)):
+            m = GroupMember(None, status, notified, seq=seq, severity=severity)
+            members.append(m)
+            if len(shown) < display and (status == firing or notified == firing):
+                shown.append(m)
+    else:
+        for seq, status, notified, severity, source, fp, labels in conn.execute(
+                _MEMBER_STATES, (group_id,)):
+            # Labels are looked at here and dropped: a storm's group never holds them all.
+            if status == firing and muted((source, fp), orjson.loads(labels)):
+                inhibited.add(seq)
+            m = GroupMember(None, status, notified, seq=seq, severity=severity, key=(source, fp))
+            members.append(m)
+            if len(shown) < display and (status == firing or notified == firing):
+                shown.append(m)
+    # The alerts a notification can list, read in one query per chunk.
+    for i in range(0, len(shown), _LOOKUP_CHUNK):
+        chunk = {m.seq: m for m in shown[i:i + _LOOKUP_CHUNK]}
+        for r in conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq IN "
+                              f"({','.join('?' * len(chunk))})", tuple(chunk)):
+            chunk[r["seq"]].alert = _alert(r)
     return members, frozenset(inhibited)
 
 
@@ -122,11 +150,7 @@ def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: floa
             (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
              now, g.group_interval, now),
         ).fetchone()
-        conn.execute(
-            "INSERT INTO group_members (group_id, alert_seq, status) VALUES (?,?,?) "
-            "ON CONFLICT DO UPDATE SET status = excluded.status",
-            (gid, seq, AlertStatus.FIRING),
-        )
+        conn.execute(_INSERT_MEMBER, (gid, seq, AlertStatus.FIRING, it.severity))
     return touched
 
 
@@ -224,18 +248,6 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
     out.groups_touched += _resolve_memberships(conn, row[0], now)
 
 
-# Bound parameters per lookup statement (SQLite allows 32,766; fewer keeps each plan small).
-_LOOKUP_CHUNK = 500
-_INSERT_ALERT = (
-    f"INSERT INTO alerts ({_COLUMNS}) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)"
-)
-_INSERT_MEMBER = (
-    "INSERT INTO group_members (group_id, alert_seq, status) VALUES (?,?,?) "
-    "ON CONFLICT DO UPDATE SET status = excluded.status"
-)
-
-
 @dataclass(slots=True)
 class _Latest:
     """The newest stored alert of a (source, fingerprint): active, or how it ended."""
@@ -277,7 +289,7 @@ class _NewAlerts:
     def __init__(self, conn: sqlite3.Connection, now: float) -> None:
         self._conn, self._now = conn, now
         self._rows: list[tuple[object, ...]] = []
-        self._groups: dict[str, tuple[GroupRef, list[int]]] = {}
+        self._groups: dict[str, tuple[GroupRef, list[tuple[int, str]]]] = {}
         self._next_seq = 0
 
     def add(self, it: AlertIntake) -> tuple[int, str]:
@@ -293,7 +305,7 @@ class _NewAlerts:
             _dumps(a.annotations), _dumps(a.extra) if a.extra else None, a.generator_url,
             a.starts_at, a.ends_at, now, now, None, now, a.mode))
         for g in it.groups:
-            self._groups.setdefault(g.key, (g, []))[1].append(seq)
+            self._groups.setdefault(g.key, (g, []))[1].append((seq, it.severity))
         return seq, aid
 
     def write(self) -> int:
@@ -309,7 +321,8 @@ class _NewAlerts:
                 (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
                  now, g.group_interval, now),
             ).fetchone()
-            conn.executemany(_INSERT_MEMBER, [(gid, seq, AlertStatus.FIRING) for seq in seqs])
+            conn.executemany(_INSERT_MEMBER,
+                             [(gid, seq, AlertStatus.FIRING, sev) for seq, sev in seqs])
             touched += len(seqs)
         self._rows, self._groups = [], {}
         return touched
@@ -588,8 +601,10 @@ def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
         conn.executemany(
             "INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
             "VALUES (?,?)", [(seq, n.id) for seq in r.alert_seqs])
-    conn.executemany("UPDATE group_members SET notified = ? WHERE group_id = ? AND alert_seq = ?",
-                     [(status, r.group_id, seq) for seq, status in r.notified.items()])
+    # A member told the same again (every flush of a growing group) keeps its row unwritten.
+    conn.executemany("UPDATE group_members SET notified = ? WHERE group_id = ? AND alert_seq = ? "
+                     "AND notified IS NOT ?",
+                     [(status, r.group_id, seq, status) for seq, status in r.notified.items()])
     # Only members whose state we saw leave: a re-fire that arrived meanwhile stays.
     conn.executemany(
         "DELETE FROM group_members WHERE group_id = ? AND alert_seq = ? AND status = ?",

@@ -196,4 +196,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_notification ON deliveries (notification_id, attempt);
     """,
+    # 7: a member's severity (fixed when the alert is created) beside its state, so a flush
+    # reads a storm's group from group_members alone instead of one alerts row per member.
+    # NULL on rows from before: read from the alert then.
+    """
+    ALTER TABLE group_members ADD COLUMN severity TEXT;
+    """,
 )
