@@ -871,6 +871,12 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     r["cpu_us_per_alert"] = cpu_total / n * 1e6
     r["cpu_us_per_alert_posts"] = (c1 - c0) / n * 1e6
     r["pyspy"] = str(a.pyspy) if a.pyspy else None
+    # When the grouper's rounds created notifications, s from the first POST (how many).
+    r["flush_rounds_s"] = [(round(at - sent["t0"], 2), k) for at, k in db.pop("flush_rounds")]
+    r["posts_end_s"] = sent["t1"] - sent["t0"]
+    log("  flush rounds (s from the first POST: notifications): "
+        + ", ".join(f"{at:g}: {k}" for at, k in r["flush_rounds_s"])
+        + f"; last POST answered at {r['posts_end_s']:.2f} s")
     log(f"  storm end to end: {fmt(r['e2e_s'], 2)} s = {fmt(r['e2e_alerts_per_s'])} alerts/s; "
         f"daemon CPU {cpu_total:.1f} s = {r['cpu_us_per_alert']:.0f} us/alert "
         f"({r['cpu_us_per_alert_posts']:.0f} during the POSTs)")
@@ -916,7 +922,10 @@ def storm_db(d: IngestDaemon) -> dict[str, Any]:
         "SELECT min(created_at), max(created_at), max(delivered_at), "
         "max(length(message) + length(metadata)) / 1e3, "
         "sum(length(message) + length(metadata)) / 1e6 FROM notifications")
+    rounds = d.query("SELECT created_at, count(*) FROM notifications GROUP BY created_at "
+                     "ORDER BY created_at")
     return {"alerts": alerts, "distinct": distinct, "alert_groups": groups, "members": members,
+            "flush_rounds": rounds,
             "notifications": by_status, "alerts_notified": linked,
             "first_notification_at": first, "last_notification_at": last,
             "last_delivered_at": delivered, "notification_max_kb": max_kb,

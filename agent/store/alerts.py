@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -297,7 +298,10 @@ class _NewAlerts:
             self._next_seq = 1 + self._conn.execute(
                 "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'alerts'), 0), "
                 "COALESCE((SELECT MAX(seq) FROM alerts), 0))").fetchone()[0]
-        seq, aid, a, now = self._next_seq, new_id("alt"), it.alert, self._now
+        seq, a, now = self._next_seq, it.alert, self._now
+        # The seq leads the id (same shape as new_id's: 20 hex digits): unique by
+        # construction, and appended to the id index instead of inserted at a random place.
+        aid = f"alt_{seq:010x}{secrets.token_hex(5)}"
         self._next_seq += 1
         self._rows.append((
             seq, aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
