@@ -6,6 +6,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -97,12 +98,13 @@ def _dumps(v: object) -> str:
     return orjson.dumps(v).decode()
 
 
-def _alert(r: sqlite3.Row | dict[str, object]) -> StoredAlert:
-    d = dict(r)
-    d["labels"] = orjson.loads(d["labels"])
-    d["annotations"] = orjson.loads(d["annotations"])
-    d["extra"] = orjson.loads(d["extra"]) if d["extra"] else None
-    return StoredAlert(**d)
+def _alert(r: sqlite3.Row | tuple[Any, ...]) -> StoredAlert:
+    """A stored alert from a row selected with ``_COLUMNS`` (the dataclass's field order)."""
+    (seq, aid, source, fp, status, kind, monitor, alertname, message, severity, labels,
+     annotations, extra, *rest) = r
+    return StoredAlert(seq, aid, source, fp, status, kind, monitor, alertname, message, severity,
+                       orjson.loads(labels), orjson.loads(annotations),
+                       orjson.loads(extra) if extra else None, *rest)
 
 
 @dataclass(slots=True)

@@ -184,6 +184,10 @@ class Database:
         # (alert fingerprints, memberships by alert): at SQLite's default 2 MB they spill by
         # ~100,000 alerts and every insert re-reads pages. Allocated only as pages are used.
         conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        # Every operation runs in a SAVEPOINT: the first change to a page inside one copies
+        # the page to a statement journal, a temp file by default. A flush touches a page
+        # per member it links (alert_notifications is keyed by alert): keep those in memory.
+        conn.execute("PRAGMA temp_store=MEMORY")
 
     def _run_read(self, op: Operation[T]) -> T:
         return op(self._conn())
