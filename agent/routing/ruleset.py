@@ -113,7 +113,9 @@ class RuleSet:
     config_hash: str
     routes_by_id: Mapping[str, Route] = field(default_factory=dict)
     _snapshots: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    routing_cache: RoutingCache = field(default_factory=RoutingCache, repr=False, compare=False)
+    # Not an init argument: a RuleSet made with dataclasses.replace() starts a memo of its own.
+    routing_cache: RoutingCache = field(default_factory=RoutingCache, init=False, repr=False,
+                                        compare=False)
 
     def snapshot(self, route: Route) -> dict[str, Any]:
         """A route's delivery settings as JSON, stored with its groups (cached: don't mutate).
