@@ -175,7 +175,7 @@ def _already_ended(conn: sqlite3.Connection, a: Alert, starts_at: float) -> bool
     """Whether the last resolved alert of this fingerprint ended at or after ``starts_at``."""
     r = conn.execute(
         "SELECT COALESCE(ends_at, resolved_at) FROM alerts WHERE source = ? AND fingerprint = ? "
-        "AND status = ? ORDER BY seq DESC LIMIT 1", (a.source, a.fingerprint, RESOLVED),
+        "AND status = 'resolved' ORDER BY seq DESC LIMIT 1", (a.source, a.fingerprint),
     ).fetchone()
     return r is not None and r[0] is not None and starts_at < r[0]
 
@@ -195,9 +195,9 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
             "annotations = COALESCE(?, annotations), message = COALESCE(?, message), "
             "ends_at = ?, extra = COALESCE(?, extra), "
             "generator_url = COALESCE(?, generator_url) "
-            "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
+            "WHERE source = ? AND fingerprint = ? AND status = 'active' RETURNING seq, id",
             (now, annotations, message, a.ends_at, extra, a.generator_url, a.source,
-             a.fingerprint, ACTIVE),
+             a.fingerprint),
         ).fetchone()
         if row is not None:
             out.ids.append(row[1])
@@ -236,9 +236,9 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         "ends_at = COALESCE(?, MIN(COALESCE(ends_at, ?), ?)), message = COALESCE(?, message), "
         "annotations = COALESCE(?, annotations), extra = COALESCE(?, extra), "
         "generator_url = COALESCE(?, generator_url) "
-        "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
+        "WHERE source = ? AND fingerprint = ? AND status = 'active' RETURNING seq, id",
         (RESOLVED, now, now, now, a.ends_at, now, now, message, annotations, extra,
-         a.generator_url, a.source, a.fingerprint, ACTIVE),
+         a.generator_url, a.source, a.fingerprint),
     ).fetchone()
     if row is None:
         out.ids.append(None)  # resolved, but nothing active here: nothing to do
@@ -274,12 +274,20 @@ def _latest(conn: sqlite3.Connection,
     for source, fps in by_source.items():
         for i in range(0, len(fps), _LOOKUP_CHUNK):
             chunk = fps[i:i + _LOOKUP_CHUNK]
-            # A bare column next to MAX() comes from the row holding the maximum (SQLite).
-            for fp, _seq, status, ended in conn.execute(
-                "SELECT fingerprint, MAX(seq), status, COALESCE(ends_at, resolved_at) "
-                f"FROM alerts WHERE source = ? AND fingerprint IN ({','.join('?' * len(chunk))}) "
-                "GROUP BY fingerprint", (source, *chunk)):
-                out[(source, fp)] = _Latest(status == ACTIVE, ended)
+            marks = ",".join("?" * len(chunk))
+            # Each on its partial index, named: with hundreds of keys the planner would rather
+            # walk alerts_status over every active alert. A bare column next to MAX() comes
+            # from the row holding the maximum (SQLite).
+            for fp, _seq, ended in conn.execute(
+                "SELECT fingerprint, MAX(seq), COALESCE(ends_at, resolved_at) FROM alerts "
+                f"INDEXED BY alerts_ended WHERE source = ? AND fingerprint IN ({marks}) "
+                "AND status = 'resolved' GROUP BY fingerprint", (source, *chunk)):
+                out[(source, fp)] = _Latest(False, ended)
+            for (fp,) in conn.execute(
+                "SELECT fingerprint FROM alerts INDEXED BY alerts_active "
+                f"WHERE source = ? AND fingerprint IN ({marks}) AND status = 'active'",
+                (source, *chunk)):
+                out[(source, fp)] = _Latest(True, None)
     return out
 
 
@@ -294,6 +302,7 @@ class _NewAlerts:
         self._rows: list[tuple[object, ...]] = []
         self._groups: dict[str, tuple[GroupRef, list[tuple[int, str]]]] = {}
         self._next_seq = 0
+        self._random = b""  # for the ids: one urandom call per payload, not per alert
 
     def add(self, it: AlertIntake) -> tuple[int, str]:
         if not self._rows:
@@ -303,7 +312,10 @@ class _NewAlerts:
         seq, a, now = self._next_seq, it.alert, self._now
         # The seq leads the id (same shape as new_id's: 20 hex digits): unique by
         # construction, and appended to the id index instead of inserted at a random place.
-        aid = f"alt_{seq:010x}{secrets.token_hex(5)}"
+        if not self._random:
+            self._random = secrets.token_bytes(5 * 1024)
+        aid = f"alt_{seq:010x}{self._random[:5].hex()}"
+        self._random = self._random[5:]
         self._next_seq += 1
         self._rows.append((
             seq, aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
@@ -602,15 +614,21 @@ def _snapshot(conn: sqlite3.Connection, g: sqlite3.Row, display: int,
 
 
 def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
+    # A storm's group links thousands of alerts per notification: one statement over a JSON
+    # array of seqs instead of a row of parameters each.
+    seqs = orjson.dumps(r.alert_seqs).decode()
     for n in r.notifications:
         insert_notification(conn, n)
-        conn.executemany(
-            "INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
-            "VALUES (?,?)", [(seq, n.id) for seq in r.alert_seqs])
-    # A member told the same again (every flush of a growing group) keeps its row unwritten.
-    conn.executemany("UPDATE group_members SET notified = ? WHERE group_id = ? AND alert_seq = ? "
-                     "AND notified IS NOT ?",
-                     [(status, r.group_id, seq, status) for seq, status in r.notified.items()])
+        conn.execute("INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
+                     "SELECT value, ? FROM json_each(?)", (n.id, seqs))
+    by_status: dict[str, list[int]] = {}
+    for seq, status in r.notified.items():
+        by_status.setdefault(status, []).append(seq)
+    for status, told in by_status.items():
+        # A member told the same again (every flush of a growing group) keeps its row as is.
+        conn.execute("UPDATE group_members SET notified = ? WHERE group_id = ? "
+                     "AND notified IS NOT ? AND alert_seq IN (SELECT value FROM json_each(?))",
+                     (status, r.group_id, status, orjson.dumps(told).decode()))
     # Only members whose state we saw leave: a re-fire that arrived meanwhile stays.
     conn.executemany(
         "DELETE FROM group_members WHERE group_id = ? AND alert_seq = ? AND status = ?",
