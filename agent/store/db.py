@@ -184,10 +184,9 @@ class Database:
         # (alert fingerprints, memberships by alert): at SQLite's default 2 MB they spill by
         # ~100,000 alerts and every insert re-reads pages. Allocated only as pages are used.
         conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-        # Every operation runs in a SAVEPOINT: the first change to a page inside one copies
-        # the page to a statement journal, a temp file by default. A flush touches a page
-        # per member it links (alert_notifications is keyed by alert): keep those in memory.
-        conn.execute("PRAGMA temp_store=MEMORY")
+        # Not temp_store=MEMORY, though every operation's SAVEPOINT copies each page it first
+        # changes to a statement journal (a temp file past 64 KiB): in memory, a storm's
+        # journals (an index page per alert) raised the daemon's peak RSS by ~70 MB.
 
     def _run_read(self, op: Operation[T]) -> T:
         return op(self._conn())
