@@ -202,7 +202,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE group_members ADD COLUMN severity TEXT;
     """,
-    # 7: a new alert is inserted into one index keyed by its (random) fingerprint, not two:
+    # 8: a new alert is inserted into one index keyed by its (random) fingerprint, not two:
     # alerts_active finds the active one; the history of a fingerprint is needed only for its
     # resolved rows (did the last one end after a late copy started?), so that index covers
     # them alone and a row joins it when it resolves. Queries name the status as a literal,
