@@ -432,8 +432,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
     d = s.delivery
     dispatcher = Dispatcher(
         store.notifications, channels, rt.metrics,
-        retry=RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds),
+        retry=RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds,
+                          d.retry_for),
         max_in_flight=d.max_in_flight, claim_batch=d.claim_batch,
+        max_in_flight_per_channel=d.max_in_flight_per_channel,
+        max_in_flight_per_destination=d.max_in_flight_per_destination,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
     )

@@ -168,6 +168,7 @@ class Notification:
     failure_reason: str | None = None
     failure_details: str | None = None
     batch_id: str | None = None
+    deferrals: int = 0  # waits the far side asked for (not attempts), for spacing them out
 
 
 @dataclass(slots=True)

@@ -116,7 +116,7 @@ def get_logger(name: str) -> Any:
 
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-OUTCOMES = ("delivered", "failed", "retried", "simulated", "cancelled")
+OUTCOMES = ("delivered", "failed", "retried", "deferred", "simulated", "cancelled")
 GROUP_FLUSH_STAGES = ("load", "plan", "record", "round")
 
 
@@ -138,7 +138,8 @@ class Metrics:
         )
         self.notifications = Counter(
             "alert_agent_notifications_total",
-            "Delivery outcomes by channel (delivered, failed, retried, simulated, cancelled).",
+            "Delivery outcomes by channel (delivered, failed, retried, deferred, simulated, "
+            "cancelled).",
             ["channel", "outcome"],
             registry=r,
         )

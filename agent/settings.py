@@ -73,10 +73,18 @@ class StoreSettings(_Section):
 
 class DeliverySettings(_Section):
     max_in_flight: int = Field(default=128, ge=1)
+    # One channel, one destination (a webhook host) cannot take every slot.
+    max_in_flight_per_channel: int = Field(default=96, ge=1)
+    max_in_flight_per_destination: int = Field(default=64, ge=1)
     claim_batch: int = Field(default=256, ge=1)
-    max_attempts: int = Field(default=5, ge=1)
+    # Attempts that reached an outcome (waits the far side asked for do not count); critical
+    # notifications are bound by retry_for only. 15 attempts with a 300 s cap outlast a
+    # 10-minute outage even with the shortest jitter (~17 min).
+    max_attempts: int = Field(default=15, ge=1)
     backoff_base_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # Seconds after creation when retries and waits end (the notification fails).
+    retry_for: float = Field(default=86_400.0, gt=0)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     # A delivery whose outcome could not be recorded (store error) is retried after this long.
     claim_lease_seconds: float = Field(default=300.0, gt=0)

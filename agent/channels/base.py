@@ -187,6 +187,14 @@ def require_text_address(to: str, max_chars: int = 1024) -> str:
     return to
 
 
+class HasDestinations(Protocol):
+    """Optional for a channel: ``destination_key(to)`` names the far end an address reaches
+    (a webhook URL's host), so the dispatcher caps concurrent deliveries per destination. A
+    channel without it is one destination (its name)."""
+
+    def destination_key(self, to: str) -> str: ...
+
+
 def parse_retry_after(value: str | None, max_seconds: float = 3600.0) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped; else None."""
     if not value:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -91,6 +92,13 @@ class WebhookChannel:
                 or not to.startswith(("http://", "https://")):
             raise AddressError("For the webhook channel 'to' must be an http(s) URL.")
         return to
+
+    def destination_key(self, to: str) -> str:
+        """The host (and port) of the URL: one slow receiver must not hold every slot."""
+        try:
+            return "webhook:" + (urlsplit(to).netloc.rpartition("@")[2].lower() or to)
+        except ValueError:
+            return "webhook:" + to
 
     async def send(self, message: Message) -> DeliveryResult:
         # The full check ran at the API edge; this catches a row queued before it existed

@@ -1,14 +1,17 @@
 """The dispatcher: claims due outbox rows, renders, delivers through a channel, records outcomes.
 
 At-least-once: a row is claimed, sent, then marked; a crash in between re-sends it after restart
-(claims of a dead process are released at start). Retries are decided here and only here.
+(claims of a dead process are released at start). Retries are decided here and only here:
+a retryable failure spends an attempt and waits a backoff; a wait the far side asked for (a rate
+limit, a ``Retry-After``) is a deferral that spends none; both end at ``retry_for``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from agent.channels.base import (
@@ -21,8 +24,10 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock
+from agent.delivery.outcomes import OutcomeWriter
 from agent.delivery.pause import ChannelPause, ChannelPaused
 from agent.delivery.retry import RetryPolicy
+from agent.delivery.slots import Keys, Slots
 from agent.domain import FailureReason, Notification
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
@@ -52,13 +57,17 @@ class Dispatcher:
         *,
         retry: RetryPolicy,
         max_in_flight: int = 128,
+        max_in_flight_per_channel: int | None = None,
+        max_in_flight_per_destination: int | None = None,
         claim_batch: int = 256,
         poll_interval: float = 1.0,
         claim_lease: float = 300.0,
         clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
         pause: ChannelPause | None = None,
         replaces: ReplacesLookup | None = None,
+        record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
+        clock = as_clock(clock)
         self._store = notifications
         self._pause = pause if pause is not None else ChannelPause(metrics)
         # The hook for edit-on-resolve: finds the earlier message's provider ref.
@@ -68,8 +77,16 @@ class Dispatcher:
         self._retry = retry
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
+        # Claim when this many slots are free (or nothing runs): a claim per finished delivery
+        # would cost a store operation per delivery for one row each.
+        self._refill = max(1, min(claim_batch, max_in_flight // 8))
+        self._outcomes = OutcomeWriter(lambda o: self._store.complete(o), record_retry_pauses)
+        # A capped key that finished nothing for two polls is stuck (see slots.py).
+        self._slots = Slots(max_in_flight_per_channel or max_in_flight,
+                            max_in_flight_per_destination or max_in_flight,
+                            2 * poll_interval, clock.now)
+        self._poll = poll_interval
         self._lease = claim_lease
-        clock = as_clock(clock)
         self._clock = clock.now
         self._waker = Waker(poll_interval, clock)
         # The rows stay due while the store refuses the claim: without a back-off the loop
@@ -78,6 +95,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None  # ends the wait for a free slot
 
     @property
     def running(self) -> bool:
@@ -92,6 +110,7 @@ class Dispatcher:
         released = await self._store.release_claims()
         if released:
             log.warning("outbox_claims_released", count=released)
+        self._stopped = asyncio.get_running_loop().create_future()
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
         self._metrics.dispatcher_running.set(1)
 
@@ -102,9 +121,12 @@ class Dispatcher:
         """
         self._stopping = True
         self._waker.wake()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        await self._give_back(self._slots.drain())
         if self._tasks:
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for t in pending:
@@ -112,34 +134,65 @@ class Dispatcher:
             if pending:
                 log.warning("deliveries_abandoned_at_shutdown", count=len(pending))
                 await asyncio.wait(pending)
+        await self._outcomes.close()
         self._metrics.dispatcher_running.set(0)
 
     async def run_until_idle(self) -> int:
-        """Deliver everything due now, wait for it, return how many rows were processed.
+        """Deliver everything due now, wait for it, return how many rows were claimed.
 
-        For tests and tools: no background loop, no sleeps.
+        For tests and tools: no background loop, no sleeps (a delivery that never ends blocks
+        it; ``wake()`` makes it look at stuck destinations again after the clock moved).
         """
         total = 0
         while True:
-            rows = await self._store.claim_due(self._clock(), self._claim_batch, self._lease,
-                                               self._retry.max_attempts)
-            if not rows:
-                return total
+            self._waker.clear()
+            _, rows, back = await self._round()
             total += len(rows)
-            await asyncio.gather(*(self._deliver(r) for r in rows))
+            if not rows and not self._tasks:
+                return total
+            if rows and not back:
+                continue
+            if self._tasks:
+                woken = asyncio.ensure_future(self._waker.wait())
+                await asyncio.wait({*self._tasks, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+
+    def _free(self) -> int:
+        """Rows to claim now: free slots not promised to parked rows."""
+        return min(self._claim_batch, self._max_in_flight - len(self._tasks) - self._slots.parked)
+
+    async def _round(self) -> tuple[int, list[Notification], list[Notification]]:
+        """Give back the parked rows of stuck destinations, claim what the free slots allow
+        and admit it; (rows asked for, claimed rows, rows given back for a poll interval)."""
+        await self._give_back([n for n, _ in self._slots.evict_stuck()], stuck=True)
+        limit = self._free()
+        if limit <= 0:
+            return 0, [], []
+        rows = await self._store.claim_due(self._clock(), limit, self._lease,
+                                           self._retry.max_attempts)
+        back, stuck = self._admit(rows)
+        await self._give_back(stuck, stuck=True)
+        await self._give_back(back)
+        # Rows of a stuck destination left the due range: claiming again makes progress.
+        return limit, rows, back
 
     async def _run(self) -> None:
         while not self._stopping:
-            free = self._max_in_flight - len(self._tasks)
-            if free <= 0:
-                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            free = self._free()
+            if free < self._refill and self._tasks:
+                waits: set[asyncio.Future[None]] = set(self._tasks)
+                if self._stopped is not None:
+                    waits.add(self._stopped)
+                # Bounded: a destination that stops answering is found stuck by time alone.
+                await asyncio.wait(waits, timeout=self._poll,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self._slots.parked:
+                    await self._give_back([n for n, _ in self._slots.evict_stuck()],
+                                          stuck=True)
                 continue
             self._waker.clear()
             try:
-                rows = await self._store.claim_due(
-                    self._clock(), min(free, self._claim_batch), self._lease,
-                    self._retry.max_attempts,
-                )
+                asked, rows, back = await self._round()
             except Exception as exc:  # the store is down: keep the loop alive, retry later
                 failures, delay = self._claim_backoff.failed("claim")
                 log.error("outbox_claim_failed", error=str(exc), failures=failures,
@@ -147,20 +200,59 @@ class Dispatcher:
                 await self._waker.sleep(delay)
                 continue
             self._claim_backoff.succeeded("claim")
-            for row in rows:
-                task = asyncio.create_task(self._deliver(row))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if len(rows) == min(free, self._claim_batch):
+            if rows and len(rows) == asked and not back:
                 continue  # there may be more due right now
             if not self._stopping:
                 await self._waker.idle(self._store.next_due_at)
+
+    def _keys(self, n: Notification) -> Keys:
+        channel = self._channels.get(n.channel)
+        destination = getattr(channel, "destination_key", None)
+        return n.channel, destination(n.recipient) if destination is not None else n.channel
+
+    def _admit(self, rows: Sequence[Notification]
+               ) -> tuple[list[Notification], list[Notification]]:
+        """Start what fits the caps, park what may wait; (rows to give back, rows of stuck
+        destinations to give back for longer)."""
+        back: list[Notification] = []
+        stuck: list[Notification] = []
+        for n in rows:
+            keys = self._keys(n)
+            if self._slots.fits(keys):
+                self._slots.take(keys)
+                self._start(n, keys)
+            elif self._slots.stalled_for(keys):
+                stuck.append(n)
+            elif not self._slots.park(n, keys):
+                back.append(n)
+        return back, stuck
+
+    def _start(self, n: Notification, keys: Keys) -> None:
+        task = asyncio.create_task(self._deliver(n))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, keys))
+
+    def _finished(self, keys: Keys, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        for n, ready in self._slots.release(keys):
+            self._start(n, ready)
+
+    async def _give_back(self, rows: Sequence[Notification], stuck: bool = False) -> None:
+        """Rows that cannot start go back to the outbox untried, due again after a poll
+        interval, or (a stuck destination) after ten: the claim then reaches other rows."""
+        if not rows:
+            return
+        later = self._poll * (10 if stuck else 1)
+        try:
+            await self._store.unclaim([n.id for n in rows], self._clock() + later)
+        except Exception as exc:  # their claim lease expires instead
+            log.error("outbox_unclaim_failed", count=len(rows), error=str(exc))
 
     async def _deliver(self, n: Notification) -> None:
         self._metrics.in_flight.inc()
         try:
             outcome = await self._attempt(n)
-            await self._record(outcome)
+            await self._outcomes.record(outcome)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
             return
@@ -168,27 +260,17 @@ class Dispatcher:
             self._metrics.in_flight.dec()
         self._observe(n, outcome)
 
-    async def _record(self, outcome: Outcome) -> None:
-        # A store hiccup (busy beyond its timeout) must not turn a delivered page into a
-        # re-send five minutes later: try a few times before leaving it to the lease.
-        for pause in (0.1, 0.5, 2.0):
-            try:
-                await self._store.complete([outcome])
-                return
-            except Exception as exc:
-                log.warning("delivery_record_retry", notification_id=outcome.id, error=str(exc))
-                await asyncio.sleep(pause)
-        await self._store.complete([outcome])
-
     async def _attempt(self, n: Notification) -> Outcome:
         """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
+        group_key = n.metadata.get("group_key")
+        thread_key = group_key if isinstance(group_key, str) else None
 
         def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
                     result: DeliveryResult | None = None) -> Attempt:
             return Attempt(
-                attempt=n.attempts, channel=n.channel, started_at=started,
+                attempt=n.attempts + 1, channel=n.channel, started_at=started,
                 finished_at=self._clock(), outcome=outcome,
                 failure_reason=None if err is None else err.reason.value,
                 failure_class=failure_class or (None if err is None else err.failure_class),
@@ -197,6 +279,7 @@ class Dispatcher:
                              else None if result is None else result.http_status),
                 retry_after=retry_after,
                 provider_ref=None if result is None else result.provider_ref,
+                thread_key=thread_key, recipient=n.recipient,
             )
 
         try:
@@ -226,7 +309,7 @@ class Dispatcher:
             thread_key=group_key if isinstance(group_key, str) else None,
             status="resolved" if n.metadata.get("status") == "resolved" else "firing",
             replaces=None if self._replaces is None else await self._replaces(n),
-            attempt=n.attempts,
+            attempt=n.attempts + 1,  # attempts counts the tries that reached an outcome
         )
         try:
             result = await self._send(channel, message)
@@ -237,14 +320,7 @@ class Dispatcher:
                             f"channel paused: {cause.details}", attempt("deferred", cause))
         except RetryableDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            attempts = n.attempts  # the claim counted this one
-            if not self._retry.should_retry(attempts):
-                return Failed(n.id, self._clock(), exc.reason,
-                              f"gave up after {attempts} attempts: {exc.details}",
-                              attempt("failed", exc, retry_after=exc.retry_after))
-            delay = self._retry.delay(attempts, exc.retry_after)
-            return Retry(n.id, self._clock() + delay, exc.reason, exc.details,
-                         attempt("retry", exc, retry_after=exc.retry_after))
+            return self._later(n, exc, attempt)
         except PermanentDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
             return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
@@ -275,6 +351,31 @@ class Dispatcher:
         self._pause.observe(message.channel, None, self._clock())
         return result
 
+    def _later(self, n: Notification, exc: RetryableDeliveryError,
+               attempt: Callable[..., Attempt]) -> Outcome:
+        """A retryable failure: wait (deferral, no attempt spent) when the far side asked for a
+        wait (rate limit, ``Retry-After``), else retry after a backoff; fail past the limits."""
+        t = self._clock()
+        ra = exc.retry_after
+        if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
+            at = t + self._retry.delay(n.deferrals + 1, ra)
+            if self._retry.within_deadline(n.created_at, at):
+                return Deferred(n.id, at, exc.reason, exc.details,
+                                attempt("deferred", exc, retry_after=ra))
+            return Failed(n.id, t, exc.reason,
+                          f"gave up after {self._retry.retry_for:g} s: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        done = n.attempts + 1
+        at = t + self._retry.delay(done, ra)
+        if not self._retry.should_retry(done, n.severity):
+            return Failed(n.id, t, exc.reason, f"gave up after {done} attempts: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        if not self._retry.within_deadline(n.created_at, at):
+            return Failed(n.id, t, exc.reason,
+                          f"gave up after {self._retry.retry_for:g} s: {exc.details}",
+                          attempt("failed", exc, retry_after=ra))
+        return Retry(n.id, at, exc.reason, exc.details, attempt("retry", exc, retry_after=ra))
+
     def _observe(self, n: Notification, o: Outcome) -> None:
         if isinstance(o, Delivered):
             outcome = "simulated" if n.simulated else "delivered"
@@ -283,7 +384,7 @@ class Dispatcher:
                 max(0.0, o.delivered_at - n.due_at)
             )
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
-                     simulated=n.simulated, attempts=n.attempts)
+                     simulated=n.simulated, attempts=n.attempts + 1)
         elif isinstance(o, Deferred):
             # Many rows wait while a channel is paused: the pause itself is logged once.
             log.debug("notification_deferred", notification_id=n.id, channel=n.channel,
@@ -291,9 +392,14 @@ class Dispatcher:
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,
-                        reason=o.reason, details=o.details, attempts=n.attempts)
+                        reason=o.reason, details=o.details, attempts=n.attempts + 1)
+        elif isinstance(o, Deferred):
+            self._metrics.notifications.labels(n.channel, "deferred").inc()
+            log.info("notification_deferred", notification_id=n.id, channel=n.channel,
+                     reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
+                     attempts=n.attempts)
         else:
             self._metrics.notifications.labels(n.channel, "retried").inc()
             log.info("notification_retry_scheduled", notification_id=n.id, channel=n.channel,
                      reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
-                     attempts=n.attempts)
+                     attempts=n.attempts + 1)

@@ -23,6 +23,10 @@ class Waker:
         """Forget earlier wake-ups; call before looking for work, so none is lost."""
         self._event.clear()
 
+    async def wait(self) -> None:
+        """Until woken (no timeout)."""
+        await self._event.wait()
+
     async def sleep(self, seconds: float) -> None:
         await wait_event(self._clock, self._event, seconds)
 

@@ -2,7 +2,8 @@
 
 Rows are written by ``NotificationStore.complete`` in the same transaction as the outcome they
 belong to (so the group commit batches them with it); this module reads them back: the attempt
-history for the API, and the provider's message ref of a delivered notification for a later edit.
+history for the API, and the provider's message ref of a delivered notification (by notification,
+or the first one of an alert group on a channel and recipient) for a later edit.
 """
 
 from __future__ import annotations
@@ -34,16 +35,20 @@ class Attempt:
     http_status: int | None = None
     retry_after: float | None = None
     provider_ref: dict[str, Any] | None = None
+    # Where the message went, for finding it again (not listed by the API): the group key of
+    # an alert group's notification, and the address.
+    thread_key: str | None = None
+    recipient: str | None = None
 
 
 _INSERT = (
     "INSERT INTO deliveries (notification_id, attempt, channel, started_at, finished_at, "
     "outcome, failure_reason, failure_class, failure_details, http_status, retry_after, "
-    "provider_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "provider_ref, thread_key, recipient) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _COLUMNS = (
     "attempt, channel, started_at, finished_at, outcome, failure_reason, failure_class, "
-    "failure_details, http_status, retry_after, provider_ref"
+    "failure_details, http_status, retry_after, provider_ref, thread_key, recipient"
 )
 
 
@@ -52,7 +57,8 @@ def insert(conn: sqlite3.Connection, rows: Iterable[tuple[str, Attempt]]) -> Non
     conn.executemany(_INSERT, [
         (nid, a.attempt, a.channel, a.started_at, a.finished_at, a.outcome, a.failure_reason,
          a.failure_class, a.failure_details, a.http_status, a.retry_after,
-         None if a.provider_ref is None else orjson.dumps(a.provider_ref).decode())
+         None if a.provider_ref is None else orjson.dumps(a.provider_ref).decode(),
+         a.thread_key, a.recipient)
         for nid, a in rows
     ])
 
@@ -89,5 +95,21 @@ class DeliveryStore:
                 "AND outcome = 'delivered' AND provider_ref IS NOT NULL "
                 "ORDER BY attempt DESC, rowid DESC LIMIT 1", (notification_id,)).fetchone()
             return None if r is None else dict(orjson.loads(r[0]))
+
+        return await self._db.read(op)
+
+    async def first_ref(self, thread_key: str, channel: str,
+                        recipient: str) -> dict[str, Any] | None:
+        """The provider ref of the first delivered message of a group (``thread_key``) on a
+        channel to a recipient: the message a later notification of the group edits. None when
+        none was delivered yet or the channel keeps no ref."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            r = conn.execute(
+                "SELECT provider_ref FROM deliveries INDEXED BY deliveries_thread "
+                "WHERE thread_key = ? AND channel = ? AND recipient = ? "
+                "AND outcome = 'delivered' AND thread_key IS NOT NULL "
+                "ORDER BY rowid LIMIT 1", (thread_key, channel, recipient)).fetchone()
+            return None if r is None or r[0] is None else dict(orjson.loads(r[0]))
 
         return await self._db.read(op)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from agent.domain import FailureReason, NewNotification, Notification, Status
+from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
 from agent.store import deliveries
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
@@ -24,7 +24,7 @@ COLUMNS = (
     "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
     "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
     "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
-    "failure_reason, failure_details, batch_id"
+    "failure_reason, failure_details, batch_id, deferrals"
 )
 _INSERT = (
     "INSERT INTO notifications (id, status, channel, recipient, message, subject, template_id, "
@@ -89,9 +89,10 @@ class Retry:
 
 @dataclass(slots=True)
 class Deferred:
-    """Waiting is not failing: due again at ``due_at``, and the claim is not counted as an
-    attempt (the channel is paused, so nothing was tried, or it refused the channel's
-    credentials, which says nothing about this notification)."""
+    """Waiting is not failing: due again at ``due_at``, and no attempt is spent (the far side
+    asked to wait: a rate limit, ``Retry-After``; or the channel is paused, so nothing was
+    tried, or it refused the channel's credentials, which says nothing about this
+    notification)."""
 
     id: str
     due_at: float
@@ -216,8 +217,10 @@ class NotificationStore:
         """Forget claims of a previous process (it is gone); their rows are due again."""
 
         def op(conn: sqlite3.Connection) -> int:
+            # Each released claim ended without an outcome: it counts towards the limit that
+            # keeps a row that crashes the process from being claimed forever.
             return conn.execute(
-                "UPDATE notifications SET claimed_at = NULL "
+                "UPDATE notifications SET claimed_at = NULL, abandoned = abandoned + 1 "
                 "WHERE status = ? AND claimed_at IS NOT NULL",
                 (Status.QUEUED,),
             ).rowcount
@@ -227,80 +230,72 @@ class NotificationStore:
     async def claim_due(
         self, now: float, limit: int, lease: float = 300.0, max_attempts: int = 1_000_000
     ) -> list[Notification]:
-        """Atomically claim up to ``limit`` due rows and return them, oldest due first.
+        """Atomically claim up to ``limit`` due rows and return them: priority ``high`` before
+        ``normal`` before ``low``, oldest due first within a priority.
 
-        A claim counts as an attempt, so a row that kills the process while being delivered
-        (a runaway template) fails after ``max_attempts`` starts instead of looping forever.
         A claim older than ``lease`` seconds is abandoned (its outcome could not be recorded)
-        and the row is claimed again.
+        and the row is claimed again. Abandoned claims are counted, so a row that kills the
+        process while being delivered (a runaway template) fails after ``max_attempts`` claims
+        without an outcome instead of looping forever; attempts themselves are counted when
+        their outcome is recorded.
         """
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
-            conn.execute(
-                "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                "failure_details = 'claimed too often without an outcome', claimed_at = NULL "
-                "WHERE status = ? AND due_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
-                "AND attempts >= ?",
-                (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, Status.QUEUED, now,
-                 now - lease, max_attempts),
-            )
-            rows = conn.execute(
-                f"UPDATE notifications SET claimed_at = ?, attempts = attempts + 1 "
-                f"WHERE seq IN (SELECT seq FROM notifications WHERE status = ? AND due_at <= ? "
-                f"AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?) "
-                f"RETURNING {COLUMNS}",
-                (now, Status.QUEUED, now, now - lease, limit),
-            ).fetchall()
-            return sorted((notification_row(r) for r in rows), key=lambda n: n.due_at)
+            return _claim(conn, now, limit, now - lease, max_attempts)
 
         return await self._db.write(op)
 
     async def next_due_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            r = conn.execute(
-                "SELECT MIN(due_at) FROM notifications WHERE status = ? AND claimed_at IS NULL",
-                (Status.QUEUED,),
-            ).fetchone()
-            return r[0] if r else None
+            return min((r[0] for r in conn.execute(_NEXT_DUE)), default=None)
 
         return await self._db.read(op)
+
+    async def unclaim(self, ids: Sequence[str], due_at: float) -> None:
+        """Give claimed rows back untried, due again at ``due_at`` (their destination was
+        busy): no attempt, no deferral is counted."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE notifications SET claimed_at = NULL, due_at = ? "
+                "WHERE id = ? AND status = ?", [(due_at, i, Status.QUEUED) for i in ids])
+
+        await self._db.write(op)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
         """Record the outcome of claimed rows and release them, in one transaction, with the
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
+        delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
+                     for o in outcomes if isinstance(o, Delivered)]
+        failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.id)
+                  for o in outcomes if isinstance(o, Failed)]
+        retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
+        deferred = [(o.due_at, o.reason, o.details, o.id)
+                    for o in outcomes if isinstance(o, Deferred)]
+        attempts = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
 
         def op(conn: sqlite3.Connection) -> None:
-            deliveries.insert(conn, [(o.id, o.attempt) for o in outcomes if o.attempt])
-            for o in outcomes:
-                if isinstance(o, Delivered):
-                    conn.execute(
-                        "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
-                        "message = COALESCE(?, message), claimed_at = NULL, "
-                        "failure_reason = NULL, failure_details = NULL "
-                        "WHERE id = ?",
-                        (Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id),
-                    )
-                elif isinstance(o, Failed):
-                    conn.execute(
-                        "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL "
-                        "WHERE id = ?",
-                        (Status.FAILED, o.failed_at, o.reason, o.details, o.id),
-                    )
-                elif isinstance(o, Deferred):
-                    conn.execute(
-                        "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL, attempts = MAX(attempts - 1, 0) "
-                        "WHERE id = ?",
-                        (o.due_at, o.reason, o.details, o.id),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                        "failure_details = ?, claimed_at = NULL "
-                        "WHERE id = ?",
-                        (o.due_at, o.reason, o.details, o.id),
-                    )
+            deliveries.insert(conn, attempts)
+            if delivered:
+                conn.executemany(
+                    "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
+                    "message = COALESCE(?, message), claimed_at = NULL, attempts = attempts + 1, "
+                    "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
+            if failed:
+                conn.executemany(
+                    "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                    "WHERE id = ?", failed)
+            if retry:
+                conn.executemany(
+                    "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
+                    "WHERE id = ?", retry)
+            if deferred:
+                conn.executemany(
+                    "UPDATE notifications SET due_at = ?, failure_reason = ?, "
+                    "failure_details = ?, claimed_at = NULL, deferrals = deferrals + 1 "
+                    "WHERE id = ?", deferred)
 
         await self._db.write(op)
 
@@ -334,6 +329,58 @@ def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
     return cur.lastrowid
 
 
+# The outbox queries name their index: without statistics SQLite prefers
+# notifications_status_seq (status = 'queued') and then scans and sorts every queued row, which
+# made each claim cost milliseconds with a deep outbox. The partial index holds queued rows
+# only, by (priority, due time), so a claim reads the rows it takes plus the claimed ones it
+# steps over, and the idle wait three rows.
+_CANDIDATES = (
+    "SELECT seq, abandoned, claimed_at FROM notifications INDEXED BY notifications_claim "
+    "WHERE status = 'queued' AND priority = ? AND due_at <= ? "
+    "AND (claimed_at IS NULL OR claimed_at < ?) ORDER BY due_at LIMIT ?"
+)
+CLAIM_ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+_NEXT_DUE = " UNION ALL ".join(
+    "SELECT * FROM (SELECT due_at FROM notifications INDEXED BY notifications_claim "
+    f"WHERE status = 'queued' AND priority = '{p.value}' AND claimed_at IS NULL "
+    "ORDER BY due_at LIMIT 1)" for p in CLAIM_ORDER
+)
+
+
+def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
+           max_attempts: int) -> list[Notification]:
+    """Claim up to ``limit`` due rows (unclaimed, or claimed before ``stale``) by priority; a
+    candidate whose claims ended ``max_attempts`` times without an outcome fails instead."""
+    out: list[Notification] = []
+    for priority in CLAIM_ORDER:
+        while len(out) < limit:
+            want = limit - len(out)
+            cands = conn.execute(_CANDIDATES, (priority, now, stale, want)).fetchall()
+            # A candidate still claimed lost its lease: that claim is abandoned too.
+            exhausted = [seq for seq, abandoned, claimed in cands
+                         if abandoned + (claimed is not None) >= max_attempts]
+            take = [seq for seq, abandoned, claimed in cands
+                    if abandoned + (claimed is not None) < max_attempts]
+            if exhausted:
+                conn.execute(
+                    "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+                    "failure_details = 'claimed too often without an outcome', "
+                    "claimed_at = NULL, abandoned = abandoned + (claimed_at IS NOT NULL) "
+                    f"WHERE seq IN ({','.join('?' * len(exhausted))})",
+                    (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),
+                )
+            if take:
+                out.extend(sorted((notification_row(r) for r in conn.execute(
+                    "UPDATE notifications SET abandoned = abandoned + (claimed_at IS NOT NULL), "
+                    f"claimed_at = ? WHERE seq IN ({','.join('?' * len(take))}) "
+                    f"RETURNING {COLUMNS}",
+                    (now, *take),
+                )), key=lambda n: n.due_at))
+            if len(cands) < want or not exhausted:
+                break  # this priority has nothing more due, or every candidate was taken
+    return out
+
+
 def _fresh(it: NewNotification, seq: int) -> Notification:
     return Notification(
         id=it.id, seq=seq, status=Status.QUEUED, channel=it.channel, recipient=it.recipient,
@@ -346,4 +393,4 @@ def _fresh(it: NewNotification, seq: int) -> Notification:
 
 
 __all__ = ["IdempotencyConflict", "NotificationStore", "ListFilter", "Delivered", "Failed",
-           "Retry", "Outcome", "CreateOutcome"]
+           "Retry", "Deferred", "Outcome", "CreateOutcome"]

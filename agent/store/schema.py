@@ -196,13 +196,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_notification ON deliveries (notification_id, attempt);
     """,
-    # 7: a member's severity (fixed when the alert is created) beside its state, so a flush
+    # 7: a delivered message is found again by its group (thread key), channel and recipient, so
+    # a later notification of the group can edit it (issue 12, edit on resolve).
+    """
+    ALTER TABLE deliveries ADD COLUMN thread_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN recipient TEXT;
+    CREATE INDEX deliveries_thread ON deliveries (thread_key, channel, recipient)
+        WHERE outcome = 'delivered' AND thread_key IS NOT NULL;
+    """,
+    # 8: retries that wait. ``attempts`` now counts attempts that reached an outcome (a deferral
+    # gives its attempt back); ``abandoned`` counts claims that never did (a crash, a lost lease),
+    # so a row that kills the process still fails after delivery.max_attempts claims;
+    # ``deferrals`` spaces out waits the far side did not time. The claim walks queued rows by
+    # priority, then due time; that index replaces the one by due time alone (the idle wait
+    # takes the earliest of three priorities), so an insert still updates as many indexes.
+    """
+    ALTER TABLE notifications ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notifications_claim ON notifications (priority, due_at) WHERE status = 'queued';
+    DROP INDEX notifications_outbox;
+    """,
+    # 9: a member's severity (fixed when the alert is created) beside its state, so a flush
     # reads a storm's group from group_members alone instead of one alerts row per member.
     # NULL on rows from before: read from the alert then.
     """
     ALTER TABLE group_members ADD COLUMN severity TEXT;
     """,
-    # 8: a new alert is inserted into one index keyed by its (random) fingerprint, not two:
+    # 10: a new alert is inserted into one index keyed by its (random) fingerprint, not two:
     # alerts_active finds the active one; the history of a fingerprint is needed only for its
     # resolved rows (did the last one end after a late copy started?), so that index covers
     # them alone and a row joins it when it resolves. Queries name the status as a literal,

@@ -34,7 +34,7 @@ def test_defaults_without_file() -> None:
     assert s.port == 9095
     assert s.base_url == "http://127.0.0.1:9095"
     assert s.api_keys == []
-    assert s.delivery.max_attempts == 5
+    assert s.delivery.max_attempts == 15
     assert s.database_path == Path("data") / "alert-agent.db"
 
 
