@@ -833,7 +833,8 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not runs:
         raise RuntimeError("every storm run failed")
     runs.sort(key=lambda r: r["e2e_alerts_per_s"] or 0)
-    r = dict(runs[len(runs) // 2])
+    r = dict(runs[(len(runs) - 1) // 2])  # of an even count, the lower middle run
+    r["e2e_median_alerts_per_s"] = median([x["e2e_alerts_per_s"] or 0 for x in runs])
     r["runs"] = [{k: x[k] for k in ("e2e_s", "e2e_alerts_per_s", "alerts_per_s",
                                     "cpu_us_per_alert", "server_cpu", "rss_peak_mb")}
                  for x in runs]
@@ -1090,9 +1091,9 @@ def report_storm(r: dict[str, Any]) -> str:
         text += (f"\nAlertmanager unique-alert ingest (am_bench.py (a2)), alternating with the "
                  f"storm runs: {fmt(am['alerts_per_s'])} alerts/s median "
                  f"({', '.join(fmt(x) for x in am['each'])}; AM CPU {fmt(am['cpu'], 2)})")
-        if r["e2e_alerts_per_s"]:
+        if r["e2e_median_alerts_per_s"]:
             text += ("\nratio storm end to end / Alertmanager unique ingest, medians of this "
-                     f"run: {r['e2e_alerts_per_s'] / am['alerts_per_s']:.2f}")
+                     f"run: {r['e2e_median_alerts_per_s'] / am['alerts_per_s']:.2f}")
     elif "error" in am:
         text += f"\nAlertmanager unique: {am['error']}"
     return text + "\n\n" + table(
@@ -1128,8 +1129,8 @@ def report_targets(res: dict[str, Any]) -> str:
         rows.append(["storm RSS peak, MB", fmt(st["rss_peak_mb"]), f"< {TARGET_RSS_MB:g}",
                      fmt(st["rss_peak_mb"] < TARGET_RSS_MB)])
         am = st.get("alertmanager_unique", {})
-        if "alerts_per_s" in am and st["e2e_alerts_per_s"]:
-            ratio = st["e2e_alerts_per_s"] / am["alerts_per_s"]
+        if "alerts_per_s" in am and st.get("e2e_median_alerts_per_s"):
+            ratio = st["e2e_median_alerts_per_s"] / am["alerts_per_s"]
             rows.append(["storm end to end / Alertmanager unique ingest", f"{ratio:.2f}",
                          ">= 1", fmt(ratio >= 1)])
     return "targets\n\n" + table(["figure", "got", "target", "met"], rows) if rows else ""
