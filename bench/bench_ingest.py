@@ -16,7 +16,10 @@ Phases (see bench/README.md, "Alert ingest benchmarks", for the method and the f
            continue), route_alert over 100,000 alerts; and the same routes regex-only
   reload   load_rules of the 10,000-route directory, and POST /-/reload on a running daemon
   storm    100,000 distinct alerts in payloads of 1,000 (8 in flight), 100 groups with
-           group_wait 1s: wall time, all stored, groups flushed, daemon RSS before/after/peak
+           group_wait 1s: wall time, all stored, groups flushed, daemon RSS before/after/peak;
+           end to end (first POST -> every alert in a delivered notification) alerts/s and
+           daemon CPU per alert; with --compare also Alertmanager's unique-alert ingest
+           (am_bench.py (a2)) and the ratio; --pyspy FILE profiles the daemon meanwhile
 
 The daemon runs pinned to --server-cpu (0); wrk, the storm client and this process to
 --client-cpu (1), except the in-process routing/reload measurements, which run on --server-cpu.
@@ -470,8 +473,50 @@ def am_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
             "errors": sum(r.get("errors_status", 0) for r in runs)}
 
 
+def am_unique_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Alertmanager's unique-alert ingest (am_bench.py (a2): every alert of every POST new),
+    the peer figure for the storm's end-to-end rate."""
+    if shutil.which("prometheus-alertmanager") is None:
+        return {"error": "prometheus-alertmanager missing (bash setup.sh)"}
+    out = work / "am-unique.json"
+    # am_bench's webhook sink needs aiohttp: the bench venv, else this (the agent's) venv.
+    py = a.floor_python if Path(a.floor_python).exists() else sys.executable
+    cmd = [shutil.which("python3") or sys.executable, str(SHARED / "am_bench.py"),
+           "--skip-ingest", "--skip-fanout", "--runs", "1",
+           "--duration", str(int(a.duration)), "--python", py,
+           "--am-cpu", a.server_cpu, "--client-cpu", a.client_cpu, "--sink-cpu", a.client_cpu,
+           "--out", str(out)]
+    log("compare: " + " ".join(cmd))
+    rc, text = run_child(cmd, timeout=600)
+    for line in text.splitlines():
+        if line.startswith("(a2)") or "unique:" in line:
+            log("  " + line.strip())
+    if rc != 0 or not out.exists():
+        log(text[-2000:])
+        return {"error": f"am_bench.py exited with {rc}"}
+    runs = json.loads(out.read_text()).get("unique", [])
+    if not runs:
+        return {"error": "am_bench.py reported no unique runs"}
+    r = runs[0]
+    return {"alerts_per_s": r["alerts_per_s"], "cpu": r.get("am_cpu"),
+            "errors": r.get("errors_status", 0), "p99_ms": r.get("p99_ms")}
+
+
+def am_unique_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "alerts_per_s" in r]
+    if not ok:
+        return {"error": "; ".join(r.get("error", "?") for r in runs) or "not run"}
+    aps = [r["alerts_per_s"] for r in ok]
+    return {"runs": len(ok), "failed": len(runs) - len(ok), "alerts_per_s": median(aps),
+            "alerts_per_s_min": min(aps), "alerts_per_s_max": max(aps),
+            "each": aps, "cpu": median([r.get("cpu") for r in ok])}
+
+
 def compare_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
-    return {"floors": floors_compare(a, work), "alertmanager": am_compare(a, work)}
+    out: dict[str, Any] = {}
+    if "ingest" in a.phases:
+        out.update(floors=floors_compare(a, work), alertmanager=am_compare(a, work))
+    return out  # the storm's Alertmanager runs alternate with its own (storm_phase)
 
 
 # --- routing (in-process) --------------------------------------------------------------------
@@ -774,6 +819,31 @@ def wait_flushed(d: IngestDaemon, groups: int, n: int, timeout_s: float) -> dict
 
 
 def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """--storm-runs runs; with --compare each is followed by one Alertmanager unique-ingest
+    run (A/B/A/B); the run with the median end-to-end rate is reported, all are kept."""
+    runs, am = [], []
+    for i in range(a.storm_runs):
+        try:
+            runs.append(storm_run(a, work))
+        except Exception as exc:  # keep the other runs
+            log(f"storm run {i + 1} FAILED: {type(exc).__name__}: {exc}")
+        if a.compare:
+            am.append(am_unique_compare(a, work))
+            log(f"  Alertmanager unique run {i + 1}: {am[-1]}")
+    if not runs:
+        raise RuntimeError("every storm run failed")
+    runs.sort(key=lambda r: r["e2e_alerts_per_s"] or 0)
+    r = dict(runs[(len(runs) - 1) // 2])  # of an even count, the lower middle run
+    r["e2e_median_alerts_per_s"] = median([x["e2e_alerts_per_s"] or 0 for x in runs])
+    r["runs"] = [{k: x[k] for k in ("e2e_s", "e2e_alerts_per_s", "alerts_per_s",
+                                    "cpu_us_per_alert", "server_cpu", "rss_peak_mb")}
+                 for x in runs]
+    if a.compare:
+        r["alertmanager_unique"] = am_unique_summary(am)
+    return r
+
+
+def storm_run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     n, per, groups = a.storm_n, a.storm_batch, a.storm_groups
     rules_dir = work / "rules-storm"
     rules_dir.mkdir(exist_ok=True)
@@ -790,17 +860,21 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         before = d.rss_mb()
         sampler = RssSampler(d.pid)
         sampler.start()
+        spy = start_pyspy(a, d.pid)
         try:
             c0 = proc_cpu_s(d.pid)
             sent = asyncio.run(post_all(d.url + HOOK, bodies, a.storm_concurrency, 300))
-            cpu = (proc_cpu_s(d.pid) - c0) / sent["seconds"]
+            c1 = proc_cpu_s(d.pid)
+            cpu = (c1 - c0) / sent["seconds"]
             after_posts = d.rss_mb()
             status, page = request(d.url + "/v1/alerts?per_page=1", key=d.key)
             total = json.loads(page)["meta"]["total"] if status == 200 else None
             flush = wait_flushed(d, groups, n, a.storm_drain)
+            cpu_total = proc_cpu_s(d.pid) - c0
             after = d.rss_mb()
         finally:
             peak = sampler.stop()
+            stop_pyspy(spy)
         hwm = d.hwm_mb()
         db = storm_db(d)
     r = {"n": n, "groups": groups, "posts": len(bodies), "per_post": per,
@@ -818,12 +892,56 @@ def storm_phase(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                     ("last_notification_s", db["last_notification_at"]),
                     ("last_delivered_s", db["last_delivered_at"])):
         r[key] = at - sent["t0"] if at is not None else None  # from the first POST
+    # End to end: from the first POST to the delivery of the last notification, once every
+    # alert is in a delivered notification (checked by wait_flushed). Includes the grouping
+    # waits the rules impose (group_wait, then group_interval ticks).
+    done = bool(flush["complete"]) and r["all_stored"] and r["last_delivered_s"] is not None
+    r["e2e_s"] = r["last_delivered_s"] if done else None
+    r["e2e_alerts_per_s"] = n / r["e2e_s"] if r["e2e_s"] else None
+    # Daemon CPU (all threads) from the first POST until all was notified, per alert.
+    r["cpu_s_total"] = cpu_total
+    r["cpu_us_per_alert"] = cpu_total / n * 1e6
+    r["cpu_us_per_alert_posts"] = (c1 - c0) / n * 1e6
+    r["pyspy"] = str(a.pyspy) if a.pyspy else None
+    # When the grouper's rounds created notifications, s from the first POST (how many).
+    r["flush_rounds_s"] = [(round(at - sent["t0"], 2), k) for at, k in db.pop("flush_rounds")]
+    r["posts_end_s"] = sent["t1"] - sent["t0"]
+    log("  flush rounds (s from the first POST: notifications): "
+        + ", ".join(f"{at:g}: {k}" for at, k in r["flush_rounds_s"])
+        + f"; last POST answered at {r['posts_end_s']:.2f} s")
+    log(f"  storm end to end: {fmt(r['e2e_s'], 2)} s = {fmt(r['e2e_alerts_per_s'])} alerts/s; "
+        f"daemon CPU {cpu_total:.1f} s = {r['cpu_us_per_alert']:.0f} us/alert "
+        f"({r['cpu_us_per_alert_posts']:.0f} during the POSTs)")
     log(f"  storm: {sent['received']:,} alerts in {sent['seconds']:.2f} s = "
         f"{r['alerts_per_s']:,.0f}/s (POST p50 {fmt(sent['p50_ms'])} ms, max "
         f"{fmt(sent['max_ms'])} ms; cpu {cpu:.2f}); meta.total {total}; db {db}; flush {flush}; "
         f"RSS {before:.0f} -> {after_posts:.0f} -> {after:.0f} MB (peak {r['rss_peak_mb']:.0f}, "
         f"VmHWM {hwm:.0f})")
     return r
+
+
+def start_pyspy(a: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None:
+    """With --pyspy FILE: py-spy records the daemon (raw, all threads) until stop_pyspy."""
+    if not a.pyspy:
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cmd = ["taskset", "-c", a.client_cpu, exe, "record", "-r", "100", "--threads",
+           "--nonblocking", "--format", "raw", "-o", str(a.pyspy), "--pid", str(pid)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the first POST
+    return proc
+
+
+def stop_pyspy(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def storm_db(d: IngestDaemon) -> dict[str, Any]:
@@ -836,7 +954,10 @@ def storm_db(d: IngestDaemon) -> dict[str, Any]:
         "SELECT min(created_at), max(created_at), max(delivered_at), "
         "max(length(message) + length(metadata)) / 1e3, "
         "sum(length(message) + length(metadata)) / 1e6 FROM notifications")
+    rounds = d.query("SELECT created_at, count(*) FROM notifications GROUP BY created_at "
+                     "ORDER BY created_at")
     return {"alerts": alerts, "distinct": distinct, "alert_groups": groups, "members": members,
+            "flush_rounds": rounds,
             "notifications": by_status, "alerts_notified": linked,
             "first_notification_at": first, "last_notification_at": last,
             "last_delivered_at": delivered, "notification_max_kb": max_kb,
@@ -957,6 +1078,24 @@ def report_storm(r: dict[str, Any]) -> str:
              f"{r['rss_before_mb']:.0f} / {r['rss_after_posts_mb']:.0f} / "
              f"{r['rss_after_mb']:.0f} / {r['rss_peak_mb']:.0f} at "
              f"{fmt(r['rss_peak_s'], 1)} s"]]
+    text += ("\n\nend to end (first POST -> last notification delivered, every alert in a "
+             f"delivered notification): {fmt(r['e2e_s'], 2)} s = "
+             f"{fmt(r['e2e_alerts_per_s'])} alerts/s; daemon CPU {r['cpu_s_total']:.1f} s = "
+             f"{r['cpu_us_per_alert']:.0f} us per alert ({r['cpu_us_per_alert_posts']:.0f} "
+             "during the POSTs)")
+    if len(r.get("runs", [])) > 1:
+        text += "\nstorm runs, end to end alerts/s (CPU us/alert): " + ", ".join(
+            f"{fmt(x['e2e_alerts_per_s'])} ({x['cpu_us_per_alert']:.0f})" for x in r["runs"])
+    am = r.get("alertmanager_unique", {})
+    if "alerts_per_s" in am:
+        text += (f"\nAlertmanager unique-alert ingest (am_bench.py (a2)), alternating with the "
+                 f"storm runs: {fmt(am['alerts_per_s'])} alerts/s median "
+                 f"({', '.join(fmt(x) for x in am['each'])}; AM CPU {fmt(am['cpu'], 2)})")
+        if r["e2e_median_alerts_per_s"]:
+            text += ("\nratio storm end to end / Alertmanager unique ingest, medians of this "
+                     f"run: {r['e2e_median_alerts_per_s'] / am['alerts_per_s']:.2f}")
+    elif "error" in am:
+        text += f"\nAlertmanager unique: {am['error']}"
     return text + "\n\n" + table(
         ["alert groups", "members", "notifications", "alerts notified",
          "first created / last created / last delivered, s from first POST",
@@ -989,6 +1128,11 @@ def report_targets(res: dict[str, Any]) -> str:
         rows.append(["storm: all stored", fmt(st["all_stored"]), "yes", fmt(st["all_stored"])])
         rows.append(["storm RSS peak, MB", fmt(st["rss_peak_mb"]), f"< {TARGET_RSS_MB:g}",
                      fmt(st["rss_peak_mb"] < TARGET_RSS_MB)])
+        am = st.get("alertmanager_unique", {})
+        if "alerts_per_s" in am and st.get("e2e_median_alerts_per_s"):
+            ratio = st["e2e_median_alerts_per_s"] / am["alerts_per_s"]
+            rows.append(["storm end to end / Alertmanager unique ingest", f"{ratio:.2f}",
+                         ">= 1", fmt(ratio >= 1)])
     return "targets\n\n" + table(["figure", "got", "target", "met"], rows) if rows else ""
 
 
@@ -996,10 +1140,11 @@ def report(res: dict[str, Any]) -> str:
     parts = []
     if "ingest" in res:
         parts.append(report_ingest(res["ingest"], res.get("compare")))
-    for name, fn in (("routing", report_routing), ("reload", report_reload),
-                     ("storm", report_storm)):
+    for name, fn in (("routing", report_routing), ("reload", report_reload)):
         if name in res:
             parts.append(fn(res[name]))
+    if "storm" in res:
+        parts.append(report_storm(res["storm"]))
     parts.append(report_targets(res))
     return "\n\n".join(p for p in parts if p)
 
@@ -1028,6 +1173,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="storm rules' group_interval, s (alerts after the first flush wait it)")
     ap.add_argument("--storm-drain", type=float, default=60.0,
                     help="seconds to wait until every alert is notified")
+    ap.add_argument("--storm-runs", type=int, default=1,
+                    help="storm runs (with --compare each followed by an Alertmanager run)")
+    ap.add_argument("--pyspy", type=Path,
+                    help="storm: py-spy record (raw, --threads) the daemon into this file")
     a = ap.parse_args(argv)
     q = a.quick
     defaults = {"runs": (3, 1), "duration": (10.0, 5.0), "route_alerts": (100_000, 20_000),
@@ -1062,7 +1211,8 @@ def run_phases(a: argparse.Namespace, work: Path) -> tuple[dict[str, Any], dict[
         "reload": lambda: reload_phase(a, work),
         "storm": lambda: storm_phase(a, work),
     }
-    return run_each(a, phases, set(a.phases) | ({"compare"} if a.compare else set()))
+    compare = {"compare"} if a.compare and "ingest" in a.phases else set()
+    return run_each(a, phases, set(a.phases) | compare)
 
 
 def main(argv: list[str] | None = None) -> int:

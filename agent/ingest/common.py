@@ -285,7 +285,9 @@ def parse_webhook_alert(
     ends_at = parse_time(obj.get("endsAt"), f"{param}.endsAt")
     status = _alert_status(obj.get("status"), ends_at, received_at, f"{param}.status")
     fingerprint = optional_str(obj.get("fingerprint"), f"{param}.fingerprint")
-    extra = {k: v for k, v in obj.items() if k not in _ALERT_FIELDS}
+    # Alertmanager sends exactly its fields: the comprehension only when there is more.
+    extra = None if obj.keys() <= _ALERT_FIELDS else {
+        k: v for k, v in obj.items() if k not in _ALERT_FIELDS}
     return Alert(
         source=source,
         fingerprint=fingerprint or fingerprint_of(labels),
@@ -299,9 +301,14 @@ def parse_webhook_alert(
     )
 
 
+_STATUSES = frozenset(s.value for s in AlertStatus)
+
+
 def _alert_status(
     value: object, ends_at: float | None, received_at: float | None, param: str
 ) -> str:
+    if type(value) is str and value in _STATUSES:  # as senders write it: no enum lookup
+        return value
     if value is None or value == "":
         ended = ends_at is not None and (received_at is None or ends_at <= received_at)
         return AlertStatus.RESOLVED.value if ended else AlertStatus.FIRING.value

@@ -65,14 +65,55 @@ def group_key(route: Route, glabels: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+# Entries per memo of a rule set: alerts that differ in a label some matcher reads (a storm
+# routed on `instance`) would otherwise grow it without bound; it starts over when full.
+CACHE_MAX = 4096
+
+
+def _matcher_names(route: Route) -> set[str]:
+    names = {m.name for m in route.matchers}
+    for child in route.children:
+        names |= _matcher_names(child)
+    return names
+
+
+def _routes(rules: RuleSet, source: str, labels: Mapping[str, str]) -> tuple[Route, ...]:
+    """``match_routes`` from the root, memoised on the source and the labels matchers read
+    (only those decide: an absent label and an empty one stay apart in the key)."""
+    cache = rules.routing_cache
+    names = cache.label_names
+    if names is None:
+        names = cache.label_names = tuple(sorted(_matcher_names(rules.root)))
+    key = (source, *[labels.get(n) for n in names])
+    hit = cache.routes.get(key)
+    if hit is None:
+        if len(cache.routes) >= CACHE_MAX:
+            cache.routes.clear()
+        hit = cache.routes[key] = tuple(match_routes(rules.root, source, labels))
+    return hit
+
+
+def _group_key(rules: RuleSet, route: Route, glabels: dict[str, str]) -> str:
+    if route.group_by is None:  # every label: as distinct as the alerts, not worth a memo
+        return group_key(route, glabels)
+    keys = rules.routing_cache.group_keys
+    key = (route.id, tuple(glabels.items()))
+    hit = keys.get(key)
+    if hit is None:
+        if len(keys) >= CACHE_MAX:
+            keys.clear()
+        hit = keys[key] = group_key(route, glabels)
+    return hit
+
+
 def route_alert(rules: RuleSet, alert: Alert) -> list[Decision]:
     """Every (route, group) an alert belongs to, with its severity tag."""
     labels = alert.labels
     out = []
-    for route in match_routes(rules.root, alert.source, labels):
+    for route in _routes(rules, alert.source, labels):
         glabels = group_labels(route, labels)
         severity = route.severity or rules.severity_map.severity_of(labels)
-        out.append(Decision(route, group_key(route, glabels), glabels, severity))
+        out.append(Decision(route, _group_key(rules, route, glabels), glabels, severity))
     return out
 
 

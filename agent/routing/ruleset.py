@@ -89,6 +89,18 @@ class SeverityMap:
         return self.map.get(value.lower(), self.default)
 
 
+@dataclass(slots=True)
+class RoutingCache:
+    """Memo of the router for one rule set (see ``router.route_alert``): the routes of an
+    alert depend only on its source and the labels some matcher reads, and a group key only on
+    the route and its group labels, so a storm's alerts mostly share both."""
+
+    label_names: tuple[str, ...] | None = None  # every label a matcher of the tree reads
+    routes: dict[tuple[str | None, ...], tuple[Route, ...]] = field(default_factory=dict)
+    group_keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = field(
+        default_factory=dict)
+
+
 @dataclass(frozen=True)
 class RuleSet:
     root: Route
@@ -101,6 +113,9 @@ class RuleSet:
     config_hash: str
     routes_by_id: Mapping[str, Route] = field(default_factory=dict)
     _snapshots: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # Not an init argument: a RuleSet made with dataclasses.replace() starts a memo of its own.
+    routing_cache: RoutingCache = field(default_factory=RoutingCache, init=False, repr=False,
+                                        compare=False)
 
     def snapshot(self, route: Route) -> dict[str, Any]:
         """A route's delivery settings as JSON, stored with its groups (cached: don't mutate).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -14,6 +16,7 @@ from agent.domain import (
     AlertStatus,
     FlushResult,
     GroupMember,
+    GroupRef,
     GroupSnapshot,
     Notification,
     StoredAlert,
@@ -30,10 +33,28 @@ _COLUMNS = (
     "resolved_at, last_received_at, receive_count, mode"
 )
 ACTIVE, RESOLVED = "active", "resolved"
+# Bound parameters per lookup statement (SQLite allows 32,766; fewer keeps each plan small).
+_LOOKUP_CHUNK = 500
+_INSERT_ALERT = (
+    f"INSERT INTO alerts ({_COLUMNS}) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)"
+)
+_INSERT_MEMBER = (
+    "INSERT INTO group_members (group_id, alert_seq, status, severity) VALUES (?,?,?,?) "
+    "ON CONFLICT DO UPDATE SET status = excluded.status, severity = excluded.severity"
+)
+# With an inhibitor: the labels of every member, to ask it.
 _MEMBER_STATES = (
-    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, {labels} "
+    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, a.labels "
     "FROM group_members m JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
     "ORDER BY m.alert_seq"
+)
+# Without: group_members alone (its rows of one group are adjacent), the alert only for a
+# membership stored before the severity column.
+_MEMBER_STATES_ONLY = (
+    "SELECT m.alert_seq, m.status, m.notified, COALESCE(m.severity, "
+    "(SELECT a.severity FROM alerts a WHERE a.seq = m.alert_seq)) "
+    "FROM group_members m WHERE m.group_id = ? ORDER BY m.alert_seq"
 )
 
 
@@ -45,21 +66,31 @@ def _members(conn: sqlite3.Connection, group_id: int, display: int,
     """Every member's state, and the full alert for the first ``display`` a notification could
     list (firing, or told firing): a 100,000-alert group costs tuples, not alert objects."""
     members = []
-    shown = 0
+    shown: list[GroupMember] = []
     inhibited = set()
-    sql = _MEMBER_STATES.format(labels="a.labels" if muted else "NULL")
-    for seq, status, notified, severity, source, fp, labels in conn.execute(sql, (group_id,)):
-        # Labels are looked at here and dropped: a storm's group never holds them all at once.
-        if muted is not None and status == AlertStatus.FIRING and muted(
-                (source, fp), orjson.loads(labels)):
-            inhibited.add(seq)
-        alert = None
-        if shown < display and (status == AlertStatus.FIRING or notified == AlertStatus.FIRING):
-            r = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?", (seq,)).fetchone()
-            alert = _alert(r)
-            shown += 1
-        members.append(GroupMember(alert, status, notified, seq=seq, severity=severity,
-                                   key=(source, fp)))
+    firing = AlertStatus.FIRING
+    if muted is None:
+        for seq, status, notified, severity in conn.execute(_MEMBER_STATES_ONLY, (group_id,)):
+            m = GroupMember(None, status, notified, seq=seq, severity=severity)
+            members.append(m)
+            if len(shown) < display and (status == firing or notified == firing):
+                shown.append(m)
+    else:
+        for seq, status, notified, severity, source, fp, labels in conn.execute(
+                _MEMBER_STATES, (group_id,)):
+            # Labels are looked at here and dropped: a storm's group never holds them all.
+            if status == firing and muted((source, fp), orjson.loads(labels)):
+                inhibited.add(seq)
+            m = GroupMember(None, status, notified, seq=seq, severity=severity, key=(source, fp))
+            members.append(m)
+            if len(shown) < display and (status == firing or notified == firing):
+                shown.append(m)
+    # The alerts a notification can list, read in one query per chunk.
+    for i in range(0, len(shown), _LOOKUP_CHUNK):
+        chunk = {m.seq: m for m in shown[i:i + _LOOKUP_CHUNK]}
+        for r in conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq IN "
+                              f"({','.join('?' * len(chunk))})", tuple(chunk)):
+            chunk[r["seq"]].alert = _alert(r)
     return members, frozenset(inhibited)
 
 
@@ -67,12 +98,13 @@ def _dumps(v: object) -> str:
     return orjson.dumps(v).decode()
 
 
-def _alert(r: sqlite3.Row | dict[str, object]) -> StoredAlert:
-    d = dict(r)
-    d["labels"] = orjson.loads(d["labels"])
-    d["annotations"] = orjson.loads(d["annotations"])
-    d["extra"] = orjson.loads(d["extra"]) if d["extra"] else None
-    return StoredAlert(**d)
+def _alert(r: sqlite3.Row | tuple[Any, ...]) -> StoredAlert:
+    """A stored alert from a row selected with ``_COLUMNS`` (the dataclass's field order)."""
+    (seq, aid, source, fp, status, kind, monitor, alertname, message, severity, labels,
+     annotations, extra, *rest) = r
+    return StoredAlert(seq, aid, source, fp, status, kind, monitor, alertname, message, severity,
+                       orjson.loads(labels), orjson.loads(annotations),
+                       orjson.loads(extra) if extra else None, *rest)
 
 
 @dataclass(slots=True)
@@ -121,11 +153,7 @@ def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: floa
             (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
              now, g.group_interval, now),
         ).fetchone()
-        conn.execute(
-            "INSERT INTO group_members (group_id, alert_seq, status) VALUES (?,?,?) "
-            "ON CONFLICT DO UPDATE SET status = excluded.status",
-            (gid, seq, AlertStatus.FIRING),
-        )
+        conn.execute(_INSERT_MEMBER, (gid, seq, AlertStatus.FIRING, it.severity))
     return touched
 
 
@@ -147,7 +175,7 @@ def _already_ended(conn: sqlite3.Connection, a: Alert, starts_at: float) -> bool
     """Whether the last resolved alert of this fingerprint ended at or after ``starts_at``."""
     r = conn.execute(
         "SELECT COALESCE(ends_at, resolved_at) FROM alerts WHERE source = ? AND fingerprint = ? "
-        "AND status = ? ORDER BY seq DESC LIMIT 1", (a.source, a.fingerprint, RESOLVED),
+        "AND status = 'resolved' ORDER BY seq DESC LIMIT 1", (a.source, a.fingerprint),
     ).fetchone()
     return r is not None and r[0] is not None and starts_at < r[0]
 
@@ -167,9 +195,9 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
             "annotations = COALESCE(?, annotations), message = COALESCE(?, message), "
             "ends_at = ?, extra = COALESCE(?, extra), "
             "generator_url = COALESCE(?, generator_url) "
-            "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
+            "WHERE source = ? AND fingerprint = ? AND status = 'active' RETURNING seq, id",
             (now, annotations, message, a.ends_at, extra, a.generator_url, a.source,
-             a.fingerprint, ACTIVE),
+             a.fingerprint),
         ).fetchone()
         if row is not None:
             out.ids.append(row[1])
@@ -208,9 +236,9 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
         "ends_at = COALESCE(?, MIN(COALESCE(ends_at, ?), ?)), message = COALESCE(?, message), "
         "annotations = COALESCE(?, annotations), extra = COALESCE(?, extra), "
         "generator_url = COALESCE(?, generator_url) "
-        "WHERE source = ? AND fingerprint = ? AND status = ? RETURNING seq, id",
+        "WHERE source = ? AND fingerprint = ? AND status = 'active' RETURNING seq, id",
         (RESOLVED, now, now, now, a.ends_at, now, now, message, annotations, extra,
-         a.generator_url, a.source, a.fingerprint, ACTIVE),
+         a.generator_url, a.source, a.fingerprint),
     ).fetchone()
     if row is None:
         out.ids.append(None)  # resolved, but nothing active here: nothing to do
@@ -221,6 +249,132 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
     out.outcomes.append("resolved")
     out.resolved += 1
     out.groups_touched += _resolve_memberships(conn, row[0], now)
+
+
+@dataclass(slots=True)
+class _Latest:
+    """The newest stored alert of a (source, fingerprint): active, or how it ended."""
+
+    active: bool
+    ended: float | None  # resolved: COALESCE(ends_at, resolved_at)
+
+
+def _latest(conn: sqlite3.Connection,
+            keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Latest]:
+    """The newest alert of each key, in one indexed query per source and chunk of keys.
+
+    An active alert is always the newest of its key (a re-fire inserts after the resolve), so
+    the newest row answers both questions a new firing alert asks: is one active, and did
+    the last one end after this one started.
+    """
+    by_source: dict[str, list[str]] = {}
+    for source, fp in keys:
+        by_source.setdefault(source, []).append(fp)
+    out: dict[tuple[str, str], _Latest] = {}
+    for source, fps in by_source.items():
+        for i in range(0, len(fps), _LOOKUP_CHUNK):
+            chunk = fps[i:i + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            # Each on its partial index, named: with hundreds of keys the planner would rather
+            # walk alerts_status over every active alert. A bare column next to MAX() comes
+            # from the row holding the maximum (SQLite).
+            for fp, _seq, ended in conn.execute(
+                "SELECT fingerprint, MAX(seq), COALESCE(ends_at, resolved_at) FROM alerts "
+                f"INDEXED BY alerts_ended WHERE source = ? AND fingerprint IN ({marks}) "
+                "AND status = 'resolved' GROUP BY fingerprint", (source, *chunk)):
+                out[(source, fp)] = _Latest(False, ended)
+            for (fp,) in conn.execute(
+                "SELECT fingerprint FROM alerts INDEXED BY alerts_active "
+                f"WHERE source = ? AND fingerprint IN ({marks}) AND status = 'active'",
+                (source, *chunk)):
+                out[(source, fp)] = _Latest(True, None)
+    return out
+
+
+class _NewAlerts:
+    """New firing alerts of one transaction, written together: the alert rows with one
+    ``executemany``, each group touched with one upsert (not one per alert), the memberships
+    with one ``executemany``. Seqs are assigned here (the writer holds the write lock), so
+    memberships need no read-back of the inserted rows."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn, self._now = conn, now
+        self._rows: list[tuple[object, ...]] = []
+        self._groups: dict[str, tuple[GroupRef, list[tuple[int, str]]]] = {}
+        self._next_seq = 0
+        self._random = b""  # for the ids: one urandom call per payload, not per alert
+
+    def add(self, it: AlertIntake) -> tuple[int, str]:
+        if not self._rows:
+            self._next_seq = 1 + self._conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'alerts'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM alerts), 0))").fetchone()[0]
+        seq, a, now = self._next_seq, it.alert, self._now
+        # The seq leads the id (same shape as new_id's: 20 hex digits): unique by
+        # construction, and appended to the id index instead of inserted at a random place.
+        if not self._random:
+            self._random = secrets.token_bytes(5 * 1024)
+        aid = f"alt_{seq:010x}{self._random[:5].hex()}"
+        self._random = self._random[5:]
+        self._next_seq += 1
+        self._rows.append((
+            seq, aid, a.source, a.fingerprint, ACTIVE, it.type, it.monitor_id,
+            a.labels.get("alertname"), it.message, it.severity, _dumps(a.labels),
+            _dumps(a.annotations), _dumps(a.extra) if a.extra else None, a.generator_url,
+            a.starts_at, a.ends_at, now, now, None, now, a.mode))
+        for g in it.groups:
+            self._groups.setdefault(g.key, (g, []))[1].append((seq, it.severity))
+        return seq, aid
+
+    def write(self) -> int:
+        """Write what was added; returns the memberships made (groups touched, per alert)."""
+        if not self._rows:
+            return 0
+        conn, now = self._conn, self._now
+        conn.executemany(_INSERT_ALERT, self._rows)
+        touched = 0
+        for g, seqs in self._groups.values():
+            (gid,) = conn.execute(
+                _GROUP_UPSERT,
+                (g.key, g.route_id, _dumps(g.route), _dumps(g.labels), now + g.group_wait, now,
+                 now, g.group_interval, now),
+            ).fetchone()
+            conn.executemany(_INSERT_MEMBER,
+                             [(gid, seq, AlertStatus.FIRING, sev) for seq, sev in seqs])
+            touched += len(seqs)
+        self._rows, self._groups = [], {}
+        return touched
+
+
+def _ingest_all(conn: sqlite3.Connection, items: Sequence[AlertIntake], now: float,
+                out: IngestResult) -> None:
+    """Store a payload's alerts in order: new firing alerts in bulk, anything else (a repeat
+    with changes, a resolve) one by one after the bulk written so far, as before."""
+    latest = _latest(conn, {(it.alert.source, it.alert.fingerprint) for it in items})
+    fresh = _NewAlerts(conn, now)
+    for it in items:
+        a = it.alert
+        key = (a.source, a.fingerprint)
+        known = latest.get(key, _Latest(False, None))
+        if a.status != AlertStatus.FIRING or known.active:
+            out.groups_touched += fresh.write()
+            _ingest_one(conn, it, now, out)
+            # What that did is known to the store only: ask again for a later copy of the key.
+            latest.update(_latest(conn, {key}))
+            continue
+        if a.starts_at is not None and known.ended is not None and a.starts_at < known.ended:
+            # A late copy of a firing alert that already resolved (two Alertmanager peers
+            # sending, a retried request): re-opening it would page for an alert that is over.
+            out.ids.append(None)
+            out.outcomes.append("stale")
+            out.stale += 1
+            continue
+        _seq, aid = fresh.add(it)
+        latest[key] = _Latest(True, None)
+        out.ids.append(aid)
+        out.outcomes.append("created")
+        out.created += 1
+    out.groups_touched += fresh.write()
 
 
 def _replay(conn: sqlite3.Connection, idem: IdemRequest) -> str | None:
@@ -257,8 +411,7 @@ class AlertStore:
                 if original is not None:
                     return IngestResult(ids=[original], outcomes=["replayed"], replayed=True)
             out = IngestResult(ids=[])
-            for it in items:
-                _ingest_one(conn, it, now, out)
+            _ingest_all(conn, items, now, out)
             if idem is not None and out.ids[0] is not None:
                 # Only a request that did something binds its key (a refused one can be fixed).
                 remember_key(conn, idem.api_key_id, idem.key, idem.request_hash, out.ids[0],
@@ -374,6 +527,20 @@ class AlertStore:
         recorded); returns how many notifications were queued and which groups failed."""
 
         def op(conn: sqlite3.Connection) -> FlushOutcome:
+            # All at once first: a SAVEPOINT per group copies every page the group changes to
+            # the statement journal again, and a storm's groups all link into the same pages
+            # of alert_notifications (~1,000 pages per group, 20 groups a round).
+            conn.execute("SAVEPOINT flushes")
+            try:
+                queued = sum(_apply(conn, r) for r in results)
+            except Exception:
+                if not conn.in_transaction:  # SQLite rolled everything back: all failed
+                    raise
+                conn.execute("ROLLBACK TO flushes")  # then group by group, to find which
+            else:
+                conn.execute("RELEASE flushes")
+                return FlushOutcome(queued=queued)
+            conn.execute("RELEASE flushes")
             out = FlushOutcome()
             for r in results:
                 conn.execute("SAVEPOINT flush")
@@ -461,13 +628,21 @@ def _snapshot(conn: sqlite3.Connection, g: sqlite3.Row, display: int,
 
 
 def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
+    # A storm's group links thousands of alerts per notification: one statement over a JSON
+    # array of seqs instead of a row of parameters each.
+    seqs = orjson.dumps(r.alert_seqs).decode()
     for n in r.notifications:
         insert_notification(conn, n)
-        conn.executemany(
-            "INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
-            "VALUES (?,?)", [(seq, n.id) for seq in r.alert_seqs])
-    conn.executemany("UPDATE group_members SET notified = ? WHERE group_id = ? AND alert_seq = ?",
-                     [(status, r.group_id, seq) for seq, status in r.notified.items()])
+        conn.execute("INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
+                     "SELECT value, ? FROM json_each(?)", (n.id, seqs))
+    by_status: dict[str, list[int]] = {}
+    for seq, status in r.notified.items():
+        by_status.setdefault(status, []).append(seq)
+    for status, told in by_status.items():
+        # A member told the same again (every flush of a growing group) keeps its row as is.
+        conn.execute("UPDATE group_members SET notified = ? WHERE group_id = ? "
+                     "AND notified IS NOT ? AND alert_seq IN (SELECT value FROM json_each(?))",
+                     (status, r.group_id, status, orjson.dumps(told).decode()))
     # Only members whose state we saw leave: a re-fire that arrived meanwhile stays.
     conn.executemany(
         "DELETE FROM group_members WHERE group_id = ? AND alert_seq = ? AND status = ?",

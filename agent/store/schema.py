@@ -216,4 +216,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX notifications_claim ON notifications (priority, due_at) WHERE status = 'queued';
     DROP INDEX notifications_outbox;
     """,
+    # 9: a member's severity (fixed when the alert is created) beside its state, so a flush
+    # reads a storm's group from group_members alone instead of one alerts row per member.
+    # NULL on rows from before: read from the alert then.
+    """
+    ALTER TABLE group_members ADD COLUMN severity TEXT;
+    """,
+    # 10: a new alert is inserted into one index keyed by its (random) fingerprint, not two:
+    # alerts_active finds the active one; the history of a fingerprint is needed only for its
+    # resolved rows (did the last one end after a late copy started?), so that index covers
+    # them alone and a row joins it when it resolves. Queries name the status as a literal,
+    # so the planner can match the partial indexes.
+    """
+    DROP INDEX alerts_fingerprint;
+    CREATE INDEX alerts_ended ON alerts (source, fingerprint, seq) WHERE status = 'resolved';
+    """,
 )

@@ -933,3 +933,79 @@ def test_ten_thousand_routes_load_and_route(tmp_path: Path) -> None:
         f"big.yaml:routes[{i}]" for i in range(999, 10_000, 1000)] + ["tail"]
     assert ids({"service": "unknown"}) == ["tail"]
     assert ids({}) == ["tail"]
+
+
+# --- the router's memo (a storm of alerts that differ in labels no matcher reads) ---------
+
+MEMO = f"""
+defaults:
+  group_by: [alertname, team]
+routes:
+  - name: empty-team
+    matchers: ['team=""', 'service="db"']
+    notify: {console("nobody")}
+  - name: db
+    matchers: ['service="db"']
+    notify: {console("dba")}
+  - name: web
+    matchers: ['service=~"web|api"']
+    group_by: ['...']
+    notify: {console("web")}
+"""
+
+
+def _plain(rules: RuleSet, a: Alert) -> list[tuple[str, str, dict[str, str], str]]:
+    """route_alert's answer computed without the memo."""
+    out = []
+    for r in match_routes(rules.root, a.source, a.labels):
+        glabels = group_labels(r, a.labels)
+        out.append((r.name, group_key(r, glabels), glabels,
+                    r.severity or rules.severity_map.severity_of(a.labels)))
+    return out
+
+
+def test_a_storm_differing_in_unread_labels_is_routed_once(tmp_path: Path) -> None:
+    rules = load(tmp_path, MEMO)
+    storm = [alert({"alertname": f"Down{i % 3}", "service": "db", "team": "core",
+                    "instance": f"host-{i}"}) for i in range(1000)]
+    for a in storm:
+        assert [(d.route.name, d.group_key, d.group_labels, d.severity)
+                for d in route_alert(rules, a)] == _plain(rules, a)
+    # instance is read by no matcher and not grouped by: one route lookup, three group keys
+    assert len(rules.routing_cache.routes) == 1
+    assert len(rules.routing_cache.group_keys) == 3
+
+
+@pytest.mark.parametrize("labels", [
+    {"service": "db"},  # no team: team="" matches
+    {"service": "db", "team": ""},  # an empty team matches too, but is another memo entry
+    {"service": "db", "team": "core"},
+    {"service": "web", "team": "core", "instance": "a"},  # group_by all labels: no key memo
+    {"service": "web", "team": "core", "instance": "b"},
+    {"service": "api"},
+    {},
+])
+def test_the_memo_answers_as_the_route_tree_does(tmp_path: Path, labels: dict[str, str]) -> None:
+    rules = load(tmp_path, MEMO)
+    for _ in range(2):  # the second answer comes from the memo
+        a = alert(labels)
+        assert [(d.route.name, d.group_key, d.group_labels, d.severity)
+                for d in route_alert(rules, a)] == _plain(rules, a)
+
+
+def test_the_memo_is_bounded(tmp_path: Path) -> None:
+    from agent.routing.router import CACHE_MAX
+
+    rules = load(tmp_path, MEMO)
+    for i in range(CACHE_MAX + 50):  # every alert differs in a label a matcher reads
+        route_alert(rules, alert({"service": f"svc-{i}", "team": "core"}))
+    assert 0 < len(rules.routing_cache.routes) <= CACHE_MAX
+
+
+def test_the_memo_is_per_rule_set(tmp_path: Path) -> None:
+    old = load(tmp_path, MEMO)
+    route_alert(old, alert({"service": "db", "team": "core"}))
+    (tmp_path / "new").mkdir()
+    new = load(tmp_path / "new", MEMO.replace('service="db"', 'service="pg"'))
+    assert route_to(new, {"service": "db", "team": "core"}) != ["db"]
+    assert new.routing_cache is not old.routing_cache
