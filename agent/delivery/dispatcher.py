@@ -386,18 +386,16 @@ class Dispatcher:
             log.info("notification_delivered", notification_id=n.id, channel=n.channel,
                      simulated=n.simulated, attempts=n.attempts + 1)
         elif isinstance(o, Deferred):
+            self._metrics.notifications.labels(n.channel, "deferred").inc()
             # Many rows wait while a channel is paused: the pause itself is logged once.
-            log.debug("notification_deferred", notification_id=n.id, channel=n.channel,
-                      reason=o.reason, due_in=round(o.due_at - self._clock(), 3))
+            emit = log.debug if o.reason == FailureReason.CHANNEL_PAUSED else log.info
+            emit("notification_deferred", notification_id=n.id, channel=n.channel,
+                 reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
+                 attempts=n.attempts)
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,
                         reason=o.reason, details=o.details, attempts=n.attempts + 1)
-        elif isinstance(o, Deferred):
-            self._metrics.notifications.labels(n.channel, "deferred").inc()
-            log.info("notification_deferred", notification_id=n.id, channel=n.channel,
-                     reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
-                     attempts=n.attempts)
         else:
             self._metrics.notifications.labels(n.channel, "retried").inc()
             log.info("notification_retry_scheduled", notification_id=n.id, channel=n.channel,

@@ -97,8 +97,10 @@ async def test_webhook_honours_retry_after(manual: Client, clock: FakeClock,
     assert await runtime(manual).run_until_idle() == 1
     done = await fetch(manual, n["id"])
     assert done["status"] == "delivered"
-    # A 429 is a wait the far side asked for: it spends no attempt.
+    # A 429 is a wait the far side asked for: it spends no attempt, and is counted as a wait.
     assert len(sink.received) == 2 and done["attempt_count"] == 1
+    metrics = await (await manual.get("/metrics")).text()
+    assert 'alert_agent_notifications_total{channel="webhook",outcome="deferred"} 1.0' in metrics
 
 
 async def test_webhook_4xx_is_permanent(manual: Client, sink: Sink) -> None:
