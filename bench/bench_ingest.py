@@ -364,14 +364,16 @@ def ingest_costs(a: argparse.Namespace, body: Path, rules_dir: Path,
     from agent.ingest import alertmanager
     from agent.routing.loader import load_rules
     from agent.services.ingest import intake
+    from agent.settings import ApiSettings
 
     raw = body.read_bytes()
+    depth = ApiSettings().max_json_depth  # the daemon's default, as a POST is parsed
     rules = load_rules(rules_dir)
     steps: dict[str, Callable[[], object]] = {
-        "json_decode": lambda: parse_json_object(raw),
-        "parse": lambda: alertmanager.parse(parse_json_object(raw)),
+        "json_decode": lambda: parse_json_object(raw, depth),
+        "parse": lambda: alertmanager.parse(parse_json_object(raw, depth)),
     }
-    alerts = alertmanager.parse(parse_json_object(raw)).alerts
+    alerts = alertmanager.parse(parse_json_object(raw, depth)).alerts
     steps["route"] = lambda: [intake(rules, al) for al in alerts]
     out: dict[str, float] = {}
     with pinned(a.server_cpu):
@@ -442,27 +444,39 @@ def floors_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"rows": json.loads(out.read_text())["rows"]}
 
 
-def am_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+def _am_bench(a: argparse.Namespace, work: Path, phase: str,
+              runs: int) -> list[dict[str, Any]] | str:
+    """Run ../shared/bench/am_bench.py for one phase ("ingest" or "unique"): its runs, or why
+    there are none."""
     if shutil.which("prometheus-alertmanager") is None:
-        return {"error": "prometheus-alertmanager missing (bash setup.sh)"}
-    out = work / "am.json"
+        return "prometheus-alertmanager missing (bash setup.sh)"
+    out = work / f"am-{phase}.json"
+    # am_bench's webhook sink needs aiohttp: the bench venv, else this (the agent's) venv.
+    python = a.floor_python if Path(a.floor_python).exists() else sys.executable
+    skip = ["--skip-unique"] if phase == "ingest" else ["--skip-ingest"]
     cmd = [shutil.which("python3") or sys.executable, str(SHARED / "am_bench.py"),
-           "--skip-unique", "--skip-fanout", "--runs", str(a.runs),
-           "--duration", str(int(a.duration)), "--python", a.floor_python,
+           *skip, "--skip-fanout", "--runs", str(runs),
+           "--duration", str(int(a.duration)), "--python", python,
            "--am-cpu", a.server_cpu, "--client-cpu", a.client_cpu, "--sink-cpu", a.client_cpu,
            "--out", str(out)]
     log("compare: " + " ".join(cmd))
     rc, text = run_child(cmd, timeout=600)
+    marker, word = ("(a)", "ingest:") if phase == "ingest" else ("(a2)", "unique:")
     for line in text.splitlines():
-        if line.startswith("(a)") or "ingest:" in line:
+        if line.startswith(marker) or word in line:
             log("  " + line.strip())
     if rc != 0 or not out.exists():
         log(text[-2000:])
-        return {"error": f"am_bench.py exited with {rc}"}
-    data = json.loads(out.read_text())
-    runs = data.get("ingest", [])
-    if not runs:
-        return {"error": "am_bench.py reported no ingest runs"}
+        return f"am_bench.py exited with {rc}"
+    found: list[dict[str, Any]] = json.loads(out.read_text()).get(phase, [])
+    return found or f"am_bench.py reported no {phase} runs"
+
+
+def am_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    runs = _am_bench(a, work, "ingest", a.runs)
+    if isinstance(runs, str):
+        return {"error": runs}
+    data = json.loads((work / "am-ingest.json").read_text())
     rps = [r["rps"] for r in runs]
     return {"version": data.get("version"), "runs": len(runs), "rps": median(rps),
             "rps_min": min(rps), "rps_max": max(rps),
@@ -476,27 +490,9 @@ def am_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 def am_unique_compare(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Alertmanager's unique-alert ingest (am_bench.py (a2): every alert of every POST new),
     the peer figure for the storm's end-to-end rate."""
-    if shutil.which("prometheus-alertmanager") is None:
-        return {"error": "prometheus-alertmanager missing (bash setup.sh)"}
-    out = work / "am-unique.json"
-    # am_bench's webhook sink needs aiohttp: the bench venv, else this (the agent's) venv.
-    py = a.floor_python if Path(a.floor_python).exists() else sys.executable
-    cmd = [shutil.which("python3") or sys.executable, str(SHARED / "am_bench.py"),
-           "--skip-ingest", "--skip-fanout", "--runs", "1",
-           "--duration", str(int(a.duration)), "--python", py,
-           "--am-cpu", a.server_cpu, "--client-cpu", a.client_cpu, "--sink-cpu", a.client_cpu,
-           "--out", str(out)]
-    log("compare: " + " ".join(cmd))
-    rc, text = run_child(cmd, timeout=600)
-    for line in text.splitlines():
-        if line.startswith("(a2)") or "unique:" in line:
-            log("  " + line.strip())
-    if rc != 0 or not out.exists():
-        log(text[-2000:])
-        return {"error": f"am_bench.py exited with {rc}"}
-    runs = json.loads(out.read_text()).get("unique", [])
-    if not runs:
-        return {"error": "am_bench.py reported no unique runs"}
+    runs = _am_bench(a, work, "unique", 1)
+    if isinstance(runs, str):
+        return {"error": runs}
     r = runs[0]
     return {"alerts_per_s": r["alerts_per_s"], "cpu": r.get("am_cpu"),
             "errors": r.get("errors_status", 0), "p99_ms": r.get("p99_ms")}
