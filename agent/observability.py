@@ -32,6 +32,9 @@ def _is_secret_name(name: object) -> bool:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
+        # Most values hold neither prefix: two substring checks cost less than the regex.
+        if "sk_" not in value and "whsec_" not in value:
+            return value
         return _SECRET_PATTERN.sub(lambda m: m.group(1) + REDACTED, value)
     if isinstance(value, dict):
         return {k: REDACTED if _is_secret_name(k) else _scrub(v) for k, v in value.items()}
