@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -17,7 +16,7 @@ from agent.app import create_app
 from agent.clock import FakeClock
 from agent.observability import configure_logging
 from agent.settings import Settings
-from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink
+from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink, captured_logs
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +27,8 @@ def _logging() -> None:
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     """Log lines (JSON) captured for the test; logging is reconfigured afterwards."""
-    out = io.StringIO()
-    configure_logging("info", "json", stream=out)
-    yield out
-    structlog.reset_defaults()
-    configure_logging("info", "json")
+    with captured_logs("info") as out:
+        yield out
 
 
 @pytest.fixture

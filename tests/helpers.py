@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 LIVE_KEY = "sk_live_testkey0000000000000000000001"
 TEST_KEY = "sk_test_testkey0000000000000000000002"
@@ -96,3 +99,32 @@ async def not_http_server() -> AsyncIterator[str]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@asynccontextmanager
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                path: str = "/{tail:.*}") -> AsyncIterator[str]:
+    """``handler`` for every method on ``path`` of a server on 127.0.0.1; yields its base URL
+    (no trailing slash)."""
+    app = web.Application()
+    app.router.add_route("*", path, handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+@contextmanager
+def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
+    """The JSON log lines written meanwhile; logging is reconfigured (info) afterwards."""
+    from agent.observability import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level, "json", stream=out)
+    try:
+        yield out
+    finally:
+        structlog.reset_defaults()
+        configure_logging("info", "json")

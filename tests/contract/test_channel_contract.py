@@ -18,9 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from agent.channels.base import (
@@ -32,8 +30,8 @@ from agent.channels.base import (
 )
 from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
 from agent.domain import InboxItem
-from agent.observability import configure_logging, get_logger
-from tests.helpers import not_http_server
+from agent.observability import get_logger
+from tests.helpers import captured_logs, not_http_server, serve
 
 TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
 STALL = 5.0
@@ -132,15 +130,11 @@ class Emulator:
 @pytest.fixture
 async def emulator() -> AsyncIterator[tuple[Emulator, str]]:
     emu = Emulator()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", emu.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     try:
-        yield emu, str(server.make_url("")).rstrip("/")
+        async with serve(emu.handle) as url:
+            yield emu, url
     finally:
         emu.release.set()
-        await server.close()
 
 
 @pytest.fixture
@@ -153,11 +147,8 @@ async def garbage_server() -> AsyncIterator[str]:
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:
     """Every log line (JSON, debug level) written during the test."""
-    out = io.StringIO()
-    configure_logging("debug", "json", stream=out)
-    yield out
-    structlog.reset_defaults()
-    configure_logging("info", "json")
+    with captured_logs("debug") as out:
+        yield out
 
 
 def _closed_port_url() -> str:

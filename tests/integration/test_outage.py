@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.app import create_app
 from agent.clock import FakeClock
 from agent.settings import Settings
-from tests.helpers import LIVE_KEY, WEBHOOK_SECRET, auth, runtime
+from tests.helpers import LIVE_KEY, WEBHOOK_SECRET, auth, runtime, serve
 
 T0 = 1_800_000_000.0
 OUTAGE = 600.0
@@ -31,14 +31,8 @@ async def outage_sink(clock: FakeClock) -> AsyncIterator[tuple[str, list[float]]
         seen.append(clock.now())
         return web.Response(status=503 if clock.now() < T0 + OUTAGE else 200)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/hook")), seen
-    finally:
-        await server.close()
+    async with serve(handle, "/hook") as url:
+        yield url + "/hook", seen
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from agent.channels import http
 from agent.channels.base import (
@@ -19,7 +18,7 @@ from agent.channels.base import (
     RetryableDeliveryError,
 )
 from agent.domain import FailureReason
-from tests.helpers import not_http_server
+from tests.helpers import not_http_server, serve
 
 BOT_TOKEN = "123456:ABC-DEF_secretBotToken"
 TIMEOUT = aiohttp.ClientTimeout(total=2.0)
@@ -40,12 +39,8 @@ class Provider:
 @pytest.fixture
 async def provider() -> AsyncIterator[tuple[Provider, str]]:
     p = Provider()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", p.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield p, str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serve(p.handle) as url:
+        yield p, url
 
 
 def slack_hook(reply: http.HttpReply) -> None:
