@@ -20,6 +20,7 @@ checks addresses with ``validate_address`` (at the API edge and for rule-file ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -29,6 +30,11 @@ from pydantic import BaseModel, ConfigDict
 from agent.domain import FailureReason
 
 MessageStatus = Literal["firing", "resolved"]
+# How a later message of the same thread (alert group) relates to the earlier one it
+# ``replaces``: edit it in place, reply in its thread, or post a new one.
+UpdateMode = Literal["edit", "thread", "new"]
+# What a channel does with a message over its size budget (channels/budget.py).
+OverflowMode = Literal["split", "truncate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,16 @@ class Message:
     # returned it in DeliveryResult.provider_ref; the dispatcher looks it up, None for a new one.
     replaces: dict[str, Any] | None = None
     attempt: int = 1  # 1 for the first try of this notification
+    # The route's ``update:`` option: what to do with ``replaces`` (a channel that cannot edit
+    # treats "edit" as "thread" where it can thread, else as "new").
+    update: UpdateMode = "edit"
+    # The route's ``retract: true``: a resolved message deletes ``replaces`` where the channel can.
+    retract: bool = False
+    # The route's ``overflow:`` option; None: the channel's own default (``Limits.overflow``).
+    overflow: OverflowMode | None = None
+    # Where the whole notification can be read on the agent (``public_url``): a truncated
+    # message links to it.
+    link: str | None = None
     # Only channels that deliver into the agent itself (``local = True``) see simulated
     # messages; they keep them apart for test keys.
     simulated: bool = False
@@ -65,6 +81,28 @@ class Limits:
     max_subject_chars: int | None = None
     can_edit: bool = False
     can_delete: bool = False
+    # What happens to a message over budget unless the route says: chat channels split into
+    # numbered parts, the others truncate with a visible marker.
+    overflow: OverflowMode = "truncate"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A token bucket a delivery must take a token from: ``key`` names it (the channel, or a
+    destination such as one Slack channel or one Telegram chat), refilled at ``per_second`` up
+    to ``burst`` tokens. The dispatcher keeps the buckets; waiting for a token defers the row
+    without spending an attempt."""
+
+    key: str
+    per_second: float
+    burst: float = 1.0
+
+
+class HasRates(Protocol):
+    """Optional for a channel: the buckets a message to ``to`` must pass (the provider's
+    published limits, from the channel's settings)."""
+
+    def rates(self, to: str) -> Sequence[Rate]: ...
 
 
 class FailureClass(StrEnum):
