@@ -49,6 +49,9 @@ class Fixture:
     secrets: tuple[str, ...] = ()
     # None: the channel speaks HTTP; else why the HTTP rows do not apply
     local: str | None = None
+    # request path -> the JSON a success answers with, as the provider would (Slack's ``ts``,
+    # Telegram's ``result``); None: ``{"ok": true, "path": ...}``
+    ok_body: Callable[[str], Any] | None = None
 
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
@@ -97,6 +100,7 @@ class Emulator:
     """Answers each request as the current row says."""
 
     row: str = "2xx"
+    ok_body: Callable[[str], Any] | None = None
     requests: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -123,8 +127,9 @@ class Emulator:
             "4xx": (400, {}),
         }[self.row]
         # The body echoes the path, as some providers do: it must not reach details.
-        return web.json_response({"ok": status < 300, "path": request.path}, status=status,
-                                 headers=headers)
+        body = ({"ok": status < 300, "path": request.path}
+                if status >= 300 or self.ok_body is None else self.ok_body(request.path))
+        return web.json_response(body, status=status, headers=headers)
 
 
 @pytest.fixture
@@ -197,6 +202,7 @@ async def test_failure_table(name: str, row: Row, emulator: tuple[Emulator, str]
         pytest.skip(f"{name} {fixture.local}: the HTTP rows do not apply")
     emu, base_url = emulator
     emu.row = row.id
+    emu.ok_body = fixture.ok_body
     if row.id == "refused":
         base_url = _closed_port_url()
     elif row.id == "garbage":
