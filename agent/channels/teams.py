@@ -54,8 +54,9 @@ from agent.domain import FailureReason
 # The whole webhook payload, measured as sent (ASCII-escaped JSON, so a flow that re-escapes
 # non-ASCII text cannot grow it): 1 KB under the connector's ~28 KB for what the flow adds.
 MAX_PAYLOAD_BYTES = 27_000
-# Teams' own per-conversation limit for bot posts (the flow posts as the Workflows bot) is
-# 1,800 per hour, with short bursts allowed (Teams platform, "Rate limiting for bots").
+# The flow posts as the Workflows bot: Teams limits a bot's posts per conversation (60 per
+# 30 s, 1,800 an hour; Teams platform, "Rate limiting for bots") and the Teams connector
+# throttles each connection; a card every two seconds, bursts of five, stays under both.
 RATE_PER_SECOND = 0.5
 RATE_BURST = 5.0
 MAX_TITLE_CHARS = 300
