@@ -132,11 +132,11 @@ class NtfyEmulator:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         """Run on 127.0.0.1 (random port); yields the base URL."""
-        try:
-            async with serve(self.handle) as url:
+        async with serve(self.handle) as url:
+            try:
                 yield url
-        finally:
-            self.failures.release.set()
+            finally:  # before the server closes: a stalled request ends now
+                self.failures.release.set()
 
     def current(self, topic: str) -> list[Notification]:
         """The notifications of ``topic`` still shown (not deleted)."""

@@ -103,12 +103,12 @@ class TeamsEmulator:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         """Run on 127.0.0.1 (random port); yields the base URL."""
-        try:
-            async with serve(self.handle) as url:
-                self.base_url = url
+        async with serve(self.handle) as url:
+            self.base_url = url
+            try:
                 yield url
-        finally:
-            self.failures.release.set()
+            finally:  # before the server closes: a stalled request ends now
+                self.failures.release.set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

@@ -138,6 +138,9 @@ async def test_a_non_ascii_title_arrives_intact(emu: tuple[NtfyEmulator, str],
     assert [n.title for n in e.current("alerts")] == [short, long]
     sent = [r.headers["Title"] for r in e.requests]
     assert all(v.isascii() for v in sent)  # encoded words, not raw UTF-8
+    # RFC 2047: an encoded word is at most 75 characters.
+    assert all(len(w) <= 75 for v in sent for w in v.split(" ") if w.startswith("=?"))
+    assert push.header_value("plain ascii\r\nInjected: yes") == "plain ascii Injected: yes"
 
 
 @pytest.mark.parametrize(("severity", "status", "priority", "tag"), [
