@@ -149,7 +149,10 @@ def resolve_webhooks(cfg: TeamsSettings, secret: Secret) -> dict[str, str]:
                                  "(alias: URL) or channels.teams.webhooks_file")
     for alias, url in found.items():
         if not ALIAS.fullmatch(alias):
-            raise ChannelConfigError(f"{where}: alias '{alias[:64]}' must be 1-64 letters, "
+            # Named only when it cannot be a URL pasted as the key.
+            named = f"'{alias}'" if len(alias) <= 64 and not set(alias) & set(":/?=&") \
+                else "of a URL's shape"
+            raise ChannelConfigError(f"{where}: alias {named} must be 1-64 letters, "
                                      "digits, '_', '.' or '-'")
         _check_url(alias, url.strip(), where)
     return {alias: url.strip() for alias, url in found.items()}

@@ -143,6 +143,7 @@ def test_the_webhooks_file_is_yaml_or_json_and_exclusive(tmp_path: Path) -> None
     ("ops: https://a.example/x?sig=LEAKME\n  bad: : [\n", "not valid YAML"),
     ("", "is empty"),
     ("'bad alias': https://a.example/x?sig=LEAKME\n", "alias 'bad alias'"),
+    ("'https://a.example/x?sig=LEAKME': ops\n", "alias of a URL's shape"),
 ])
 def test_a_bad_webhooks_file_is_named_without_its_content(tmp_path: Path, content: str,
                                                           problem: str) -> None:
