@@ -160,12 +160,13 @@ def _channel_deps(settings: Settings, store: Store | None = None,
     if store is None:  # checking only: resolve every secret, make and write nothing
         return registry.ChannelDeps(secret=_channel_secret,
                                     generated_secret=lambda name: "(generated)",
-                                    logger=get_logger)
+                                    logger=get_logger, listen=(settings.host, settings.port))
     assert session is not None
     return registry.ChannelDeps(
         secret=_channel_secret,
         generated_secret=lambda name: _generated_secret(settings.data_dir, name),
-        logger=get_logger, session=session, inbox=store.inbox.add)
+        logger=get_logger, session=session, inbox=store.inbox.add,
+        listen=(settings.host, settings.port))
 
 
 def check_channels(settings: Settings) -> dict[str, ChannelSender]:

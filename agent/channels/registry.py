@@ -63,6 +63,8 @@ class ChannelDeps:
     # this when they send, so they can be built (and checked) before it exists.
     session: Callable[[], aiohttp.ClientSession] = _no_session
     inbox: Callable[[InboxItem], Awaitable[None]] = _no_inbox
+    # The agent's own API address (host, port): webhooks must not reach it (netpolicy.py).
+    listen: tuple[str, int] | None = None
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -87,7 +89,7 @@ def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
                          "channels.webhook.signing_secret")
     if secret is None:
         secret = deps.generated_secret("webhook-signing-secret")
-    return WebhookChannel(cfg, secret.encode(), deps.session)
+    return WebhookChannel(cfg, secret.encode(), listen=deps.listen, logger=deps.logger)
 
 
 REGISTRY: tuple[ChannelSpec[Any], ...] = (
