@@ -101,6 +101,11 @@ def payload(message: Message) -> bytes:
     )
 
 
+def _session(resolver: AbstractResolver) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver),
+                                 headers={"User-Agent": "alert-agent"})
+
+
 class WebhookChannel:
     name = "webhook"
     local = False
@@ -109,14 +114,17 @@ class WebhookChannel:
     def __init__(self, config: WebhookSettings, signing_secret: bytes, *,
                  listen: tuple[str, int] | None = None,
                  resolver: AbstractResolver | None = None,
-                 logger: Callable[[str], Any] | None = None) -> None:
+                 logger: Callable[[str], Any] | None = None,
+                 new_session: Callable[[AbstractResolver], aiohttp.ClientSession] | None = None,
+                 ) -> None:
         """``listen``: the agent's API address (refused); ``resolver``: what names resolve
-        through before the policy checks the answers (the system's by default)."""
+        through before the policy checks the answers (the system's by default);
+        ``new_session``: makes the channel's own HTTP session on a given resolver."""
         self._secret = signing_secret
         self._policy = config.policy(listen)
         self._resolver = netpolicy.PolicyResolver(self._policy, resolver)
         self._session: aiohttp.ClientSession | None = None
-        self._max_connections = config.max_connections
+        self._new_session = new_session or _session
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds,
                                               sock_connect=config.connect_timeout_seconds)
         self._slots = asyncio.Semaphore(config.max_connections)
@@ -149,15 +157,10 @@ class WebhookChannel:
         return self._policy.host_refusal(url.host, url.port)
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Its own pool (see the module docstring): per-host limits of the shared session
-            # do not apply; max_connections and the dispatcher's per-destination slots do.
-            # trust_env=False: a proxy from the environment would be checked instead of the
-            # receiver.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                               resolver=self._resolver),
-                headers={"User-Agent": "alert-agent"}, trust_env=False)
+        if self._session is None:  # made in the loop that uses it, on first send
+            self._session = self._new_session(self._resolver)
+            # A proxy from the environment would be checked instead of the receiver.
+            assert not self._session.trust_env
         return self._session
 
     def destination_key(self, to: str) -> str:
