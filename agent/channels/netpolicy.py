@@ -58,16 +58,15 @@ _ALWAYS = (("unspecified", UNSPECIFIED), ("link_local", LINK_LOCAL), ("metadata"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def parse_networks(values: Iterable[str], setting: str) -> list[str]:
-    """Each value as a canonical CIDR string; ValueError naming ``setting`` and the value when
-    one is not a network (a host part set, as in ``10.0.0.1/8``, is an error, not a guess)."""
+def parse_networks(values: Iterable[str]) -> list[str]:
+    """Each value as a canonical CIDR string; ValueError naming the value when one is not a
+    network (a host part set, as in ``10.0.0.1/8``, is an error, not a guess)."""
     out = []
     for value in values:
         try:
             out.append(str(ipaddress.ip_network(value.strip(), strict=True)))
         except ValueError as exc:
-            raise ValueError(f"{setting}: {value!r} is not a network in CIDR notation "
-                             f"({exc})") from None
+            raise ValueError(f"{value!r} is not a network in CIDR notation ({exc})") from None
     return out
 
 

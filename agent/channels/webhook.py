@@ -62,7 +62,7 @@ class WebhookSettings(ChannelSettings):
     @classmethod
     def _cidrs(cls, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return netpolicy.parse_networks(value, "a CIDR list")
+            return netpolicy.parse_networks(value)  # the error's location names the setting
         return value
 
     @model_validator(mode="after")
