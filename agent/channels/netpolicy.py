@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -48,6 +48,20 @@ def _nets(*cidrs: str) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c) for c in cidrs)
 
 
+# (IP version, first, last) as integers: ``ip in network`` costs ~1 us a network, and every
+# webhook delivery checks a dozen.
+Range = tuple[int, int, int]
+Form = tuple[int, int]  # (IP version, address as an integer)
+
+
+def _ranges(nets: Iterable[IPNetwork]) -> tuple[Range, ...]:
+    return tuple((n.version, int(n.network_address), int(n.broadcast_address)) for n in nets)
+
+
+def _hit(forms: Sequence[Form], ranges: Sequence[Range]) -> bool:
+    return any(v == rv and lo <= x <= hi for v, x in forms for rv, lo, hi in ranges)
+
+
 UNSPECIFIED = _nets("0.0.0.0/8", "::/128")
 LINK_LOCAL = _nets("169.254.0.0/16", "fe80::/10")
 METADATA = _nets("fd00:ec2::254/128", "100.100.100.200/32")
@@ -55,7 +69,10 @@ NOT_UNICAST = _nets("224.0.0.0/4", "240.0.0.0/4", "ff00::/8")  # 240/4 holds the
 LOOPBACK = _nets("127.0.0.0/8", "::1/128")
 _ALWAYS = (("unspecified", UNSPECIFIED), ("link_local", LINK_LOCAL), ("metadata", METADATA),
            ("not_unicast", NOT_UNICAST))
+_ALWAYS_RANGES = tuple((rule, _ranges(nets)) for rule, nets in _ALWAYS)
+_LOOPBACK_RANGES = _ranges(LOOPBACK)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_KNOWN_MAX = 4096
 
 
 def parse_networks(values: Iterable[str]) -> list[str]:
@@ -127,10 +144,15 @@ def parse_ipv4_number(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+_NUMERIC = frozenset("0123456789abcdefxABCDEFX.")
+
+
 def host_address(host: str) -> tuple[IPAddress | None, bool]:
     """The IP address a URL host writes, and whether it is written canonically. (None, True)
     for a host name."""
     name = host[:-1] if host.endswith(".") else host
+    if ":" not in name and not _NUMERIC.issuperset(name):
+        return None, True  # a name: the common case, without two failed parses
     try:
         return ipaddress.ip_address(name), name == host
     except ValueError:
@@ -187,45 +209,62 @@ class NetworkPolicy:
     """The rules above, for one agent."""
 
     allow_loopback: bool = False
-    allowed: tuple[IPNetwork, ...] = ()
-    denied: tuple[IPNetwork, ...] = ()
+    allowed: tuple[Range, ...] = ()
+    denied: tuple[Range, ...] = ()
     own: OwnAddress | None = None
+    # host_refusal by (host, port): every delivery asks, mostly for a few receivers.
+    _known: dict[tuple[str, int], str | None] = field(default_factory=dict, compare=False,
+                                                      repr=False)
 
     @classmethod
     def from_settings(cls, allow_loopback: bool, allowed: Iterable[str], denied: Iterable[str],
                       listen: tuple[str, int] | None) -> NetworkPolicy:
-        return cls(allow_loopback, tuple(ipaddress.ip_network(c) for c in allowed),
-                   tuple(ipaddress.ip_network(c) for c in denied),
+        return cls(allow_loopback, _ranges(ipaddress.ip_network(c) for c in allowed),
+                   _ranges(ipaddress.ip_network(c) for c in denied),
                    None if listen is None else OwnAddress.of(*listen))
 
     def refusal(self, ip: IPAddress, port: int) -> str | None:
         """The rule that refuses ``ip:port`` (``link_local``, ``loopback``, ``denied`` ...), or
         None when a webhook may connect there."""
-        forms: list[IPAddress] = [ip]
+        addrs: list[IPAddress] = [ip]
         inner = embedded_ipv4(ip)
         if inner is not None:
-            forms.append(inner)
-        for rule, ranges in _ALWAYS:
-            if any(f in r for f in forms for r in ranges):
+            addrs.append(inner)
+        forms = [(a.version, int(a)) for a in addrs]
+        for rule, ranges in _ALWAYS_RANGES:
+            if _hit(forms, ranges):
                 return rule
-        if self.own is not None and any(self.own.reached_by(f, port) for f in forms):
+        if self.own is not None and any(self.own.reached_by(a, port) for a in addrs):
             return "own_address"
-        if any(f in r for f in forms for r in self.denied):
+        if _hit(forms, self.denied):
             return "denied"
-        if any(f in r for f in forms for r in LOOPBACK):
+        if _hit(forms, _LOOPBACK_RANGES):
             return None if self.allow_loopback else "loopback"
-        if self.allowed and not any(f in r for f in forms for r in self.allowed):
+        if self.allowed and not _hit(forms, self.allowed):
             return "not_allowed"
         return None
 
     def host_refusal(self, host: str, port: int) -> str | None:
         """The rule refusing a URL host known without DNS (an IP literal in any form, a
-        ``localhost`` name), or None (a host name: its addresses are checked at connect)."""
-        ip, _ = host_address(host)
-        if ip is None and is_localhost_name(host):
+        ``localhost`` name), ``not_dotted_decimal`` for an allowed IPv4 address written in
+        another form (``3405803781``: software reads those differently), or None (a host
+        name: its addresses are checked at connect)."""
+        key = (host, port)
+        if key in self._known:
+            return self._known[key]
+        if len(self._known) >= _KNOWN_MAX:
+            self._known.clear()
+        rule = self._known[key] = self._host_refusal(host, port)
+        return rule
+
+    def _host_refusal(self, host: str, port: int) -> str | None:
+        ip, canonical = host_address(host)
+        if ip is None:
+            if not is_localhost_name(host):
+                return None
             return self.refusal(ipaddress.IPv4Address("127.0.0.1"), port) \
                 or self.refusal(ipaddress.IPv6Address("::1"), port)
-        return None if ip is None else self.refusal(ip, port)
+        return self.refusal(ip, port) or (None if canonical else "not_dotted_decimal")
 
 
 class DestinationRefused(RefusedConnection):

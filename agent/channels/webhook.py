@@ -142,14 +142,15 @@ class WebhookChannel:
         if url is None or url.scheme not in ("http", "https") or not url.host \
                 or not to.startswith(("http://", "https://")):
             raise AddressError("For the webhook channel 'to' must be an http(s) URL.")
-        if self._host_refusal(url) is not None:
-            raise AddressError("'to' is refused by the webhook network policy "
-                               "(channels.webhook).")
-        if not netpolicy.host_address(url.host)[1]:
+        rule = self._host_refusal(url)
+        if rule == "not_dotted_decimal":
             # 0177.0.0.1, 2130706433: read differently by different software, refused by
             # aiohttp itself: only the dotted-decimal form is taken.
             raise AddressError("For the webhook channel an IPv4 address in 'to' must be "
                                "written in dotted-decimal form.")
+        if rule is not None:
+            raise AddressError("'to' is refused by the webhook network policy "
+                               "(channels.webhook).")
         return to
 
     def _host_refusal(self, url: URL) -> str | None:
@@ -213,8 +214,6 @@ class WebhookChannel:
         if not url.host or url.port is None:
             return
         rule = self._host_refusal(url)
-        if rule is None and not netpolicy.host_address(url.host)[1]:
-            rule = "not_dotted_decimal"
         if rule is not None:
             self._refused(message, rule, "literal")
             raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT,
