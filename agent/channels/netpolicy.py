@@ -130,7 +130,7 @@ def parse_ipv4_number(host: str) -> ipaddress.IPv4Address | None:
             elif len(part) > 1 and part.startswith("0"):
                 values.append(int(part[1:], 8))
             else:
-                values.append(int(part, 10) if part.isdigit() else -1)
+                values.append(int(part, 10) if part.isascii() and part.isdigit() else -1)
         except ValueError:
             return None
         if values[-1] < 0:

@@ -45,7 +45,8 @@ def test_numeric_ipv4_forms_read_as_inet_aton_reads_them(text: str, want: str) -
 
 
 @pytest.mark.parametrize("text", ["example.com", "1.2.3.4.5", "256.1.1.1", "08.1.1.1", "0x",
-                                  "127..1", "4294967296", "1.2.65536", "", "-1", "+1"])
+                                  "127..1", "4294967296", "1.2.65536", "", "-1", "+1",
+                                  "\u0661\u0662\u0667.0.0.1"])
 def test_names_and_bad_numbers_are_not_ipv4(text: str) -> None:
     assert parse_ipv4_number(text) is None
 
