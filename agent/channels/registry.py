@@ -24,6 +24,7 @@ from agent.channels.base import (
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
+from agent.channels.slack import SlackChannel, SlackSettings
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
 
@@ -36,6 +37,7 @@ class ChannelsSettings(BaseModel):
     console: ConsoleSettings = ConsoleSettings()
     in_app: InAppSettings = InAppSettings()  # the "in-app" channel
     webhook: WebhookSettings = WebhookSettings()
+    slack: SlackSettings = SlackSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -90,12 +92,21 @@ def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
     return WebhookChannel(cfg, secret.encode(), deps.session)
 
 
+def _slack(cfg: SlackSettings, deps: ChannelDeps) -> ChannelSender:
+    token = deps.secret(cfg.bot_token, cfg.bot_token_file, "channels.slack.bot_token")
+    if token is None:
+        raise ChannelConfigError("enabled without a bot token: set channels.slack.bot_token "
+                                 "or channels.slack.bot_token_file")
+    return SlackChannel(cfg, token, deps.session, deps.logger("channel.slack"))
+
+
 REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("console", "console", ConsoleSettings, ConsoleChannel,
                 lambda cfg, deps: ConsoleChannel(deps.logger("channel.console"))),
     ChannelSpec("in-app", "in_app", InAppSettings, InAppChannel,
                 lambda cfg, deps: InAppChannel(deps.inbox)),
     ChannelSpec("webhook", "webhook", WebhookSettings, WebhookChannel, _webhook),
+    ChannelSpec("slack", "slack", SlackSettings, SlackChannel, _slack),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

@@ -56,6 +56,7 @@ class Fixture:
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
 WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs carry one
+SLACK_TOKEN = "xoxb-contract-1111-SecretSlackBotToken"
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -67,6 +68,14 @@ FIXTURES: dict[str, Fixture] = {
                               "connect_timeout_seconds": TIMEOUT},
         address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
         secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
+    ),
+    "slack": Fixture(
+        settings=lambda url: {"enabled": True, "bot_token": SLACK_TOKEN,
+                              "api_url": f"{url}/api", "timeout_seconds": TIMEOUT},
+        address=lambda url: "#alerts",
+        secrets=(SLACK_TOKEN,),
+        ok_body=lambda path: {"ok": True, "channel": "C0ALERTS01", "ts": "1700000000.000100",
+                              "message": {"type": "message", "text": "disk full"}},
     ),
 }
 
