@@ -281,7 +281,8 @@ class SlackChannel:
         except SlackRefused as exc:
             if exc.code not in EDIT_REFUSED:
                 raise
-            self._log.info("slack_edit_refused", error=exc.code, fallback="new_message")
+            self._log.info("slack_edit_refused", notification_id=message.notification_id,
+                           error=exc.code, fallback="new_message")
             return await self._post(message.to, parts, None)
         kept = [old[0]]
         parent = thread_ts or old[0]
