@@ -199,8 +199,12 @@ class SlackChannel:
             raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT, exc.message,
                                          scope=ErrorScope.RECIPIENT) from exc
         ref = _usable(message.replaces)
-        if ref is not None and message.retract and message.status == "resolved":
-            return await self._retract(ref)
+        if message.retract and message.status == "resolved":
+            if ref is not None:
+                return await self._retract(ref)
+            if message.replaces and message.replaces.get("deleted"):
+                # Retracted already (a resolved notification sent again): nothing to do.
+                return DeliveryResult(provider_ref=message.replaces, http_status=None)
         parts = bodies(message, message.overflow or self.limits.overflow)
         if ref is not None and message.update == "edit":
             return await self._edit(message, ref, parts)

@@ -186,6 +186,11 @@ async def test_retract_deletes_every_part_and_a_gone_part_counts_as_deleted(env:
     assert got.provider_ref == {**first.provider_ref, "deleted": True}
     assert env.emu.messages_in("#alerts") == []
     assert env.emu.count("chat.delete") == len(parts)
+    # Resolved again: nothing left to delete, nothing posted.
+    again = await env.channel.send(msg("resolved", status="resolved", retract=True,
+                                       replaces=got.provider_ref))
+    assert again.provider_ref == got.provider_ref and env.emu.messages_in("#alerts") == []
+    assert env.emu.count("chat.delete") == len(parts)
     # A deleted ref is not edited again: the next message is a new one.
     await env.channel.send(msg("firing again", replaces=got.provider_ref))
     assert len(env.emu.messages_in("#alerts")) == 1
