@@ -359,3 +359,12 @@ async def test_start_up_refuses_slack_enabled_without_a_token(settings: Settings
     with pytest.raises(ConfigError, match=r"channels\.slack\.bot_token"):
         await server.start_server()
     await server.close()
+
+
+async def test_the_route_may_truncate_instead_of_splitting(env: Env) -> None:
+    got = await env.channel.send(msg(alert_lines(200), overflow="truncate",
+                                     link="https://agent.test/v1/notifications/ntf_1"))
+    [m] = env.emu.messages_in("#alerts")
+    assert got.provider_ref is not None and got.provider_ref["parts"] == [m.ts]
+    assert "truncated" in m.block_texts()[-1]
+    assert "https://agent.test/v1/notifications/ntf_1" in m.block_texts()[-1]
