@@ -341,8 +341,10 @@ async def test_a_revoked_token_pauses_slack_once_through_the_dispatcher(
     assert 1 <= emu.count() == first_round <= len(rows)
     assert {r.answered for r in emu.requests} == {"invalid_auth"}
     got = [await store.notifications.get(r.id) for r in rows]
-    assert {(n.status, n.attempts, n.failure_reason) for n in got if n} == {
-        ("queued", 0, "channel_paused")}
+    assert {(n.status, n.attempts) for n in got if n} == {("queued", 0)}
+    # Waiting for the channel, or (with the channel's token bucket) for a token before that.
+    reasons = [n.failure_reason for n in got if n]
+    assert "channel_paused" in reasons and set(reasons) <= {"channel_paused", "throttled"}
     events = [orjson.loads(x) for x in stream.getvalue().splitlines()]
     paused = [e for e in events if e["event"] == "channel_paused"]
     assert len(paused) == 1 and paused[0]["channel"] == "slack"
