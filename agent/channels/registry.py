@@ -26,6 +26,7 @@ from agent.channels.base import (
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
+from agent.channels.slack import SlackChannel, SlackSettings
 from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
@@ -41,6 +42,7 @@ class ChannelsSettings(BaseModel):
     webhook: WebhookSettings = WebhookSettings()
     teams: TeamsSettings = TeamsSettings()
     push: PushSettings = PushSettings()  # ntfy
+    slack: SlackSettings = SlackSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -102,6 +104,14 @@ def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
                           new_session=deps.private_session)
 
 
+def _slack(cfg: SlackSettings, deps: ChannelDeps) -> ChannelSender:
+    token = deps.secret(cfg.bot_token, cfg.bot_token_file, "channels.slack.bot_token")
+    if token is None:
+        raise ChannelConfigError("enabled without a bot token: set channels.slack.bot_token "
+                                 "or channels.slack.bot_token_file")
+    return SlackChannel(cfg, token, deps.session, deps.logger("channel.slack"))
+
+
 REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("console", "console", ConsoleSettings, ConsoleChannel,
                 lambda cfg, deps: ConsoleChannel(deps.logger("channel.console"))),
@@ -112,6 +122,7 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
                 lambda cfg, deps: TeamsChannel.from_settings(cfg, deps.secret, deps.session)),
     ChannelSpec("push", "push", PushSettings, PushChannel,
                 lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session)),
+    ChannelSpec("slack", "slack", SlackSettings, SlackChannel, _slack),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

@@ -59,6 +59,7 @@ WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs ca
 TEAMS_SIG = "wOrKfLoWsIgNaTuReThatIsSecret0123456789abc"  # a Workflows URL's sig=
 TEAMS_FLOW = "5f0c2a9b1d7e4c3a8b6f0e1d2c3b4a59"
 NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
+SLACK_TOKEN = "xoxb-contract-1111-SecretSlackBotToken"
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -86,6 +87,14 @@ FIXTURES: dict[str, Fixture] = {
         ok_body=lambda path: {"id": "hY3kQ2xWm9aZ", "time": 1_700_000_000,
                               "expires": 1_700_043_200, "event": "message",
                               "topic": path.strip("/"), "message": "disk full"},
+    ),
+    "slack": Fixture(
+        settings=lambda url: {"enabled": True, "bot_token": SLACK_TOKEN,
+                              "api_url": f"{url}/api", "timeout_seconds": TIMEOUT},
+        address=lambda url: "#alerts",
+        secrets=(SLACK_TOKEN,),
+        ok_body=lambda path: {"ok": True, "channel": "C0ALERTS01", "ts": "1700000000.000100",
+                              "message": {"type": "message", "text": "disk full"}},
     ),
 }
 

@@ -89,3 +89,9 @@ async def test_routes_test_shows_routes_and_rendered_text(tmp_path: Path) -> Non
     code, _, err = await run_cli("routes", "test", "--rules", str(repo_rules), "novalue",
                                  env={"PATH": "/usr/bin"})
     assert code == 2 and "NAME=VALUE" in err
+
+
+async def test_check_reports_slack_enabled_without_a_token() -> None:
+    code, _, err = await run_cli("check", env={"PATH": "/usr/bin",
+                                               "ALERT_AGENT_CHANNELS__SLACK__ENABLED": "true"})
+    assert code == 2 and "channels.slack.bot_token" in err

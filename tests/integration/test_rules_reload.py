@@ -72,7 +72,7 @@ async def test_bad_file_keeps_running_rules(rclient: Client, settings: Settings)
          "unknown template 'nope'"),
         # A channel this agent does not build (or has disabled) is a rule error too.
         ("routes:\n  - notify: [{channel: slack, to: '#x'}]\n", 2,
-         "channel 'slack' is not available on this agent"),
+         "channel 'slack' is disabled (channels.slack.enabled: false)"),
         ("routes:\n  - mute_time_intervals: [nights]\n", 2, "unknown time interval 'nights'"),
         ("routes:\n  - group_wait: soon\n", 2, "invalid duration"),
         ("routes:\n  - notify: [{channel: pager, to: x}]\n", 2, "channel"),

@@ -71,7 +71,7 @@ def test_target_problems() -> None:
     built = build_channels(ChannelsSettings.model_validate({"webhook": {"enabled": False}}),
                            DEPS)
     assert target_problem(built, "console", "ops") is None
-    assert "not available on this agent" in (target_problem(built, "slack", "#x") or "")
+    assert "not available on this agent" in (target_problem(built, "pager", "#x") or "")
     assert target_problem(built, "webhook", "https://x.test/") == (
         "channel 'webhook' is disabled (channels.webhook.enabled: false)")
     everything = build_channels(ChannelsSettings(), DEPS)
@@ -114,7 +114,7 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
     got = sorted((p.file, p.line, p.message) for p in info.value.problems)
     assert got == [
         ("r.yaml", 3, "notify[0]: channel 'telegram' is not available on this agent (one of: "
-                      "console, in-app, webhook, teams, push)"),
+                      "console, in-app, webhook, teams, push, slack)"),
         ("r.yaml", 10, "notify[1]: channel 'webhook' is disabled "
                        "(channels.webhook.enabled: false)"),
     ]
