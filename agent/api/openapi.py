@@ -179,8 +179,9 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 _MODELS: tuple[type[BaseModel], ...] = (
-    s.ErrorEnvelope, SendRequest, BatchRequest, RetryManyRequest, TemplateCreate,
-    TemplateUpdate, AlertCreate, AlertUpdate, hm.AlertmanagerWebhook, hm.GrafanaWebhook, hm.GrafanaLegacyWebhook,
+    s.ErrorEnvelope, SendRequest, BatchRequest, TemplateCreate, TemplateUpdate, AlertCreate,
+    AlertUpdate, hm.AlertmanagerWebhook, hm.GrafanaWebhook, hm.GrafanaLegacyWebhook,
+    RetryManyRequest,
 )
 
 
