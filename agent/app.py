@@ -31,6 +31,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.pause import ChannelPause
 from agent.delivery.retry import RetryPolicy
+from agent.delivery.threads import replaces_lookup
 from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
@@ -443,6 +444,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
+        replaces=replaces_lookup(store.deliveries), link_base=s.base_url,
     )
     # Rule-file targets are checked against the enabled channels (built for checking at start).
     rule_targets: dict[str, ChannelSender] = {}

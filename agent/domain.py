@@ -66,6 +66,7 @@ class FailureReason(StrEnum):
     NETWORK_ERROR = "network_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
     CHANNEL_PAUSED = "channel_paused"  # waiting, not failed: the channel's credentials refused
+    THROTTLED = "throttled"  # waiting, not failed: the channel's own rate limit (Rate buckets)
 
 
 class NotificationFailureClass(StrEnum):
