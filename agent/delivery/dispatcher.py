@@ -350,12 +350,12 @@ class Dispatcher:
         wait_until = self._limiter.take(rates(n.recipient), now, None if again else n.priority)
         if wait_until is None:
             return None
-        if self._retry.within_deadline(n.created_at, wait_until):
+        if self._retry.within_deadline(n.retry_from, wait_until):
             return Deferred(n.id, wait_until, FailureReason.THROTTLED,
                             f"waiting for the '{n.channel}' rate limit")
         return Failed(n.id, now, FailureReason.RATE_LIMITED,
                       f"gave up after {self._retry.retry_for:g} s waiting for the "
-                      f"'{n.channel}' rate limit")
+                      f"'{n.channel}' rate limit", failure_class=Class.TEMPORARY)
 
     async def _message(self, n: Notification, channel: ChannelSender, text: str,
                        thread_key: str | None) -> Message:
