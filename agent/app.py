@@ -413,6 +413,7 @@ class _Parts:
         scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[self.rt],
                           id="idempotency_purge", coalesce=True, max_instances=1)
         scheduler.start()
+        await self.store.notifications.recount_dead_letters()
         await _refresh_outbox_gauges(self.rt)
         yield
         scheduler.shutdown(wait=False)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
-from agent.store import deliveries
+from agent.store import deadletters, deliveries
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
 from agent.store.idempotency import (
@@ -236,6 +236,7 @@ class NotificationStore:
                 f"{_REDRIVE} WHERE id = ? AND status = 'failed' AND simulated = ? "
                 f"RETURNING {COLUMNS}", (now, now, notification_id, int(simulated))).fetchone()
             if done is not None:
+                deadletters.left(conn, [done["channel"]])
                 return notification_row(done), True
             r = conn.execute(
                 f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
@@ -254,19 +255,21 @@ class NotificationStore:
             done = [(r[0], r[1]) for r in conn.execute(
                 f"{_REDRIVE} WHERE seq IN (SELECT seq FROM notifications WHERE {cond} "
                 "ORDER BY seq LIMIT ?) RETURNING id, channel", (now, now, *args, f.limit))]
+            deadletters.left(conn, (channel for _, channel in done))
             more = conn.execute(f"SELECT EXISTS (SELECT 1 FROM notifications WHERE {cond})",
                                 args).fetchone()[0]
             return done, bool(more)
 
         return await self._db.write(op)
 
+    async def recount_dead_letters(self) -> dict[str, int]:
+        """Count failed rows again, by channel, and keep the counts (at start)."""
+        return await self._db.write(deadletters.recount)
+
     async def dead_letter_counts(self) -> dict[str, int]:
-        """Failed notifications still stored, by channel (kept by triggers: a few rows)."""
+        """Failed notifications still stored, by channel (a few rows: see deadletters.py)."""
 
-        def op(conn: sqlite3.Connection) -> dict[str, int]:
-            return {r[0]: r[1] for r in conn.execute("SELECT channel, count FROM dead_letters")}
-
-        return await self._db.read(op)
+        return await self._db.read(deadletters.counts)
 
     # --- the outbox, for the dispatcher ----------------------------------------------------
 
@@ -339,6 +342,7 @@ class NotificationStore:
                     "message = COALESCE(?, message), claimed_at = NULL, attempts = attempts + 1, "
                     "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
             if failed:
+                deadletters.failing(conn, "id", [f[-1] for f in failed])
                 conn.executemany(
                     "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
                     "failure_details = ?, failure_class = ?, claimed_at = NULL, "
@@ -427,6 +431,7 @@ def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
             take = [seq for seq, abandoned, claimed in cands
                     if abandoned + (claimed is not None) < max_attempts]
             if exhausted:
+                deadletters.failing(conn, "seq", exhausted)
                 conn.execute(
                     "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
                     "failure_details = 'claimed too often without an outcome', "

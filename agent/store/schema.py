@@ -234,9 +234,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 11: dead letters (issue 12). A failed notification's class (GOV.UK Notify's permanent,
     # temporary, technical); rows failed before are classed from their reason, details and last
     # attempt. A re-drive restarts the retry budget: the deadline from ``redriven_at``, the
-    # attempt budget after ``redrive_attempts``. ``dead_letters`` counts failed rows per channel,
-    # kept by triggers so every path (a failure, a claim limit, a re-drive, retention) keeps it
-    # exact and the gauge reads a few rows instead of counting.
+    # attempt budget after ``redrive_attempts``. ``dead_letters`` counts failed rows per channel
+    # (store/deadletters.py keeps it), so the gauge reads a few rows instead of counting.
     """
     ALTER TABLE notifications ADD COLUMN failure_class TEXT
         CHECK (failure_class IN ('permanent', 'temporary', 'technical'));
@@ -261,21 +260,5 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO dead_letters (channel, count)
         SELECT channel, COUNT(*) FROM notifications WHERE status = 'failed' GROUP BY channel;
-    CREATE TRIGGER dead_letters_failed AFTER UPDATE OF status ON notifications
-        WHEN NEW.status = 'failed' AND OLD.status != 'failed'
-    BEGIN
-        INSERT OR IGNORE INTO dead_letters (channel, count) VALUES (NEW.channel, 0);
-        UPDATE dead_letters SET count = count + 1 WHERE channel = NEW.channel;
-    END;
-    CREATE TRIGGER dead_letters_left AFTER UPDATE OF status ON notifications
-        WHEN OLD.status = 'failed' AND NEW.status != 'failed'
-    BEGIN
-        UPDATE dead_letters SET count = count - 1 WHERE channel = OLD.channel;
-    END;
-    CREATE TRIGGER dead_letters_deleted AFTER DELETE ON notifications
-        WHEN OLD.status = 'failed'
-    BEGIN
-        UPDATE dead_letters SET count = count - 1 WHERE channel = OLD.channel;
-    END;
     """,
 )

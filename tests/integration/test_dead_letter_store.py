@@ -92,3 +92,17 @@ async def test_the_count_follows_claim_limits_redrives_and_retention(store: Stor
     assert await notifications.dead_letter_counts() == {"console": 2}
     await prune(store.db, t + 10_000)
     assert await notifications.dead_letter_counts() == {"console": 0}
+
+
+async def test_a_recount_repairs_the_counts(store: Store) -> None:
+    created = await store.notifications.create([item()])
+    nid = created.notifications[0].id
+
+    def fail_behind_its_back(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE notifications SET status = 'failed' WHERE id = ?", (nid,))
+        conn.execute("INSERT INTO dead_letters VALUES ('webhook', 5)")
+
+    await store.db.write(fail_behind_its_back)
+    assert await store.notifications.dead_letter_counts() == {"webhook": 5}
+    assert await store.notifications.recount_dead_letters() == {"console": 1}
+    assert await store.notifications.dead_letter_counts() == {"console": 1}
