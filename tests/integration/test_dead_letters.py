@@ -29,6 +29,7 @@ from agent.cli import main
 from agent.clock import FakeClock
 from agent.settings import Settings
 from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, auth, runtime, serve
+from tests.integration.test_openapi import documented_statuses
 
 Client = TestClient[Any, Any]
 T0 = 1_800_000_000.0
@@ -115,6 +116,7 @@ async def retry(client: Client, nid: str, status: int = 200,
     resp = await client.post(f"/v1/notifications/{nid}/retry", headers=auth(key))
     body = await resp.json()
     assert resp.status == status, body
+    assert status in documented_statuses("POST", f"/v1/notifications/{nid}/retry")
     (s.NotificationOut if status == 200 else s.ErrorEnvelope).model_validate(body)
     return dict(body)
 
@@ -124,6 +126,7 @@ async def retry_many(client: Client, body: Any, status: int = 200,
     resp = await client.post("/v1/notifications/retry", json=body, headers=auth(key))
     out = await resp.json()
     assert resp.status == status, out
+    assert status in documented_statuses("POST", "/v1/notifications/retry")
     (s.RetryManyOut if status == 200 else s.ErrorEnvelope).model_validate(out)
     return dict(out)
 
