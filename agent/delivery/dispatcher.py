@@ -306,9 +306,10 @@ class Dispatcher:
         if hold is not None:  # nothing tried: no attempt row, no attempt spent
             return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
                             f"channel '{n.channel}' is paused after its credentials were refused")
-        throttled = self._throttle(n, channel, started)
-        if throttled is not None:
-            return throttled
+        waits = await self._behind_earlier(n, channel, started) or self._throttle(
+            n, channel, started)
+        if waits is not None:
+            return waits
         message = await self._message(n, channel, text, thread_key)
         try:
             result = await self._send(channel, message)
@@ -336,6 +337,21 @@ class Dispatcher:
                           failure_class=Class.TECHNICAL)
         return Delivered(n.id, started, self._clock(), rendered,
                          attempt("delivered", result=result))
+
+    async def _behind_earlier(self, n: Notification, channel: ChannelSender,
+                              now: float) -> Outcome | None:
+        """A deferral while the group's earlier notification to the same channel and recipient
+        is still queued (or in flight): this one edits or replies to that message, so it waits
+        for it to be delivered instead of posting a second message. Nothing is tried."""
+        gid = n.metadata.get("group_id")
+        if (self._replaces is None or not isinstance(gid, int) or not channel.limits.can_edit
+                or update_mode(n.metadata) == "new"):
+            return None
+        due = await self._store.earlier_queued_due(gid, n.channel, n.recipient, n.seq)
+        if due is None:
+            return None
+        return Deferred(n.id, max(due, now) + self._poll, FailureReason.WAITING_FOR_EARLIER,
+                        "waiting for the group's earlier message to be delivered")
 
     def _throttle(self, n: Notification, channel: ChannelSender,
                   now: float) -> Outcome | None:
@@ -432,7 +448,8 @@ class Dispatcher:
             # Many rows wait while a channel is paused or throttled: the pause itself is
             # logged once, the throttle shows in the metric.
             emit = (log.debug if o.reason in (FailureReason.CHANNEL_PAUSED,
-                                              FailureReason.THROTTLED) else log.info)
+                                              FailureReason.THROTTLED,
+                                              FailureReason.WAITING_FOR_EARLIER) else log.info)
             emit("notification_deferred", notification_id=n.id, channel=n.channel,
                  reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
                  attempts=n.attempts)

@@ -231,7 +231,16 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX alerts_fingerprint;
     CREATE INDEX alerts_ended ON alerts (source, fingerprint, seq) WHERE status = 'resolved';
     """,
-    # 11: dead letters (issue 12). A failed notification's class (GOV.UK Notify's permanent,
+    # 11: a group's later notification waits until the group's earlier one on the same channel
+    # and recipient is delivered, so it can edit that message instead of posting a second one:
+    # the queued notifications of an alert group by group, channel and recipient. Plain API
+    # sends carry no group id and stay out of the index.
+    """
+    CREATE INDEX notifications_thread_queued ON notifications (
+        json_extract(metadata, '$.group_id'), channel, recipient, seq)
+        WHERE status = 'queued' AND json_extract(metadata, '$.group_id') IS NOT NULL;
+    """,
+    # 12: dead letters (issue 12). A failed notification's class (GOV.UK Notify's permanent,
     # temporary, technical); rows failed before are classed from their reason, details and last
     # attempt. A re-drive restarts the retry budget: the deadline from ``redriven_at``, the
     # attempt budget after ``redrive_attempts``. ``dead_letters`` counts failed rows per channel

@@ -1,4 +1,4 @@
-"""The store's side of dead letters: migration 11 classes the rows that failed before it and
+"""The store's side of dead letters: its migration classes the rows that failed before it and
 counts them; the per-channel count stays exact on every path that fails, re-drives or deletes a
 row (a claim limit included); a re-drive restarts the retry budget."""
 
@@ -17,6 +17,9 @@ from agent.store.retention import prune
 from agent.store.schema import MIGRATIONS
 from tests.integration.test_store import item
 
+# The migration that adds failure_class: a database one migration before it is the old release.
+DEAD_LETTERS = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE dead_letters" in m)
+
 _INSERT = (
     "INSERT INTO notifications (id, status, channel, recipient, severity, priority, metadata, "
     "due_at, created_at, failure_reason, failure_details) "
@@ -26,8 +29,8 @@ _INSERT = (
 
 async def test_migration_classes_rows_that_failed_before_and_counts_them(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:  # a database of the release before migration 11
-        for number, script in enumerate(MIGRATIONS[:10], start=1):
+    with sqlite3.connect(path) as conn:  # a database of the release before dead letters
+        for number, script in enumerate(MIGRATIONS[:DEAD_LETTERS], start=1):
             conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
         rows = [
             ("n1", "failed", "slack", "channel_not_configured", "channel 'slack' is not ..."),

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from agent.channels.base import Limits
+from agent.channels.base import Limits, RetryableDeliveryError
 from agent.delivery.threads import replaces_lookup
+from agent.domain import FailureReason
 from agent.store import Store
 from tests.unit.test_dispatcher import Clock, FakeChannel, dispatcher, row
 
@@ -68,3 +69,27 @@ async def test_a_channel_that_cannot_edit_is_not_asked(store: Store) -> None:
     await _deliver(store, clock, chan, meta())
     await _deliver(store, clock, chan, meta(status="resolved", reason="resolved"))
     assert [m.replaces for m in chan.sent] == [None, None]
+
+
+async def test_a_later_message_waits_for_the_first_and_then_edits_it(store: Store) -> None:
+    # The firing message fails once; the resolved one, claimed in the same round, must not
+    # post a second message: it waits until the first is out and then edits it.
+    clock = Clock()
+    chan = Editable(script=[RetryableDeliveryError(FailureReason.PROVIDER_UNAVAILABLE, "503")])
+    firing = replace(row(clock), metadata=meta())
+    resolved = replace(row(clock), metadata=meta(status="resolved", reason="resolved"))
+    other = replace(row(clock), metadata=meta(gid=9))  # another group is not held up
+    await store.notifications.create([firing, resolved, other])
+    d = dispatcher(store, clock, chan, replaces=replaces_lookup(store.deliveries))
+    await d.run_until_idle()
+    waiting = await store.notifications.get(resolved.id)
+    assert waiting is not None and (waiting.status, waiting.attempts,
+                                    waiting.failure_reason) == ("queued", 0, "waiting_for_earlier")
+    assert [m.notification_id for m in chan.sent] == [firing.id, other.id]
+    for _ in range(10):  # bounded: the retry backoff, then the poll interval
+        clock.advance(5.0)
+        await d.run_until_idle()
+    assert [(m.notification_id, m.replaces) for m in chan.sent][2:] == [
+        (firing.id, None), (resolved.id, {"n": 3})]
+    done = await store.notifications.get(resolved.id)
+    assert done is not None and done.status == "delivered"
