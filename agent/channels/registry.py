@@ -24,6 +24,8 @@ from agent.channels.base import (
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
+from agent.channels.push import PushChannel, PushSettings
+from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
 
@@ -36,6 +38,8 @@ class ChannelsSettings(BaseModel):
     console: ConsoleSettings = ConsoleSettings()
     in_app: InAppSettings = InAppSettings()  # the "in-app" channel
     webhook: WebhookSettings = WebhookSettings()
+    teams: TeamsSettings = TeamsSettings()
+    push: PushSettings = PushSettings()  # ntfy
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -96,6 +100,10 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("in-app", "in_app", InAppSettings, InAppChannel,
                 lambda cfg, deps: InAppChannel(deps.inbox)),
     ChannelSpec("webhook", "webhook", WebhookSettings, WebhookChannel, _webhook),
+    ChannelSpec("teams", "teams", TeamsSettings, TeamsChannel,
+                lambda cfg, deps: TeamsChannel.from_settings(cfg, deps.secret, deps.session)),
+    ChannelSpec("push", "push", PushSettings, PushChannel,
+                lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session)),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

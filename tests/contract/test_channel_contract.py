@@ -56,6 +56,9 @@ class Fixture:
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
 WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs carry one
+TEAMS_SIG = "wOrKfLoWsIgNaTuReThatIsSecret0123456789abc"  # a Workflows URL's sig=
+TEAMS_FLOW = "5f0c2a9b1d7e4c3a8b6f0e1d2c3b4a59"
+NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -67,6 +70,22 @@ FIXTURES: dict[str, Fixture] = {
                               "connect_timeout_seconds": TIMEOUT},
         address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
         secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
+    ),
+    "teams": Fixture(
+        settings=lambda url: {"enabled": True, "timeout_seconds": TIMEOUT, "webhooks": {
+            "ops": f"{url}/workflows/{TEAMS_FLOW}/triggers/manual/paths/invoke"
+                   f"?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={TEAMS_SIG}"}},
+        address=lambda url: "ops",
+        secrets=(TEAMS_SIG, TEAMS_FLOW),
+    ),
+    "push": Fixture(
+        settings=lambda url: {"enabled": True, "ntfy_url": url, "token": NTFY_TOKEN,
+                              "timeout_seconds": TIMEOUT},
+        address=lambda url: "alerts",
+        secrets=(NTFY_TOKEN,),
+        ok_body=lambda path: {"id": "hY3kQ2xWm9aZ", "time": 1_700_000_000,
+                              "expires": 1_700_043_200, "event": "message",
+                              "topic": path.strip("/"), "message": "disk full"},
     ),
 }
 

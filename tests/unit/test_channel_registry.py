@@ -114,7 +114,7 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
     got = sorted((p.file, p.line, p.message) for p in info.value.problems)
     assert got == [
         ("r.yaml", 3, "notify[0]: channel 'telegram' is not available on this agent (one of: "
-                      "console, in-app, webhook)"),
+                      "console, in-app, webhook, teams, push)"),
         ("r.yaml", 10, "notify[1]: channel 'webhook' is disabled "
                        "(channels.webhook.enabled: false)"),
     ]
