@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from agent.channels.base import (
@@ -67,6 +68,12 @@ class ChannelDeps:
     # this when they send, so they can be built (and checked) before it exists.
     session: Callable[[], aiohttp.ClientSession] = _no_session
     inbox: Callable[[InboxItem], Awaitable[None]] = _no_inbox
+    # The agent's own API address (host, port): webhooks must not reach it (netpolicy.py).
+    listen: tuple[str, int] | None = None
+    # A session of a channel's own, with the shared one's limits, resolving through the
+    # channel's resolver (webhook: the network policy); the channel closes it. None: aiohttp's
+    # defaults.
+    private_session: Callable[[AbstractResolver], aiohttp.ClientSession] | None = None
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -91,7 +98,8 @@ def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
                          "channels.webhook.signing_secret")
     if secret is None:
         secret = deps.generated_secret("webhook-signing-secret")
-    return WebhookChannel(cfg, secret.encode(), deps.session)
+    return WebhookChannel(cfg, secret.encode(), listen=deps.listen, logger=deps.logger,
+                          new_session=deps.private_session)
 
 
 REGISTRY: tuple[ChannelSpec[Any], ...] = (

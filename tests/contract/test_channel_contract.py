@@ -67,7 +67,7 @@ FIXTURES: dict[str, Fixture] = {
                       local="writes the local inbox; no HTTP"),
     "webhook": Fixture(
         settings=lambda url: {"signing_secret": WEBHOOK_SIGNING, "timeout_seconds": TIMEOUT,
-                              "connect_timeout_seconds": TIMEOUT},
+                              "connect_timeout_seconds": TIMEOUT, "allow_loopback": True},
         address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
         secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
     ),
@@ -265,6 +265,9 @@ async def test_the_timeout_row_ends_within_the_channel_timeout(
         channel = await _build("webhook", base_url, session, [])
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(RetryableDeliveryError):
-            await channel.send(_message("webhook", FIXTURES["webhook"].address(base_url)))
+        try:
+            with pytest.raises(RetryableDeliveryError):
+                await channel.send(_message("webhook", FIXTURES["webhook"].address(base_url)))
+        finally:
+            await channel.close()
         assert loop.time() - started < STALL / 2
