@@ -68,7 +68,8 @@ def make_settings(tmp_path: Path, **delivery: Any) -> Settings:
         data_dir=tmp_path / "data", rules_dir=tmp_path / "rules", api_keys=[LIVE_KEY, TEST_KEY],
         delivery={"backoff_base_seconds": 1.0, "backoff_max_seconds": 4.0, "max_attempts": 3,
                   **delivery},
-        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "timeout_seconds": 2.0}},
+        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "timeout_seconds": 2.0,
+                              "allow_loopback": True}},  # the receiver is on 127.0.0.1
     )
 
 
