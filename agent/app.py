@@ -40,7 +40,7 @@ from agent.private_files import create_private_file, private_dir, write_private_
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Inhibition, Intake
-from agent.services.notifications import NotificationService
+from agent.services.notifications import NotificationService, refresh_dead_letters
 from agent.services.rules import RulesHolder
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
@@ -260,6 +260,8 @@ async def _refresh_outbox_gauges(rt: Runtime) -> None:
     rt.metrics.outbox_depth.labels("due").set(due)
     rt.metrics.outbox_depth.labels("scheduled").set(scheduled)
     rt.metrics.outbox_oldest_due_age.set(0.0 if oldest is None else t - oldest)
+    # Here too (not only on a re-drive or retention): rows fail in the dispatcher.
+    await refresh_dead_letters(rt.store, rt.metrics)
     db = rt.settings.database_path
     rt.metrics.store_size.set(sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal"))
                                   if p.exists()))
@@ -275,6 +277,8 @@ async def _apply_retention(rt: Runtime) -> None:
             rt.metrics.rows_pruned.labels(table).inc(n)
     if any(removed.values()):
         log.info("retention_pruned", **removed)
+    if removed["notifications"]:
+        await refresh_dead_letters(rt.store, rt.metrics)
 
 
 async def _purge_idempotency(rt: Runtime) -> None:
@@ -415,6 +419,7 @@ class _Parts:
         scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[self.rt],
                           id="idempotency_purge", coalesce=True, max_instances=1)
         scheduler.start()
+        await self.store.notifications.recount_dead_letters()
         await _refresh_outbox_gauges(self.rt)
         yield
         scheduler.shutdown(wait=False)

@@ -71,6 +71,15 @@ class FailureReason(StrEnum):
     WAITING_FOR_EARLIER = "waiting_for_earlier"
 
 
+class NotificationFailureClass(StrEnum):
+    """Why a notification ended ``failed``, in GOV.UK Notify's classes (not the per-attempt
+    ``FailureClass`` of channels.base): what an operator does about a dead letter."""
+
+    PERMANENT = "permanent"  # the far side refused this message or recipient: fix, don't retry
+    TEMPORARY = "temporary"  # retries exhausted or the retry deadline passed: re-drive later
+    TECHNICAL = "technical"  # our side: a channel crash, a config or template error
+
+
 def new_id(prefix: str) -> str:
     """A resource id with the seed API's prefix, e.g. ``ntf_3f9a...`` (80 random bits)."""
     return f"{prefix}_{secrets.token_hex(10)}"
@@ -172,6 +181,22 @@ class Notification:
     failure_details: str | None = None
     batch_id: str | None = None
     deferrals: int = 0  # waits the far side asked for (not attempts), for spacing them out
+    failure_class: str | None = None  # a NotificationFailureClass while ``failed``
+    # A dead letter re-driven (POST .../retry) gets a new retry budget: its deadline counts from
+    # ``redriven_at`` and its attempt budget from ``redrive_attempts`` (the attempts made before);
+    # attempt numbers go on from ``attempts``.
+    redriven_at: float | None = None
+    redrive_attempts: int = 0
+
+    @property
+    def retry_from(self) -> float:
+        """When the retry deadline (``delivery.retry_for``) started: creation or re-drive."""
+        return self.created_at if self.redriven_at is None else self.redriven_at
+
+    @property
+    def budget_attempts(self) -> int:
+        """Attempts that count against ``delivery.max_attempts``: those since the re-drive."""
+        return self.attempts - self.redrive_attempts
 
 
 @dataclass(slots=True)

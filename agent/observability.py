@@ -277,6 +277,11 @@ class Metrics:
         self.alert_groups = Gauge(
             "alert_agent_alert_groups", "Alert groups currently tracked.", registry=r
         )
+        self.dead_letters = Gauge(
+            "alert_agent_dead_letters",
+            "Failed notifications still stored (dead letters), by channel; a re-drive or "
+            "retention takes them off.", ["channel"], registry=r,
+        )
         for src in ("alertmanager", "grafana", "generic", "api"):
             self.alerts_received.labels(src)
             self.alerts_invalid.labels(src)
@@ -290,6 +295,7 @@ class Metrics:
             self.notifications_accepted.labels(ch.value)
             self.channel_paused.labels(ch.value)
             self.channel_pauses.labels(ch.value)
+            self.dead_letters.labels(ch.value)
             for outcome in OUTCOMES:
                 self.notifications.labels(ch.value, outcome)
         for state in ("due", "scheduled"):

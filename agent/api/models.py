@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.api.errors import ApiError
-from agent.domain import Channel, Priority, Severity
+from agent.domain import Channel, FailureReason, NotificationFailureClass, Priority, Severity
+from agent.services.notifications import REDRIVE_DEFAULT_LIMIT, REDRIVE_MAX_LIMIT
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,6 +68,20 @@ class BatchRequest(_Strict):
     notifications: list[dict[str, Any]]
 
 
+class RetryManyRequest(_Strict):
+    """Which failed notifications to re-drive: the list's filters; only failed rows are
+    touched, oldest first, at most ``limit`` per call."""
+
+    channel: Channel | None = None
+    from_: datetime | None = Field(default=None, alias="from",
+                                   description="Created at or after (ISO 8601).")
+    to: datetime | None = Field(default=None, description="Created at or before (ISO 8601).")
+    failure_reason: FailureReason | None = None
+    failure_class: NotificationFailureClass | None = None
+    limit: int = Field(default=REDRIVE_DEFAULT_LIMIT, ge=1, le=REDRIVE_MAX_LIMIT,
+                       description="At most this many per call (has_more says if more match).")
+
+
 class TemplateCreate(_Strict):
     name: str = Field(json_schema_extra=_NAME_SCHEMA)
     channel: Channel
@@ -104,6 +119,8 @@ _CHOICES = {
     "channel": ", ".join(c.value for c in Channel),
     "severity": ", ".join(s.value for s in Severity),
     "priority": ", ".join(p.value for p in Priority),
+    "failure_reason": ", ".join(r.value for r in FailureReason),
+    "failure_class": ", ".join(c.value for c in NotificationFailureClass),
 }
 
 

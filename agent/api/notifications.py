@@ -1,7 +1,8 @@
-"""``/v1/notifications``: send, send-batch, get, list, cancel."""
+"""``/v1/notifications``: send, send-batch, get, list, cancel, retry (re-drive dead letters)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -13,11 +14,19 @@ from agent.api.errors import ApiError, from_service, json_response, not_found
 from agent.api.idempotency import request_hash
 from agent.api.limits import check_metadata
 from agent.api.middleware import API_KEY
-from agent.api.models import BatchRequest, SendRequest, parse
+from agent.api.models import BatchRequest, RetryManyRequest, SendRequest, parse
 from agent.api.params import enum_param
-from agent.domain import Channel, Status, parse_iso
+from agent.domain import (
+    Channel,
+    FailureReason,
+    Notification,
+    NotificationFailureClass,
+    Status,
+    parse_iso,
+)
 from agent.services.errors import ServiceError
-from agent.services.notifications import SendCommand
+from agent.services.notifications import RedriveFilter, SendCommand
+from agent.store import Store
 from agent.store.notifications import ListFilter
 
 routes = web.RouteTableDef()
@@ -85,6 +94,11 @@ async def send_batch(request: web.Request) -> web.Response:
     })
 
 
+async def _with_attempts(store: Store, n: Notification) -> dict[str, Any]:
+    attempts = await store.deliveries.attempts(n.id)
+    return serialize.notification(n) | {"attempts": [serialize.attempt(a) for a in attempts]}
+
+
 @routes.get("/v1/notifications/{id}")
 async def get_one(request: web.Request) -> web.Response:
     nid = request.match_info["id"]
@@ -92,9 +106,7 @@ async def get_one(request: web.Request) -> web.Response:
     n = await store.notifications.get(nid, request[API_KEY].simulated)
     if n is None:
         raise not_found("notification", nid)
-    attempts = await store.deliveries.attempts(nid)
-    return json_response(serialize.notification(n) | {
-        "attempts": [serialize.attempt(a) for a in attempts]})
+    return json_response(await _with_attempts(store, n))
 
 
 def _time_param(query: Any, name: str) -> float | None:
@@ -119,10 +131,19 @@ async def list_all(request: web.Request) -> web.Response:
         created_to=_time_param(q, "to"),
         limit=pagination.parse_limit(q),
         simulated=request[API_KEY].simulated,
+        failure_reason=enum_param(q, "failure_reason", FailureReason),
+        failure_class=enum_param(q, "failure_class", NotificationFailureClass),
     )
     f.before_seq = pagination.position(q, "ntf", now)
     rows, more = await c.store.notifications.page(f)
-    return json_response(pagination.page("ntf", rows, more, serialize.notification,
+    # Each item carries its attempts (the dead letters' history): one query for the page.
+    attempts = await c.store.deliveries.attempts_of([n.id for n in rows])
+
+    def item(n: Notification) -> dict[str, Any]:
+        return serialize.notification(n) | {
+            "attempts": [serialize.attempt(a) for a in attempts[n.id]]}
+
+    return json_response(pagination.page("ntf", rows, more, item,
                                          now + c.settings.cursor_ttl_seconds))
 
 
@@ -131,3 +152,36 @@ async def cancel(request: web.Request) -> web.Response:
     n = await ctx(request).notifications.cancel(request[API_KEY], request.match_info["id"])
     return json_response({"id": n.id, "object": "notification", "status": n.status,
                           "cancelled_at": serialize.iso(n.cancelled_at)})
+
+
+@routes.post("/v1/notifications/{id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    c = ctx(request)
+    n = await c.notifications.retry(request[API_KEY], request.match_info["id"])
+    return json_response(await _with_attempts(c.store, n))
+
+
+def _utc(dt: datetime | None) -> float | None:
+    """A body timestamp as unix seconds; a naive one is UTC (as in the list's query)."""
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+# Ids are listed in the answer up to this many re-driven notifications.
+_LIST_IDS_UP_TO = 100
+
+
+@routes.post("/v1/notifications/retry")
+async def retry_many(request: web.Request) -> web.Response:
+    c = ctx(request)
+    body = parse(RetryManyRequest, await read_json_object(request))
+    done = await c.notifications.retry_many(request[API_KEY], RedriveFilter(
+        channel=None if body.channel is None else body.channel.value,
+        created_from=_utc(body.from_), created_to=_utc(body.to),
+        failure_reason=None if body.failure_reason is None else body.failure_reason.value,
+        failure_class=None if body.failure_class is None else body.failure_class.value,
+        limit=body.limit))
+    return json_response({"object": "retry_result", "retried": len(done.ids),
+                          "ids": done.ids if len(done.ids) <= _LIST_IDS_UP_TO else None,
+                          "has_more": done.has_more})

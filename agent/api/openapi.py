@@ -23,7 +23,13 @@ from agent.api import hookmodels as hm
 from agent.api import schemas as s
 from agent.api.alerts import AlertCreate, AlertUpdate
 from agent.api.context import ctx
-from agent.api.models import BatchRequest, SendRequest, TemplateCreate, TemplateUpdate
+from agent.api.models import (
+    BatchRequest,
+    RetryManyRequest,
+    SendRequest,
+    TemplateCreate,
+    TemplateUpdate,
+)
 from agent.settings import ApiSettings
 
 routes = web.RouteTableDef()
@@ -109,6 +115,18 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("DELETE", "/v1/notifications/{id}", "cancelNotification", "Cancel a queued one",
         "notifications", {200: s.CancelOut}, (404, 409, *_KEY_ERRORS), path_params=_ID,
         description="Only queued notifications can be cancelled; anything else is 409."),
+    _op("POST", "/v1/notifications/{id}/retry", "retryNotification", "Re-drive a failed one",
+        "notifications", {200: s.NotificationOut}, (404, 409, *_KEY_ERRORS), path_params=_ID,
+        links={"getNotification": _BY_ID},
+        description="Queues a failed notification again under the same id (a webhook "
+        "receiver sees the same Idempotency-Key), due now; its attempts stay listed and new "
+        "ones go on numbering; delivery.retry_for and delivery.max_attempts count from the "
+        "re-drive. Anything not failed is 409 (notification_not_retryable)."),
+    _op("POST", "/v1/notifications/retry", "retryNotifications", "Re-drive failed ones by "
+        "filter", "notifications", {200: s.RetryManyOut}, (*_BODY_ERRORS, 422, *_KEY_ERRORS),
+        body=RetryManyRequest,
+        description="Failed notifications matching the filters, oldest first, at most limit "
+        "per call; each as POST /v1/notifications/{id}/retry."),
     # templates
     _op("POST", "/v1/templates", "createTemplate", "Create", "templates",
         {201: s.TemplateOut, 200: s.TemplateOut}, (*_BODY_ERRORS, 403, 409, 422, *_KEY_ERRORS),
@@ -163,6 +181,7 @@ OPERATIONS: tuple[Operation, ...] = (
 _MODELS: tuple[type[BaseModel], ...] = (
     s.ErrorEnvelope, SendRequest, BatchRequest, TemplateCreate, TemplateUpdate, AlertCreate,
     AlertUpdate, hm.AlertmanagerWebhook, hm.GrafanaWebhook, hm.GrafanaLegacyWebhook,
+    RetryManyRequest,
 )
 
 

@@ -12,7 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.domain import Channel, Priority, Severity, Status
+from agent.domain import (
+    Channel,
+    FailureReason,
+    NotificationFailureClass,
+    Priority,
+    Severity,
+    Status,
+)
 
 Timestamp = datetime  # ISO 8601 UTC, millisecond precision, "Z" suffix (domain.iso)
 
@@ -75,7 +82,8 @@ class NotificationOut(_Out):
     attempt_count: int = Field(description="How many delivery attempts started so far.")
     attempts: list[AttemptOut] | None = Field(
         default=None,
-        description="Every delivery attempt, oldest first. Only in GET /v1/notifications/{id}.",
+        description="Every delivery attempt, oldest first (a re-drive's go on numbering). In "
+        "GET /v1/notifications/{id}, the list and the retry answer.",
     )
     batch_id: str | None
     schedule_at: Timestamp | None
@@ -87,6 +95,10 @@ class NotificationOut(_Out):
     cancelled_at: Timestamp | None
     failure_reason: str | None
     failure_details: str | None
+    failure_class: NotificationFailureClass | None = Field(
+        description="Set while failed: permanent (the far side refused this message or "
+        "recipient), temporary (retries exhausted or delivery.retry_for passed: worth a "
+        "re-drive), technical (our side: a channel crash, a config or template error).")
     last_error: str | None
 
 
@@ -98,6 +110,14 @@ class _CursorPage(_Out):
 
 class NotificationList(_CursorPage):
     data: list[NotificationOut]
+
+
+class RetryManyOut(_Out):
+    object: Literal["retry_result"]
+    retried: int = Field(description="Failed notifications queued again.")
+    ids: list[str] | None = Field(description="Their ids, oldest first; null when more than "
+                                  "100 were re-driven.")
+    has_more: bool = Field(description="More failed notifications match: call again.")
 
 
 class BatchItem(_Out):
@@ -275,6 +295,9 @@ class NotificationListQuery(CursorQuery):
     from_: datetime | None = Field(default=None, alias="from",
                                    description="Created at or after (ISO 8601).")
     to: datetime | None = Field(default=None, description="Created before (ISO 8601).")
+    failure_reason: FailureReason | None = None
+    failure_class: NotificationFailureClass | None = Field(
+        default=None, description="Failed notifications of this class.")
 
 
 class TemplateListQuery(CursorQuery):

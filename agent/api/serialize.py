@@ -32,7 +32,7 @@ def notification(n: Notification) -> dict[str, Any]:
         "credits_used": 0 if n.simulated else 1,
         "simulated": n.simulated,
         # How many times delivery started (claims). ``attempts``, the list of attempt records,
-        # is added by GET /v1/notifications/{id} only: it costs a read per notification.
+        # is added by the handlers that read them (by id, the list, a re-drive).
         "attempt_count": n.attempts,
         "batch_id": n.batch_id,
         "schedule_at": iso(n.schedule_at),
@@ -44,6 +44,7 @@ def notification(n: Notification) -> dict[str, Any]:
         "cancelled_at": iso(n.cancelled_at),
         "failure_reason": n.failure_reason if n.status == Status.FAILED else None,
         "failure_details": n.failure_details if n.status == Status.FAILED else None,
+        "failure_class": n.failure_class if n.status == Status.FAILED else None,
         "last_error": n.failure_reason if n.status == Status.QUEUED else None,
     }
 

@@ -30,6 +30,7 @@ from agent.delivery.retry import RetryPolicy
 from agent.delivery.slots import Keys, Slots
 from agent.delivery.threads import ReplacesLookup, thread_of, update_mode
 from agent.domain import FailureReason, Notification
+from agent.domain import NotificationFailureClass as Class
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
 from agent.observability import Metrics, get_logger
@@ -288,7 +289,8 @@ class Dispatcher:
             text = render(n.template_body, n.metadata) if n.template_body else (n.message or "")
         except TemplateError as exc:
             err = PermanentDeliveryError(FailureReason.TEMPLATE_RENDER_ERROR, str(exc)[:500])
-            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
+                          failure_class=Class.TECHNICAL)
         rendered = text if n.template_body else None
         channel = self._channels.get(n.channel)
         if n.simulated and (channel is None or not channel.local):
@@ -298,7 +300,8 @@ class Dispatcher:
                 FailureReason.CHANNEL_NOT_CONFIGURED,
                 f"channel '{n.channel}' is not configured on this agent",
             )
-            return Failed(n.id, started, err.reason, err.details, attempt("failed", err))
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
+                          failure_class=Class.TECHNICAL)
         hold = self._pause.hold(n.channel, started)
         if hold is not None:  # nothing tried: no attempt row, no attempt spent
             return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
@@ -320,15 +323,18 @@ class Dispatcher:
             return self._later(n, exc, attempt)
         except PermanentDeliveryError as exc:
             self._metrics.delivery_failures.labels(n.channel, exc.reason.value).inc()
-            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc),
+                          failure_class=Class.PERMANENT)
         except DeliveryError as exc:
-            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc))
+            return Failed(n.id, self._clock(), exc.reason, exc.details, attempt("failed", exc),
+                          failure_class=Class.PERMANENT)
         except Exception as exc:  # a channel bug must not wedge the row: fail it loudly
             log.exception("channel_crashed", notification_id=n.id, channel=n.channel)
             crash = DeliveryError(FailureReason.PROVIDER_REJECTED,
                                   f"internal channel error: {type(exc).__name__}")
             return Failed(n.id, self._clock(), crash.reason, crash.details,
-                          attempt("failed", crash, failure_class=FailureClass.TECHNICAL))
+                          attempt("failed", crash, failure_class=FailureClass.TECHNICAL),
+                          failure_class=Class.TECHNICAL)
         return Delivered(n.id, started, self._clock(), rendered,
                          attempt("delivered", result=result))
 
@@ -360,12 +366,12 @@ class Dispatcher:
         wait_until = self._limiter.take(rates(n.recipient), now, None if again else n.priority)
         if wait_until is None:
             return None
-        if self._retry.within_deadline(n.created_at, wait_until):
+        if self._retry.within_deadline(n.retry_from, wait_until):
             return Deferred(n.id, wait_until, FailureReason.THROTTLED,
                             f"waiting for the '{n.channel}' rate limit")
         return Failed(n.id, now, FailureReason.RATE_LIMITED,
                       f"gave up after {self._retry.retry_for:g} s waiting for the "
-                      f"'{n.channel}' rate limit")
+                      f"'{n.channel}' rate limit", failure_class=Class.TEMPORARY)
 
     async def _message(self, n: Notification, channel: ChannelSender, text: str,
                        thread_key: str | None) -> Message:
@@ -411,21 +417,21 @@ class Dispatcher:
         ra = exc.retry_after
         if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
             at = t + self._retry.delay(n.deferrals + 1, ra)
-            if self._retry.within_deadline(n.created_at, at):
+            if self._retry.within_deadline(n.retry_from, at):
                 return Deferred(n.id, at, exc.reason, exc.details,
                                 attempt("deferred", exc, retry_after=ra))
             return Failed(n.id, t, exc.reason,
                           f"gave up after {self._retry.retry_for:g} s: {exc.details}",
-                          attempt("failed", exc, retry_after=ra))
-        done = n.attempts + 1
+                          attempt("failed", exc, retry_after=ra), failure_class=Class.TEMPORARY)
+        done = n.budget_attempts + 1  # since creation, or since a re-drive
         at = t + self._retry.delay(done, ra)
         if not self._retry.should_retry(done, n.severity):
             return Failed(n.id, t, exc.reason, f"gave up after {done} attempts: {exc.details}",
-                          attempt("failed", exc, retry_after=ra))
-        if not self._retry.within_deadline(n.created_at, at):
+                          attempt("failed", exc, retry_after=ra), failure_class=Class.TEMPORARY)
+        if not self._retry.within_deadline(n.retry_from, at):
             return Failed(n.id, t, exc.reason,
                           f"gave up after {self._retry.retry_for:g} s: {exc.details}",
-                          attempt("failed", exc, retry_after=ra))
+                          attempt("failed", exc, retry_after=ra), failure_class=Class.TEMPORARY)
         return Retry(n.id, at, exc.reason, exc.details, attempt("retry", exc, retry_after=ra))
 
     def _observe(self, n: Notification, o: Outcome) -> None:
@@ -449,6 +455,7 @@ class Dispatcher:
                  attempts=n.attempts)
         elif isinstance(o, Failed):
             self._metrics.notifications.labels(n.channel, "failed").inc()
+            self._metrics.dead_letters.labels(n.channel).inc()  # exact again at the next refresh
             log.warning("notification_failed", notification_id=n.id, channel=n.channel,
                         reason=o.reason, details=o.details, attempts=n.attempts + 1)
         else:

@@ -1,5 +1,5 @@
-"""The notification use cases: send one, send a batch, cancel. The API handlers, the CLI and a
-chat button call these; they only translate their own input and output.
+"""The notification use cases: send one, send a batch, cancel, re-drive dead letters. The API
+handlers, the CLI and a chat button call these; they only translate their own input and output.
 
 Input arrives shape-checked (types, lengths) at the caller's edge; the checks here are the ones
 that need other fields, other resources or the time. Refusals raise ``services.errors`` classes.
@@ -30,8 +30,13 @@ from agent.services.errors import Conflict, Invalid, MissingField, NotFound, Ser
 from agent.settings import ApiSettings
 from agent.store import IdempotencyConflict, Store
 from agent.store.idempotency import ReplayExpired
+from agent.store.notifications import ListFilter
 
 log = get_logger("notifications")
+# A bulk re-drive touches at most this many rows per call (the default, and the most a caller
+# may ask for): one write transaction, bounded in time; ``has_more`` says to call again.
+REDRIVE_DEFAULT_LIMIT = 1_000
+REDRIVE_MAX_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -63,6 +68,31 @@ class BatchSent:
     id: str
     created_at: float
     notifications: list[Notification]
+
+
+@dataclass(slots=True)
+class RedriveFilter:
+    """Which dead letters to re-drive: the list filters (failed rows only), oldest first."""
+
+    channel: str | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    failure_reason: str | None = None
+    failure_class: str | None = None
+    limit: int = REDRIVE_DEFAULT_LIMIT
+
+
+@dataclass(slots=True)
+class Redriven:
+    ids: list[str]  # re-driven, oldest first
+    has_more: bool  # failed rows matching the filter remain (past the limit)
+
+
+async def refresh_dead_letters(store: Store, metrics: Metrics) -> None:
+    """Set ``alert_agent_dead_letters`` from the store's per-channel count of failed rows."""
+    counts = await store.notifications.dead_letter_counts()
+    for channel in {*counts, *(c.value for c in Channel)}:
+        metrics.dead_letters.labels(channel).set(counts.get(channel, 0))
 
 
 def _conflict(exc: IdempotencyConflict) -> Conflict:
@@ -135,6 +165,49 @@ class NotificationService:
         self._metrics.notifications.labels(n.channel, "cancelled").inc()
         log.info("notification_cancelled", notification_id=n.id, channel=n.channel)
         return n
+
+    async def retry(self, key: ApiKey, nid: str) -> Notification:
+        """Re-drive a failed notification of the key's mode: queued again under the same id
+        (the receiver's idempotency key stays), due now, with a new retry budget; its
+        attempts so far stay in the history and numbering goes on. Returns it queued."""
+        n, redriven = await self._store.notifications.redrive(nid, self._clock.now(),
+                                                              key.simulated)
+        if n is None:
+            raise NotFound("resource_missing", f"No such notification: '{nid}'.", "id")
+        if not redriven:
+            raise Conflict("notification_not_retryable",
+                           f"Only failed notifications can be retried; this one is "
+                           f"'{n.status}'.", "id")
+        log.info("notification_redriven", notification_id=n.id, channel=n.channel,
+                 attempts=n.attempts)
+        await self._redriven()
+        return n
+
+    async def retry_many(self, key: ApiKey, f: RedriveFilter) -> Redriven:
+        """Re-drive up to ``f.limit`` failed notifications of the key's mode that match ``f``,
+        oldest first (each as ``retry``)."""
+        if not 1 <= f.limit <= REDRIVE_MAX_LIMIT:
+            raise Invalid("invalid_value",
+                          f"'limit' must be between 1 and {REDRIVE_MAX_LIMIT}.", "limit")
+        done, more = await self._store.notifications.redrive_many(ListFilter(
+            channel=f.channel, created_from=f.created_from, created_to=f.created_to,
+            failure_reason=f.failure_reason, failure_class=f.failure_class, limit=f.limit,
+            simulated=key.simulated), self._clock.now())
+        if done:
+            by_channel: dict[str, int] = {}
+            for _, channel in done:
+                by_channel[channel] = by_channel.get(channel, 0) + 1
+            log.info("notifications_redriven", count=len(done), channels=by_channel,
+                     more=more)
+            await self._redriven()
+        return Redriven([i for i, _ in done], more)
+
+    async def _redriven(self) -> None:
+        try:
+            await refresh_dead_letters(self._store, self._metrics)
+        except Exception as exc:  # the re-drive is committed; the gauge catches up later
+            log.warning("dead_letters_gauge_failed", error=str(exc))
+        self._on_due()
 
     async def _build_batch(self, key: ApiKey, cmds: Sequence[SendCommand], now: float,
                            templates: dict[str, Template | None], batch_id: str,

@@ -9,7 +9,7 @@ or the first one of an alert group on a channel and recipient) for a later edit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,7 +64,10 @@ def insert(conn: sqlite3.Connection, rows: Iterable[tuple[str, Attempt]]) -> Non
 
 
 def _attempt(r: sqlite3.Row) -> Attempt:
-    d = dict(r)
+    return _attempt_of(dict(r))
+
+
+def _attempt_of(d: dict[str, Any]) -> Attempt:
     ref = d.pop("provider_ref")
     return Attempt(**d, provider_ref=None if ref is None else orjson.loads(ref))
 
@@ -84,6 +87,25 @@ class DeliveryStore:
                 "ORDER BY attempt, rowid", (notification_id,))]
 
         return await self._db.read(op)
+
+    async def attempts_of(self, notification_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        """Every recorded attempt of each notification (a page of a list), oldest first, in
+        one query; a notification without attempts maps to an empty list."""
+        out: dict[str, list[Attempt]] = {i: [] for i in notification_ids}
+        if not out:
+            return out
+        marks = ",".join("?" * len(out))
+
+        def op(conn: sqlite3.Connection) -> None:
+            for r in conn.execute(
+                    f"SELECT notification_id, {_COLUMNS} FROM deliveries "
+                    f"WHERE notification_id IN ({marks}) ORDER BY notification_id, attempt, rowid",
+                    list(out)):
+                d = dict(r)
+                out[d.pop("notification_id")].append(_attempt_of(d))
+
+        await self._db.read(op)
+        return out
 
     async def provider_ref(self, notification_id: str) -> dict[str, Any] | None:
         """The far side's ref of the notification's delivered message (for an edit); None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
-from agent.store import deliveries
+from agent.store import deadletters, deliveries
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
 from agent.store.idempotency import (
@@ -24,7 +24,8 @@ COLUMNS = (
     "seq, id, status, channel, recipient, message, subject, template_id, template_body, severity, "
     "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
     "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
-    "failure_reason, failure_details, batch_id, deferrals"
+    "failure_reason, failure_details, batch_id, deferrals, failure_class, redriven_at, "
+    "redrive_attempts"
 )
 _INSERT = (
     "INSERT INTO notifications (id, status, channel, recipient, message, subject, template_id, "
@@ -50,6 +51,27 @@ class ListFilter:
     before_seq: int | None = None
     limit: int = 25
     simulated: bool | None = None  # the key's mode: test keys list simulated rows only
+    failure_reason: str | None = None
+    failure_class: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition (``""`` for none) and its arguments; ``limit`` is not in it."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for clause, value in (
+            ("channel = ?", self.channel),
+            ("status = ?", self.status),
+            ("created_at >= ?", self.created_from),
+            ("created_at <= ?", self.created_to),
+            ("seq < ?", self.before_seq),
+            ("simulated = ?", None if self.simulated is None else int(self.simulated)),
+            ("failure_reason = ?", self.failure_reason),
+            ("failure_class = ?", self.failure_class),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        return " AND ".join(clauses), args
 
 
 @dataclass(slots=True)
@@ -76,6 +98,8 @@ class Failed:
     reason: str
     details: str | None
     attempt: Attempt | None = None
+    # A NotificationFailureClass; no default, so every place that fails a row decides it.
+    failure_class: str = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -167,22 +191,10 @@ class NotificationStore:
 
     async def page(self, f: ListFilter) -> tuple[list[Notification], bool]:
         """Newest first; returns up to ``f.limit`` rows and whether more exist."""
-        where: list[str] = []
-        args: list[Any] = []
-        for clause, value in (
-            ("channel = ?", f.channel),
-            ("status = ?", f.status),
-            ("created_at >= ?", f.created_from),
-            ("created_at <= ?", f.created_to),
-            ("seq < ?", f.before_seq),
-            ("simulated = ?", None if f.simulated is None else int(f.simulated)),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
+        where, args = f.where()
         sql = f"SELECT {COLUMNS} FROM notifications"
         if where:
-            sql += " WHERE " + " AND ".join(where)
+            sql += " WHERE " + where
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(f.limit + 1)
 
@@ -210,6 +222,54 @@ class NotificationStore:
             return (notification_row(r) if r else None), cur.rowcount == 1
 
         return await self._db.write(op)
+
+    # --- dead letters: failed rows, re-driven onto the outbox -----------------------------
+
+    async def redrive(self, notification_id: str, now: float,
+                      simulated: bool) -> tuple[Notification | None, bool]:
+        """Queue a failed notification of this mode again, due ``now``, with a new retry
+        budget (deadline and attempts count from now; attempt numbers go on). Returns
+        (row, re-driven now); the row is None when unknown or of the other mode."""
+
+        def op(conn: sqlite3.Connection) -> tuple[Notification | None, bool]:
+            done = conn.execute(
+                f"{_REDRIVE} WHERE id = ? AND status = 'failed' AND simulated = ? "
+                f"RETURNING {COLUMNS}", (now, now, notification_id, int(simulated))).fetchone()
+            if done is not None:
+                deadletters.left(conn, [done["channel"]])
+                return notification_row(done), True
+            r = conn.execute(
+                f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
+                (notification_id, int(simulated))).fetchone()
+            return (notification_row(r) if r else None), False
+
+        return await self._db.write(op)
+
+    async def redrive_many(self, f: ListFilter, now: float) -> tuple[list[tuple[str, str]], bool]:
+        """Re-drive (as ``redrive``) up to ``f.limit`` failed rows matching ``f``, oldest
+        first. Returns their (id, channel) and whether more failed rows match."""
+        where, args = f.where()
+        cond = "status = 'failed'" + (f" AND {where}" if where else "")
+
+        def op(conn: sqlite3.Connection) -> tuple[list[tuple[str, str]], bool]:
+            done = [(r[0], r[1]) for r in conn.execute(
+                f"{_REDRIVE} WHERE seq IN (SELECT seq FROM notifications WHERE {cond} "
+                "ORDER BY seq LIMIT ?) RETURNING id, channel", (now, now, *args, f.limit))]
+            deadletters.left(conn, (channel for _, channel in done))
+            more = conn.execute(f"SELECT EXISTS (SELECT 1 FROM notifications WHERE {cond})",
+                                args).fetchone()[0]
+            return done, bool(more)
+
+        return await self._db.write(op)
+
+    async def recount_dead_letters(self) -> dict[str, int]:
+        """Count failed rows again, by channel, and keep the counts (at start)."""
+        return await self._db.write(deadletters.recount)
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Failed notifications still stored, by channel (a few rows: see deadletters.py)."""
+
+        return await self._db.read(deadletters.counts)
 
     # --- the outbox, for the dispatcher ----------------------------------------------------
 
@@ -283,7 +343,7 @@ class NotificationStore:
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
         delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
                      for o in outcomes if isinstance(o, Delivered)]
-        failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.id)
+        failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.failure_class, o.id)
                   for o in outcomes if isinstance(o, Failed)]
         retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
         deferred = [(o.due_at, o.reason, o.details, o.id)
@@ -298,10 +358,11 @@ class NotificationStore:
                     "message = COALESCE(?, message), claimed_at = NULL, attempts = attempts + 1, "
                     "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
             if failed:
+                deadletters.failing(conn, "id", [f[-1] for f in failed])
                 conn.executemany(
                     "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                    "failure_details = ?, claimed_at = NULL, attempts = attempts + 1 "
-                    "WHERE id = ?", failed)
+                    "failure_details = ?, failure_class = ?, claimed_at = NULL, "
+                    "attempts = attempts + 1 WHERE id = ?", failed)
             if retry:
                 conn.executemany(
                     "UPDATE notifications SET due_at = ?, failure_reason = ?, "
@@ -345,6 +406,14 @@ def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
     return cur.lastrowid
 
 
+# A re-drive: queued and due now, the retry budget restarted (deadline, attempts, deferral
+# spacing and abandoned claims count from here); the last error stays as ``last_error``.
+_REDRIVE = (
+    "UPDATE notifications SET status = 'queued', due_at = ?, redriven_at = ?, "
+    "redrive_attempts = attempts, deferrals = 0, abandoned = 0, claimed_at = NULL, "
+    "failed_at = NULL, failure_class = NULL"
+)
+
 # The outbox queries name their index: without statistics SQLite prefers
 # notifications_status_seq (status = 'queued') and then scans and sorts every queued row, which
 # made each claim cost milliseconds with a deep outbox. The partial index holds queued rows
@@ -378,9 +447,12 @@ def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
             take = [seq for seq, abandoned, claimed in cands
                     if abandoned + (claimed is not None) < max_attempts]
             if exhausted:
+                deadletters.failing(conn, "seq", exhausted)
                 conn.execute(
                     "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
                     "failure_details = 'claimed too often without an outcome', "
+                    # A delivery that never reaches an outcome (it kills the process) is ours.
+                    "failure_class = 'technical', "
                     "claimed_at = NULL, abandoned = abandoned + (claimed_at IS NOT NULL) "
                     f"WHERE seq IN ({','.join('?' * len(exhausted))})",
                     (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),

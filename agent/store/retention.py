@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent.store import deadletters
 from agent.store.db import Database
 
 BATCH = 5000
@@ -22,6 +23,7 @@ def _prune_batch(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
     conn.executemany("DELETE FROM alert_notifications WHERE notification_id = ?",
                      [(i,) for i in ids])
     conn.executemany("DELETE FROM deliveries WHERE notification_id = ?", [(i,) for i in ids])
+    deadletters.leaving(conn, "id", ids)
     conn.executemany("DELETE FROM notifications WHERE id = ?", [(i,) for i in ids])
     inbox = conn.execute(
         "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox WHERE created_at < ? LIMIT ?)",

@@ -240,4 +240,34 @@ MIGRATIONS: tuple[str, ...] = (
         json_extract(metadata, '$.group_id'), channel, recipient, seq)
         WHERE status = 'queued' AND json_extract(metadata, '$.group_id') IS NOT NULL;
     """,
+    # 12: dead letters (issue 12). A failed notification's class (GOV.UK Notify's permanent,
+    # temporary, technical); rows failed before are classed from their reason, details and last
+    # attempt. A re-drive restarts the retry budget: the deadline from ``redriven_at``, the
+    # attempt budget after ``redrive_attempts``. ``dead_letters`` counts failed rows per channel
+    # (store/deadletters.py keeps it), so the gauge reads a few rows instead of counting.
+    """
+    ALTER TABLE notifications ADD COLUMN failure_class TEXT
+        CHECK (failure_class IN ('permanent', 'temporary', 'technical'));
+    ALTER TABLE notifications ADD COLUMN redriven_at REAL;
+    ALTER TABLE notifications ADD COLUMN redrive_attempts INTEGER NOT NULL DEFAULT 0;
+    UPDATE notifications SET failure_class = CASE
+        WHEN failure_reason IN ('channel_not_configured', 'template_render_error')
+          OR failure_details LIKE 'internal channel error:%'
+          OR failure_details = 'claimed too often without an outcome' THEN 'technical'
+        WHEN failure_details LIKE 'gave up after %' THEN 'temporary'
+        ELSE CASE (SELECT d.failure_class FROM deliveries d
+                   WHERE d.notification_id = notifications.id
+                   ORDER BY d.attempt DESC, d.rowid DESC LIMIT 1)
+            WHEN 'technical' THEN 'technical'
+            WHEN 'retryable' THEN 'temporary'
+            ELSE 'permanent' END
+        END
+    WHERE status = 'failed';
+    CREATE TABLE dead_letters (
+        channel TEXT PRIMARY KEY,
+        count   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO dead_letters (channel, count)
+        SELECT channel, COUNT(*) FROM notifications WHERE status = 'failed' GROUP BY channel;
+    """,
 )

@@ -82,13 +82,14 @@ async def test_the_in_app_provider_ref_is_readable(client: Client) -> None:
         "inbox_notification_id": n["id"], "to": "alice"}
 
 
-async def test_list_and_send_carry_the_count_only(client: Client) -> None:
+async def test_send_carries_the_count_only_and_the_list_the_attempts(client: Client) -> None:
     n = await send(client, channel="in-app", to="alice", message="m")
     assert n["attempt_count"] == 0 and "attempts" not in n
     await wait_status(client, n["id"], "delivered")
     page = await (await client.get("/v1/notifications", headers=auth())).json()
     [listed] = [x for x in page["data"] if x["id"] == n["id"]]
-    assert listed["attempt_count"] == 1 and "attempts" not in listed
+    assert listed["attempt_count"] == 1
+    assert [(a["attempt"], a["outcome"]) for a in listed["attempts"]] == [(1, "delivered")]
 
 
 class _Crashing:

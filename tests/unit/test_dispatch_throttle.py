@@ -74,3 +74,4 @@ async def test_a_wait_past_retry_for_fails_the_row(store: Store) -> None:
     # The second waits 1 s (within 1.5 s), the third would wait 2 s: past the deadline.
     assert [n.status for n in got if n] == ["delivered", "queued", "failed"]
     assert got[2] is not None and got[2].failure_reason == "rate_limited"
+    assert got[2].failure_class == "temporary"  # the deadline passed while it waited
