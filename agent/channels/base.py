@@ -100,7 +100,8 @@ class Rate:
 
 class HasRates(Protocol):
     """Optional for a channel: the buckets a message to ``to`` must pass (the provider's
-    published limits, from the channel's settings)."""
+    published limits, from the channel's settings), the destination's own bucket last: a
+    provider's ``429`` with ``Retry-After`` holds that one."""
 
     def rates(self, to: str) -> Sequence[Rate]: ...
 

@@ -360,10 +360,7 @@ class Dispatcher:
         rates = getattr(channel, "rates", None)
         if rates is None:
             return None
-        # A row turned away before waits for the next token; a new one takes a place in its
-        # priority's line (ratelimit.py).
-        again = n.failure_reason == FailureReason.THROTTLED
-        wait_until = self._limiter.take(rates(n.recipient), now, None if again else n.priority)
+        wait_until = self._limiter.take(rates(n.recipient), now, n.priority)
         if wait_until is None:
             return None
         if self._retry.within_deadline(n.retry_from, wait_until):
@@ -417,6 +414,9 @@ class Dispatcher:
         ra = exc.retry_after
         if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
             at = t + self._retry.delay(n.deferrals + 1, ra)
+            rates = getattr(self._channels.get(n.channel), "rates", None)
+            if exc.reason is FailureReason.RATE_LIMITED and ra is not None and rates is not None:
+                self._limiter.hold(rates(n.recipient), at, t)
             if self._retry.within_deadline(n.retry_from, at):
                 return Deferred(n.id, at, exc.reason, exc.details,
                                 attempt("deferred", exc, retry_after=ra))

@@ -4,13 +4,18 @@ A delivery that finds a bucket empty is deferred to when it will have a token, s
 attempt. Each bucket is a GCRA (one "theoretical arrival time" per key), so a bucket costs two
 floats however many rows wait on it.
 
-Rows turned away for the first time are spread one token interval apart, per priority, in the
-order they came, so a backlog of a thousand rows for one Slack channel comes back one at a time
-instead of all at once at every token (which would claim and defer every waiting row once per
-token). A new high-priority row is not queued behind normal ones: its own line is short, so it
-comes back at the next token, where the claim's priority order lets it go first. A row turned
-away again (another took its token) waits only for the next token and goes before the rows of
-later places (the claim takes older due rows first): at most one extra deferral per token.
+Rows turned away are spread one token interval apart, per priority, in the order they came, so
+a backlog of a thousand rows for one Slack channel comes back one at a time instead of all at
+once at every token (which would claim and defer every waiting row once per token). A new
+high-priority row is not queued behind normal ones: its own line is short, so it comes back at
+the next token, where the claim's priority order lets it go first. The places are not
+reservations: a row that comes back and finds its token taken (by a high-priority row) takes a
+new place, at the next token after the one just handed out, ahead of the rows placed later (the
+claim takes older due rows first), so a collision costs one extra deferral.
+
+A provider's own rate limit (a ``429`` with ``Retry-After``) ``hold``s the destination's bucket
+until then, so the rows queued for it wait in the store instead of each asking the provider
+once more and being told the same.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._swept = 0.0
 
-    def take(self, rates: Sequence[Rate], now: float, line: str | None = None) -> float | None:
+    def take(self, rates: Sequence[Rate], now: float, line: str = "") -> float | None:
         """None when every bucket had a token (one is taken from each), else when to try
-        again (nothing is taken: a row waits for all its buckets at once). ``line`` (the
-        priority) spreads first-time waits of that line; None: just the next token."""
+        again (nothing is taken: a row waits for all its buckets at once). Waits are spread
+        per ``line`` (the priority)."""
         if not rates:
             return None
         self._sweep(now)
@@ -57,8 +62,6 @@ class RateLimiter:
                 worst = (free_in, b, interval)
         if worst is not None:
             free_in, b, interval = worst
-            if line is None:
-                return now + free_in
             place = b.waiting.get(line, 0)
             b.waiting[line] = place + 1
             return now + free_in + place * interval
@@ -67,6 +70,14 @@ class RateLimiter:
             b.tat = max(b.tat, now) + 1.0 / rate.per_second
             b.waiting.clear()
         return None
+
+    def hold(self, rates: Sequence[Rate], until: float, now: float) -> None:
+        """No token from the destination's bucket (the last of ``rates``) before ``until``:
+        the provider said so."""
+        if not rates:
+            return
+        b = self._bucket(rates[-1].key, now)
+        b.tat = max(b.tat, until)
 
     def _bucket(self, key: str, now: float) -> _Bucket:
         b = self._buckets.get(key)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.channels.base import Rate
+from agent.channels.base import Rate, RetryableDeliveryError
 from agent.delivery.retry import RetryPolicy
+from agent.domain import FailureReason
 from agent.store import Store
 from tests.unit.test_dispatcher import Clock, FakeChannel, dispatcher, row
 
@@ -75,3 +76,24 @@ async def test_a_wait_past_retry_for_fails_the_row(store: Store) -> None:
     assert [n.status for n in got if n] == ["delivered", "queued", "failed"]
     assert got[2] is not None and got[2].failure_reason == "rate_limited"
     assert got[2].failure_class == "temporary"  # the deadline passed while it waited
+
+
+async def test_a_provider_429_holds_the_destination_instead_of_asking_again(
+        store: Store) -> None:
+    clock = Clock()
+    chan = Throttled(script=[RetryableDeliveryError(FailureReason.RATE_LIMITED, "429",
+                                                    retry_after=5.0)])
+    rows = [row(clock) for _ in range(4)]
+    await store.notifications.create(rows)
+    d = dispatcher(store, clock, chan)
+    await d.run_until_idle()
+    assert len(chan.sent) == 1  # the others wait in the store, the provider is not asked
+    clock.advance(4.9)
+    await d.run_until_idle()
+    assert len(chan.sent) == 1
+    for _ in range(10):  # bounded: one a second after the hold
+        clock.advance(1.0)
+        await d.run_until_idle()
+    got = [await store.notifications.get(r.id) for r in rows]
+    assert [n.status for n in got if n] == ["delivered"] * 4
+    assert len(chan.sent) == 5 and all(n.attempts == 1 for n in got if n)

@@ -55,3 +55,13 @@ def test_every_bucket_must_have_a_token_and_none_is_taken_otherwise() -> None:
 
 def test_no_rates_no_wait() -> None:
     assert RateLimiter().take([], 0.0) is None
+
+
+def test_a_hold_keeps_the_destination_bucket_empty_until_then() -> None:
+    rl = RateLimiter()
+    bot = Rate("telegram", per_second=30.0, burst=30)
+    chat = Rate("telegram:1", per_second=1.0)
+    rl.hold([bot, chat], until=10.0, now=0.0)
+    assert rl.take([bot, chat], 5.0) == 10.0
+    assert rl.take([bot, Rate("telegram:2", 1.0)], 5.0) is None  # other chats go on
+    assert rl.take([bot, chat], 10.0) is None
