@@ -17,12 +17,10 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from tests.e2e.processes import Child
 from tests.helpers import Sink
 
 T = TypeVar("T")
@@ -79,28 +78,6 @@ routes:
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def events(self) -> list[dict[str, Any]]:
-        """The agent's JSON log lines (anything else is skipped)."""
-        out = []
-        for line in self.log().splitlines():
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(ev, dict):
-                out.append(ev)
-        return out
 
 
 @dataclass
@@ -158,29 +135,6 @@ def am_config(agent_port: int) -> dict[str, Any]:
             "http_config": {"authorization": {"type": "Bearer", "credentials": HOOK_TOKEN}},
         }]}],
     }
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Callable[[str, list[str], dict[str, str]], Child]]:
-    """Start child processes (output to a file); each still running is SIGKILLed by PID."""
-    started: list[Child] = []
-
-    def start(name: str, argv: list[str], env: dict[str, str]) -> Child:
-        log_path = tmp_path / f"{name}.log"
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT)
-        child = Child(name, proc, log_path)
-        started.append(child)
-        return child
-
-    try:
-        yield start
-    finally:
-        for c in started:
-            if c.proc.poll() is None:
-                os.kill(c.proc.pid, signal.SIGKILL)
-            c.proc.wait(timeout=10)
 
 
 async def poll(fetch: Callable[[], Awaitable[T | None]], what: str, *,
