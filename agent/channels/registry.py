@@ -24,6 +24,7 @@ from agent.channels.base import (
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
+from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
 
@@ -36,6 +37,7 @@ class ChannelsSettings(BaseModel):
     console: ConsoleSettings = ConsoleSettings()
     in_app: InAppSettings = InAppSettings()  # the "in-app" channel
     webhook: WebhookSettings = WebhookSettings()
+    telegram: TelegramSettings = TelegramSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -96,6 +98,9 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("in-app", "in_app", InAppSettings, InAppChannel,
                 lambda cfg, deps: InAppChannel(deps.inbox)),
     ChannelSpec("webhook", "webhook", WebhookSettings, WebhookChannel, _webhook),
+    ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
+                lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
+                                                 deps.logger("channel.telegram"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

@@ -56,6 +56,8 @@ class Fixture:
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
 WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs carry one
+TELEGRAM_TOKEN = "987654321:AAContractBotToken_secret-42"  # in the URL path of every call
+TELEGRAM_CHAT = -1001234567890
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -67,6 +69,15 @@ FIXTURES: dict[str, Fixture] = {
                               "connect_timeout_seconds": TIMEOUT},
         address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
         secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
+    ),
+    "telegram": Fixture(
+        settings=lambda url: {"enabled": True, "bot_token": TELEGRAM_TOKEN, "api_url": url,
+                              "timeout_seconds": TIMEOUT},
+        address=lambda url: str(TELEGRAM_CHAT),
+        secrets=(TELEGRAM_TOKEN, TELEGRAM_TOKEN.split(":", 1)[1]),
+        ok_body=lambda path: {"ok": True, "result": {
+            "message_id": 1, "date": 1_700_000_000, "text": "db1\ndisk full",
+            "chat": {"id": TELEGRAM_CHAT, "type": "supergroup", "title": "ops"}}},
     ),
 }
 
