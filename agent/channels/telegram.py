@@ -201,8 +201,8 @@ def _digest(texts: Sequence[str]) -> str:
 class TelegramChannel:
     name = "telegram"
     local = False
-    limits = Limits(max_text_chars=MAX_TEXT_UNITS, max_subject_chars=MAX_SUBJECT_CHARS,
-                    can_edit=True, can_delete=True, overflow="split")
+    # No text limit for callers: the channel fits any text to Telegram's itself (split).
+    limits = Limits(overflow="split", can_edit=True, can_delete=True)
 
     def __init__(self, config: TelegramSettings, token: str,
                  session: Callable[[], aiohttp.ClientSession], logger: Any) -> None:

@@ -159,7 +159,7 @@ async def test_rates_and_destinations(tg: tuple[TelegramEmulator, TelegramChanne
     assert tuned.rates("-1")[1].per_second == pytest.approx(0.1)
     limits = channel.limits
     assert (limits.max_text_chars, limits.can_edit, limits.can_delete, limits.overflow) == (
-        4096, True, True, "split")
+        None, True, True, "split")
 
 
 # -- sending -----------------------------------------------------------------------------------
