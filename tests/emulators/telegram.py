@@ -193,6 +193,8 @@ class _Failure:
 @dataclass
 class TelegramEmulator:
     token: str = TOKEN
+    # True: any numeric chat id exists (a chat of its sign's kind) the first time it is named.
+    open_chats: bool = False
     chats: dict[int, Chat] = field(default_factory=dict)
     messages: dict[int, list[StoredMessage]] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
@@ -350,6 +352,8 @@ class TelegramEmulator:
         else:
             try:
                 chat = self.chats.get(int(raw))
+                if chat is None and self.open_chats:
+                    chat = self.add_chat(int(raw))
             except (TypeError, ValueError):
                 chat = None
         if chat is None:

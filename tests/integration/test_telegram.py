@@ -493,3 +493,28 @@ async def test_the_emulator_counts_length_after_parsing_in_utf16() -> None:
                                 json={"chat_id": PRIVATE, "text": "x"}) as resp:
             assert resp.status == 404
     assert [m.text[:1] for m in emu.messages[PRIVATE]] == ["&"]
+
+
+async def test_an_emulator_with_open_chats_takes_any_chat_id() -> None:
+    emu = TelegramEmulator(open_chats=True)
+    async with emu.serve() as url, aiohttp.ClientSession() as session:
+        channel = _channel(url, session)
+        await channel.send(msg(to=-100555))
+        await channel.send(msg(to=777))
+        err = await _fails(channel, msg(to="@nobody_here"))
+    assert err.reason.value == "invalid_recipient"
+    assert (emu.chats[-100555].type, emu.chats[777].type) == ("supergroup", "private")
+    assert [len(emu.visible(c)) for c in (-100555, 777)] == [1, 1]
+
+
+async def test_a_failure_for_a_duration_answers_every_request_meanwhile(
+        tg: tuple[TelegramEmulator, TelegramChannel]) -> None:
+    emu, channel = tg
+    emu.fail("429", seconds=60, retry_after=2)
+    for i in range(3):
+        err = await _fails(channel, msg(nid=f"ntf_{i}"))
+        assert isinstance(err, RetryableDeliveryError) and err.retry_after == 2.0
+    assert [r.status for r in emu.requests] == [429, 429, 429]
+    times = [r.at for r in emu.requests]
+    assert times == sorted(times)
+    assert emu.messages == {}
