@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent import api
@@ -31,6 +32,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.pause import ChannelPause
 from agent.delivery.retry import RetryPolicy
+from agent.delivery.threads import replaces_lookup
 from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
@@ -159,12 +161,14 @@ def _channel_deps(settings: Settings, store: Store | None = None,
     if store is None:  # checking only: resolve every secret, make and write nothing
         return registry.ChannelDeps(secret=_channel_secret,
                                     generated_secret=lambda name: "(generated)",
-                                    logger=get_logger)
+                                    logger=get_logger, listen=(settings.host, settings.port))
     assert session is not None
     return registry.ChannelDeps(
         secret=_channel_secret,
         generated_secret=lambda name: _generated_secret(settings.data_dir, name),
-        logger=get_logger, session=session, inbox=store.inbox.add)
+        logger=get_logger, session=session, inbox=store.inbox.add,
+        listen=(settings.host, settings.port),
+        private_session=lambda resolver: http_session(settings, resolver))
 
 
 def check_channels(settings: Settings) -> dict[str, ChannelSender]:
@@ -194,12 +198,15 @@ def build_channels(settings: Settings, store: Store,
         raise ConfigError("; ".join(exc.problems)) from exc
 
 
-def http_session(settings: Settings) -> aiohttp.ClientSession:
+def http_session(settings: Settings,
+                 resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
     """The one HTTP client of every channel: per-host connection limits, so one slow host
-    cannot take the connections the others need. Timeouts are per channel, per request."""
+    cannot take the connections the others need. Timeouts are per channel, per request.
+    With ``resolver``: a channel's private client alike (webhook: its network policy)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
-            limit=0, limit_per_host=settings.delivery.max_connections_per_host),
+            limit=0, limit_per_host=settings.delivery.max_connections_per_host,
+            resolver=resolver),
         headers={"User-Agent": "alert-agent"},
     )
 
@@ -439,6 +446,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
+        replaces=replaces_lookup(store.deliveries), link_base=s.base_url,
     )
     # Rule-file targets are checked against the enabled channels (built for checking at start).
     rule_targets: dict[str, ChannelSender] = {}

@@ -66,6 +66,9 @@ class FailureReason(StrEnum):
     NETWORK_ERROR = "network_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
     CHANNEL_PAUSED = "channel_paused"  # waiting, not failed: the channel's credentials refused
+    THROTTLED = "throttled"  # waiting, not failed: the channel's own rate limit (Rate buckets)
+    # Waiting, not failed: the alert group's earlier message (which this one edits) is not out yet.
+    WAITING_FOR_EARLIER = "waiting_for_earlier"
 
 
 def new_id(prefix: str) -> str:

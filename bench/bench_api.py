@@ -233,6 +233,7 @@ class Daemon:
             ALERT_AGENT_API__RATE_LIMIT__ENABLED="false",
             ALERT_AGENT_LOG__LEVEL="warning",
             ALERT_AGENT_CHANNELS__WEBHOOK__SIGNING_SECRET="whsec_x",
+            ALERT_AGENT_CHANNELS__WEBHOOK__ALLOW_LOOPBACK="true",  # the sinks are on 127.0.0.1
         )
         env.update(self.extra_env)
         self._log = open(self.dir / "daemon.log", "ab")

@@ -130,6 +130,7 @@ class Daemons:
             "ALERT_AGENT_RULES_DIR": str(self.work / "rules"),
             "ALERT_AGENT_API_KEYS": KEY,
             "ALERT_AGENT_CHANNELS__WEBHOOK__SIGNING_SECRET": WEBHOOK_SECRET,
+            "ALERT_AGENT_CHANNELS__WEBHOOK__ALLOW_LOOPBACK": "true",  # the sink is on 127.0.0.1
             "ALERT_AGENT_API__RATE_LIMIT__ENABLED": "false",
             "ALERT_AGENT_LOG__FORMAT": "json",
             "ALERT_AGENT_DELIVERY__POLL_INTERVAL_SECONDS": "0.2",

@@ -40,7 +40,9 @@ def settings(tmp_path: Path) -> Settings:
         api={"schedule_min_ahead_seconds": 1.0},
         delivery={"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2,
                   "poll_interval_seconds": 0.05, "max_attempts": 5},
-        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "timeout_seconds": 2.0}},
+        # Sinks listen on 127.0.0.1: loopback is refused by default (webhook network policy).
+        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "timeout_seconds": 2.0,
+                              "allow_loopback": True}},
     )
 
 

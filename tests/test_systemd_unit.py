@@ -118,7 +118,10 @@ def test_unit_has_required_settings() -> None:
     # sd_notify needs AF_UNIX; deliveries need IP networking.
     assert set(one("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     assert "PrivateNetwork" not in service
-    assert "IPAddressDeny" not in service
+    # Link-local and the metadata address only: loopback and the providers stay reachable.
+    assert set(one("IPAddressDeny").split()) == {"169.254.0.0/16", "fe80::/10",
+                                                 "fd00:ec2::254/128"}
+    assert "IPAddressAllow" not in service
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 

@@ -264,7 +264,7 @@ def classify_status(status: int, retry_after: str | None, body_excerpt: str,
     """
     if 200 <= status < 300:
         return
-    details = f"HTTP {status}: {body_excerpt[:200]}"
+    details = f"HTTP {status}: {body_excerpt[:200]}" if body_excerpt else f"HTTP {status}"
     if status == 429:
         raise RetryableDeliveryError(
             FailureReason.RATE_LIMITED, details, parse_retry_after(retry_after),

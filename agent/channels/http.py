@@ -13,9 +13,13 @@ The failure table, the same for every channel (tests/contract/test_channel_contr
     connection refused, reset    retryable, network_error
     malformed (truncated) body   retryable, network_error
     invalid URL                  permanent, invalid_recipient
+    RefusedConnection            the DeliveryError it carries (a resolver's refusal)
 
 Details never carry a URL (a Telegram bot token sits in the path) nor any secret the channel
-names, in plain or percent-encoded form.
+names, in plain or percent-encoded form. For a receiver chosen by API callers (``untrusted``)
+they say only ``HTTP <status>``, ``connection failed``, ``request timed out`` or ``invalid
+URL``: no body, reason phrase, address, port or OS error, so that the API reading them back is
+not a port scanner.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import aiohttp
 import orjson
 
 from agent.channels.base import (
+    DeliveryError,
     ErrorScope,
     PermanentDeliveryError,
     RetryableDeliveryError,
@@ -42,6 +47,15 @@ from agent.domain import FailureReason
 MAX_REPLY_BYTES = 65_536
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 REDACTED = "[redacted]"
+
+
+class RefusedConnection(OSError):
+    """Raised by a resolver (or other connect-time check) to refuse a destination: aiohttp
+    wraps it in a ClientConnectorError and ``call`` raises the DeliveryError it carries."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(error.details)
+        self.error = error
 
 
 class Redactor:
@@ -114,11 +128,13 @@ async def call(
     body_hook: BodyHook | None = None,
     auth_scope: ErrorScope = ErrorScope.MESSAGE,
     body_in_details: bool = True,
+    untrusted: bool = False,
 ) -> HttpReply:
     """Make one request; the reply when it is a success, else raise the DeliveryError for it.
 
     ``body_in_details=False`` keeps the reply body out of failure details (a receiver chosen by
-    API callers must not have its answers read back through the API).
+    API callers must not have its answers read back through the API); ``untrusted=True`` also
+    keeps out the reason phrase and every connection error's text (see the module docstring).
     """
     try:
         # No redirects: a provider or webhook must not bounce us to another (internal) address.
@@ -133,17 +149,24 @@ async def call(
     except aiohttp.InvalidURL as exc:
         raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT, "invalid URL") from exc
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, RefusedConnection):
+            raise exc.os_error.error from exc
+        if untrusted:
+            raise RetryableDeliveryError(FailureReason.NETWORK_ERROR, "connection failed") from exc
         # Not str(exc): it names the host and port, which the caller's `to` already says.
         why = exc.os_error.strerror or type(exc.os_error).__name__
         raise RetryableDeliveryError(FailureReason.NETWORK_ERROR,
                                      redact(f"connection failed: {why}")[:300]) from exc
     except aiohttp.ClientError as exc:
-        raise RetryableDeliveryError(
-            FailureReason.NETWORK_ERROR, redact(f"{type(exc).__name__}: {exc}")[:300]) from exc
+        what = "connection failed" if untrusted else f"{type(exc).__name__}: {exc}"
+        raise RetryableDeliveryError(FailureReason.NETWORK_ERROR, redact(what)[:300]) from exc
     if body_hook is not None:
         body_hook(reply)
     if 200 <= reply.status < 300:
         return reply
-    excerpt = reply.body[:200].decode(errors="replace") if body_in_details else reason
+    if untrusted:
+        excerpt = ""
+    else:
+        excerpt = reply.body[:200].decode(errors="replace") if body_in_details else reason
     classify_status(reply.status, reply.headers.get("Retry-After"), redact(excerpt), auth_scope)
     return reply

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from agent.channels.base import (
@@ -24,6 +25,8 @@ from agent.channels.base import (
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
+from agent.channels.push import PushChannel, PushSettings
+from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
@@ -37,6 +40,8 @@ class ChannelsSettings(BaseModel):
     console: ConsoleSettings = ConsoleSettings()
     in_app: InAppSettings = InAppSettings()  # the "in-app" channel
     webhook: WebhookSettings = WebhookSettings()
+    teams: TeamsSettings = TeamsSettings()
+    push: PushSettings = PushSettings()  # ntfy
     telegram: TelegramSettings = TelegramSettings()
 
 
@@ -65,6 +70,12 @@ class ChannelDeps:
     # this when they send, so they can be built (and checked) before it exists.
     session: Callable[[], aiohttp.ClientSession] = _no_session
     inbox: Callable[[InboxItem], Awaitable[None]] = _no_inbox
+    # The agent's own API address (host, port): webhooks must not reach it (netpolicy.py).
+    listen: tuple[str, int] | None = None
+    # A session of a channel's own, with the shared one's limits, resolving through the
+    # channel's resolver (webhook: the network policy); the channel closes it. None: aiohttp's
+    # defaults.
+    private_session: Callable[[AbstractResolver], aiohttp.ClientSession] | None = None
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -89,7 +100,8 @@ def _webhook(cfg: WebhookSettings, deps: ChannelDeps) -> ChannelSender:
                          "channels.webhook.signing_secret")
     if secret is None:
         secret = deps.generated_secret("webhook-signing-secret")
-    return WebhookChannel(cfg, secret.encode(), deps.session)
+    return WebhookChannel(cfg, secret.encode(), listen=deps.listen, logger=deps.logger,
+                          new_session=deps.private_session)
 
 
 REGISTRY: tuple[ChannelSpec[Any], ...] = (
@@ -98,6 +110,10 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("in-app", "in_app", InAppSettings, InAppChannel,
                 lambda cfg, deps: InAppChannel(deps.inbox)),
     ChannelSpec("webhook", "webhook", WebhookSettings, WebhookChannel, _webhook),
+    ChannelSpec("teams", "teams", TeamsSettings, TeamsChannel,
+                lambda cfg, deps: TeamsChannel.from_settings(cfg, deps.secret, deps.session)),
+    ChannelSpec("push", "push", PushSettings, PushChannel,
+                lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session)),
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
                                                  deps.logger("channel.telegram"))),

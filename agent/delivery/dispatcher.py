@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from agent.channels.base import (
     ChannelSender,
@@ -26,8 +25,10 @@ from agent.channels.base import (
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock
 from agent.delivery.outcomes import OutcomeWriter
 from agent.delivery.pause import ChannelPause, ChannelPaused
+from agent.delivery.ratelimit import RateLimiter
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.slots import Keys, Slots
+from agent.delivery.threads import ReplacesLookup, thread_of, update_mode
 from agent.domain import FailureReason, Notification
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
@@ -44,8 +45,6 @@ from agent.store.notifications import (
 )
 
 log = get_logger("dispatcher")
-# The provider ref of the earlier message a notification replaces (edit in place), or None.
-ReplacesLookup = Callable[[Notification], Awaitable[dict[str, Any] | None]]
 
 
 class Dispatcher:
@@ -65,6 +64,7 @@ class Dispatcher:
         clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
         pause: ChannelPause | None = None,
         replaces: ReplacesLookup | None = None,
+        link_base: str | None = None,
         record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         clock = as_clock(clock)
@@ -72,6 +72,9 @@ class Dispatcher:
         self._pause = pause if pause is not None else ChannelPause(metrics)
         # The hook for edit-on-resolve: finds the earlier message's provider ref.
         self._replaces = replaces
+        # The agent's public URL: a message cut to its size budget links to the whole of it.
+        self._link_base = link_base.rstrip("/") if link_base else None
+        self._limiter = RateLimiter()
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -263,8 +266,7 @@ class Dispatcher:
     async def _attempt(self, n: Notification) -> Outcome:
         """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
-        group_key = n.metadata.get("group_key")
-        thread_key = group_key if isinstance(group_key, str) else None
+        thread_key = thread_of(n.metadata)
 
         def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
@@ -301,16 +303,11 @@ class Dispatcher:
         if hold is not None:  # nothing tried: no attempt row, no attempt spent
             return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
                             f"channel '{n.channel}' is paused after its credentials were refused")
-        group_key = n.metadata.get("group_key")
-        message = Message(
-            notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
-            subject=n.subject, severity=n.severity, priority=n.priority,
-            metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
-            thread_key=group_key if isinstance(group_key, str) else None,
-            status="resolved" if n.metadata.get("status") == "resolved" else "firing",
-            replaces=None if self._replaces is None else await self._replaces(n),
-            attempt=n.attempts + 1,  # attempts counts the tries that reached an outcome
-        )
+        waits = await self._behind_earlier(n, channel, started) or self._throttle(
+            n, channel, started)
+        if waits is not None:
+            return waits
+        message = await self._message(n, channel, text, thread_key)
         try:
             result = await self._send(channel, message)
         except ChannelPaused as exc:
@@ -334,6 +331,61 @@ class Dispatcher:
                           attempt("failed", crash, failure_class=FailureClass.TECHNICAL))
         return Delivered(n.id, started, self._clock(), rendered,
                          attempt("delivered", result=result))
+
+    async def _behind_earlier(self, n: Notification, channel: ChannelSender,
+                              now: float) -> Outcome | None:
+        """A deferral while the group's earlier notification to the same channel and recipient
+        is still queued (or in flight): this one edits or replies to that message, so it waits
+        for it to be delivered instead of posting a second message. Nothing is tried."""
+        gid = n.metadata.get("group_id")
+        if (self._replaces is None or not isinstance(gid, int) or not channel.limits.can_edit
+                or update_mode(n.metadata) == "new"):
+            return None
+        due = await self._store.earlier_queued_due(gid, n.channel, n.recipient, n.seq)
+        if due is None:
+            return None
+        return Deferred(n.id, max(due, now) + self._poll, FailureReason.WAITING_FOR_EARLIER,
+                        "waiting for the group's earlier message to be delivered")
+
+    def _throttle(self, n: Notification, channel: ChannelSender,
+                  now: float) -> Outcome | None:
+        """A deferral when a rate bucket of the channel has no token for ``n`` (nothing is
+        tried: no attempt row, no attempt spent), a failure past ``retry_for``, else None."""
+        rates = getattr(channel, "rates", None)
+        if rates is None:
+            return None
+        # A row turned away before waits for the next token; a new one takes a place in its
+        # priority's line (ratelimit.py).
+        again = n.failure_reason == FailureReason.THROTTLED
+        wait_until = self._limiter.take(rates(n.recipient), now, None if again else n.priority)
+        if wait_until is None:
+            return None
+        if self._retry.within_deadline(n.created_at, wait_until):
+            return Deferred(n.id, wait_until, FailureReason.THROTTLED,
+                            f"waiting for the '{n.channel}' rate limit")
+        return Failed(n.id, now, FailureReason.RATE_LIMITED,
+                      f"gave up after {self._retry.retry_for:g} s waiting for the "
+                      f"'{n.channel}' rate limit")
+
+    async def _message(self, n: Notification, channel: ChannelSender, text: str,
+                       thread_key: str | None) -> Message:
+        overflow = n.metadata.get("overflow")
+        return Message(
+            notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
+            subject=n.subject, severity=n.severity, priority=n.priority,
+            metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
+            thread_key=thread_key,
+            status="resolved" if n.metadata.get("status") == "resolved" else "firing",
+            # Only a channel that can edit has use for the earlier message (one query).
+            replaces=(await self._replaces(n) if self._replaces is not None
+                      and channel.limits.can_edit else None),
+            attempt=n.attempts + 1,  # attempts counts the tries that reached an outcome
+            update=update_mode(n.metadata),
+            retract=n.metadata.get("retract") is True,
+            overflow="split" if overflow == "split" else "truncate" if overflow == "truncate"
+            else None,
+            link=None if self._link_base is None else f"{self._link_base}/v1/notifications/{n.id}",
+        )
 
     async def _send(self, channel: ChannelSender, message: Message) -> DeliveryResult:
         """``channel.send``, telling the pause how it went; raises ChannelPaused instead of a
@@ -387,8 +439,11 @@ class Dispatcher:
                      simulated=n.simulated, attempts=n.attempts + 1)
         elif isinstance(o, Deferred):
             self._metrics.notifications.labels(n.channel, "deferred").inc()
-            # Many rows wait while a channel is paused: the pause itself is logged once.
-            emit = log.debug if o.reason == FailureReason.CHANNEL_PAUSED else log.info
+            # Many rows wait while a channel is paused or throttled: the pause itself is
+            # logged once, the throttle shows in the metric.
+            emit = (log.debug if o.reason in (FailureReason.CHANNEL_PAUSED,
+                                              FailureReason.THROTTLED,
+                                              FailureReason.WAITING_FOR_EARLIER) else log.info)
             emit("notification_deferred", notification_id=n.id, channel=n.channel,
                  reason=o.reason, retry_in=round(o.due_at - self._clock(), 3),
                  attempts=n.attempts)

@@ -28,6 +28,8 @@ SEVERITY_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRI
 FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
 # A storm's group can hold thousands of alerts; a page listing them all helps nobody.
 DEFAULT_TEXT_MAX_ALERTS = 50
+# The notify-target options a notification carries to the dispatcher in its metadata.
+DELIVERY_OPTIONS = ("update", "retract", "overflow")
 MAX_ALERT_IDS = 100  # in a notification's metadata; GET /v1/alerts/{id} links them all
 
 
@@ -164,11 +166,16 @@ def build_flush(
                 template_id=None, template_body=None, severity=ctx["severity"],
                 priority=route.get("priority", "normal"),
                 metadata={"route": route.get("name", group.route_id), "group_key": group.key,
+                          # Group ids are never reused: a later incident of the same key is a
+                          # new thread, not an edit of a resolved message.
+                          "group_id": group.id,
                           "status": ctx["status"], "reason": decision.reason,
                           "alert_ids": [a["id"] for a in ctx["alerts"][:MAX_ALERT_IDS]],
                           # Every alert it is about, also those beyond the listed ones.
                           "alert_count": len(decision.alerts),
-                          "group_labels": group.labels},
+                          "group_labels": group.labels,
+                          # The target's delivery options (update, retract, overflow) when set.
+                          **{k: target[k] for k in DELIVERY_OPTIONS if k in target}},
                 idempotency_key=None, request_hash=None,
                 simulated=route.get("mode") == TEST_MODE, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,

@@ -26,7 +26,6 @@ from agent.routing.ruleset import (
     Route,
     RuleSet,
     SeverityMap,
-    Target,
     Template,
 )
 from agent.routing.schema import NotifySpec, RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
@@ -216,7 +215,7 @@ class _Compiler:
                     self.fail(f, f"unknown time interval '{name}'", *loc, key, i)
         notify = parent.notify
         if spec.notify is not None:
-            notify = tuple(Target(n.channel.value, n.to, n.template) for n in spec.notify)
+            notify = tuple(n.target() for n in spec.notify)
             self.targets(f, spec.notify, *loc)
             for i, n in enumerate(spec.notify):
                 if n.template is not None and n.template not in self.templates:
@@ -270,7 +269,7 @@ def _root(defaults: RouteDefaults) -> Route:
     return Route(
         id="root", name="root", matchers=(), sources=None, severity=None,
         priority=defaults.priority.value,
-        notify=tuple(Target(n.channel.value, n.to, n.template) for n in defaults.notify),
+        notify=tuple(n.target() for n in defaults.notify),
         group_by=None if "..." in defaults.group_by else tuple(defaults.group_by),
         group_wait=defaults.group_wait, group_interval=defaults.group_interval,
         repeat_interval=defaults.repeat_interval, send_resolved=defaults.send_resolved,

@@ -16,6 +16,21 @@ class Target:
     channel: str
     to: str
     template: str | None = None
+    update: str | None = None  # "edit" | "thread" | "new"; None: edit where the channel can
+    retract: bool = False
+    overflow: str | None = None  # "split" | "truncate"; None: the channel's default
+
+    def snapshot(self) -> dict[str, Any]:
+        """As stored with a group: the delivery options only when set, so old snapshots and
+        new ones read alike."""
+        out: dict[str, Any] = {"channel": self.channel, "to": self.to, "template": self.template}
+        if self.update is not None:
+            out["update"] = self.update
+        if self.retract:
+            out["retract"] = True
+        if self.overflow is not None:
+            out["overflow"] = self.overflow
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +147,7 @@ class RuleSet:
         names = {t.template for t in route.notify if t.template}
         return {
             "id": route.id, "name": route.name, "priority": route.priority,
-            "notify": [{"channel": t.channel, "to": t.to, "template": t.template}
-                       for t in route.notify],
+            "notify": [t.snapshot() for t in route.notify],
             "group_wait": route.group_wait, "group_interval": route.group_interval,
             "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
             "active_time_intervals": list(route.active_time_intervals),

@@ -9,11 +9,12 @@ Alertmanager users should feel at home: ``routes`` with ``matchers``, ``group_by
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.domain import Channel, Priority, Severity
+from agent.routing.ruleset import Target
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -51,6 +52,18 @@ class NotifySpec(_Strict):
     channel: Channel
     to: str = Field(min_length=1)
     template: str | None = None
+    # How a later notification of the same group reaches this target: edit the first message
+    # (the default where the channel can edit), reply in its thread, or post anew.
+    update: Literal["edit", "thread", "new"] | None = None
+    # On resolve, delete the message instead of editing it (where the channel can delete).
+    retract: bool = False
+    # A message over the channel's size budget: numbered parts or truncated with a link;
+    # unset: the channel's own default.
+    overflow: Literal["split", "truncate"] | None = None
+
+    def target(self) -> Target:
+        return Target(self.channel.value, self.to, self.template, self.update, self.retract,
+                      self.overflow)
 
 
 class RouteSpec(_Strict):

@@ -101,15 +101,26 @@ class DeliveryStore:
     async def first_ref(self, thread_key: str, channel: str,
                         recipient: str) -> dict[str, Any] | None:
         """The provider ref of the first delivered message of a group (``thread_key``) on a
-        channel to a recipient: the message a later notification of the group edits. None when
-        none was delivered yet or the channel keeps no ref."""
+        channel to a recipient: the message later ones reply to in its thread. None when none
+        was delivered yet or the channel keeps no ref."""
+        return await self._thread_ref(thread_key, channel, recipient, "ASC")
+
+    async def latest_ref(self, thread_key: str, channel: str,
+                         recipient: str) -> dict[str, Any] | None:
+        """The provider ref of the latest delivered message of a group on a channel to a
+        recipient: the message a later notification edits (an edit returns the same message's
+        ref, a refused edit the new message's)."""
+        return await self._thread_ref(thread_key, channel, recipient, "DESC")
+
+    async def _thread_ref(self, thread_key: str, channel: str, recipient: str,
+                          order: str) -> dict[str, Any] | None:
+        sql = ("SELECT provider_ref FROM deliveries INDEXED BY deliveries_thread "
+               "WHERE thread_key = ? AND channel = ? AND recipient = ? "
+               "AND outcome = 'delivered' AND thread_key IS NOT NULL "
+               f"ORDER BY rowid {'DESC' if order == 'DESC' else 'ASC'} LIMIT 1")
 
         def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            r = conn.execute(
-                "SELECT provider_ref FROM deliveries INDEXED BY deliveries_thread "
-                "WHERE thread_key = ? AND channel = ? AND recipient = ? "
-                "AND outcome = 'delivered' AND thread_key IS NOT NULL "
-                "ORDER BY rowid LIMIT 1", (thread_key, channel, recipient)).fetchone()
+            r = conn.execute(sql, (thread_key, channel, recipient)).fetchone()
             return None if r is None or r[0] is None else dict(orjson.loads(r[0]))
 
         return await self._db.read(op)

@@ -251,6 +251,22 @@ class NotificationStore:
 
         return await self._db.read(op)
 
+    async def earlier_queued_due(self, group_id: int, channel: str, recipient: str,
+                                 seq: int) -> float | None:
+        """When the earliest still-queued notification of alert group ``group_id`` to this
+        channel and recipient created before ``seq`` is due (it may be in flight), or None
+        when there is none."""
+
+        def op(conn: sqlite3.Connection) -> float | None:
+            r = conn.execute(
+                "SELECT min(due_at) FROM notifications INDEXED BY notifications_thread_queued "
+                "WHERE json_extract(metadata, '$.group_id') = ? AND channel = ? "
+                "AND recipient = ? AND status = 'queued' AND seq < ?",
+                (group_id, channel, recipient, seq)).fetchone()
+            return None if r is None or r[0] is None else float(r[0])
+
+        return await self._db.read(op)
+
     async def unclaim(self, ids: Sequence[str], due_at: float) -> None:
         """Give claimed rows back untried, due again at ``due_at`` (their destination was
         busy): no attempt, no deferral is counted."""

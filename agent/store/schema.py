@@ -231,4 +231,13 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX alerts_fingerprint;
     CREATE INDEX alerts_ended ON alerts (source, fingerprint, seq) WHERE status = 'resolved';
     """,
+    # 11: a group's later notification waits until the group's earlier one on the same channel
+    # and recipient is delivered, so it can edit that message instead of posting a second one:
+    # the queued notifications of an alert group by group, channel and recipient. Plain API
+    # sends carry no group id and stay out of the index.
+    """
+    CREATE INDEX notifications_thread_queued ON notifications (
+        json_extract(metadata, '$.group_id'), channel, recipient, seq)
+        WHERE status = 'queued' AND json_extract(metadata, '$.group_id') IS NOT NULL;
+    """,
 )

@@ -56,6 +56,9 @@ class Fixture:
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
 WEBHOOK_PATH_TOKEN = "XyZpathTokenThatIsSecret42"  # Slack-style webhook URLs carry one
+TEAMS_SIG = "wOrKfLoWsIgNaTuReThatIsSecret0123456789abc"  # a Workflows URL's sig=
+TEAMS_FLOW = "5f0c2a9b1d7e4c3a8b6f0e1d2c3b4a59"
+NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
 TELEGRAM_TOKEN = "987654321:AAContractBotToken_secret-42"  # in the URL path of every call
 TELEGRAM_CHAT = -1001234567890
 
@@ -66,9 +69,25 @@ FIXTURES: dict[str, Fixture] = {
                       local="writes the local inbox; no HTTP"),
     "webhook": Fixture(
         settings=lambda url: {"signing_secret": WEBHOOK_SIGNING, "timeout_seconds": TIMEOUT,
-                              "connect_timeout_seconds": TIMEOUT},
+                              "connect_timeout_seconds": TIMEOUT, "allow_loopback": True},
         address=lambda url: f"{url}/services/T000/B000/{WEBHOOK_PATH_TOKEN}",
         secrets=(WEBHOOK_SIGNING, WEBHOOK_PATH_TOKEN),
+    ),
+    "teams": Fixture(
+        settings=lambda url: {"enabled": True, "timeout_seconds": TIMEOUT, "webhooks": {
+            "ops": f"{url}/workflows/{TEAMS_FLOW}/triggers/manual/paths/invoke"
+                   f"?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={TEAMS_SIG}"}},
+        address=lambda url: "ops",
+        secrets=(TEAMS_SIG, TEAMS_FLOW),
+    ),
+    "push": Fixture(
+        settings=lambda url: {"enabled": True, "ntfy_url": url, "token": NTFY_TOKEN,
+                              "timeout_seconds": TIMEOUT},
+        address=lambda url: "alerts",
+        secrets=(NTFY_TOKEN,),
+        ok_body=lambda path: {"id": "hY3kQ2xWm9aZ", "time": 1_700_000_000,
+                              "expires": 1_700_043_200, "event": "message",
+                              "topic": path.strip("/"), "message": "disk full"},
     ),
     "telegram": Fixture(
         settings=lambda url: {"enabled": True, "bot_token": TELEGRAM_TOKEN, "api_url": url,
@@ -257,6 +276,9 @@ async def test_the_timeout_row_ends_within_the_channel_timeout(
         channel = await _build("webhook", base_url, session, [])
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(RetryableDeliveryError):
-            await channel.send(_message("webhook", FIXTURES["webhook"].address(base_url)))
+        try:
+            with pytest.raises(RetryableDeliveryError):
+                await channel.send(_message("webhook", FIXTURES["webhook"].address(base_url)))
+        finally:
+            await channel.close()
         assert loop.time() - started < STALL / 2

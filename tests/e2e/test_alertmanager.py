@@ -141,6 +141,7 @@ def agent_env(tmp: Path, port: int) -> dict[str, str]:
         "ALERT_AGENT_API_KEYS": API_KEY,
         "ALERT_AGENT_LOG__FORMAT": "json",
         "ALERT_AGENT_CHANNELS__WEBHOOK__SIGNING_SECRET": SIGNING_SECRET,
+        "ALERT_AGENT_CHANNELS__WEBHOOK__ALLOW_LOOPBACK": "true",  # the sink is on 127.0.0.1
         "ALERT_AGENT_DELIVERY__POLL_INTERVAL_SECONDS": "0.1",
         "ALERT_AGENT_SOURCES__ALERTMANAGER__AUTH__BEARER_TOKEN": HOOK_TOKEN,
     })

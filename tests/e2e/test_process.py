@@ -103,6 +103,7 @@ def daemon_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         "ALERT_AGENT_HOST": "127.0.0.1",
         "ALERT_AGENT_PORT": "0",
         "ALERT_AGENT_DATA_DIR": str(data_dir),
+        "ALERT_AGENT_CHANNELS__WEBHOOK__ALLOW_LOOPBACK": "true",  # the sinks are on 127.0.0.1
         "ALERT_AGENT_RULES_DIR": str(data_dir.parent / "rules"),
         "ALERT_AGENT_LOG__FORMAT": "json",
         "ALERT_AGENT_API__SCHEDULE_MIN_AHEAD_SECONDS": "1",

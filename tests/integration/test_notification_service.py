@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -36,12 +35,8 @@ class Woken:
         self.count += 1
 
 
-def _no_session() -> aiohttp.ClientSession:
-    raise AssertionError("the service only checks addresses; it never sends")
-
-
 def service(store: Store, woken: Woken) -> NotificationService:
-    webhook = WebhookChannel(WebhookSettings(), b"secret", _no_session)
+    webhook = WebhookChannel(WebhookSettings(), b"secret")
     return NotificationService(store, ApiSettings(), Metrics(CollectorRegistry()),
                                FakeClock(T0), woken, {"webhook": webhook})
 

@@ -45,7 +45,7 @@ async def test_a_ten_minute_outage_ends_delivered(tmp_path: Path, clock: FakeClo
     url, seen = outage_sink
     settings = Settings(  # delivery settings: the defaults
         data_dir=tmp_path / "data", rules_dir=tmp_path / "rules", api_keys=[LIVE_KEY],
-        channels={"webhook": {"signing_secret": WEBHOOK_SECRET}},
+        channels={"webhook": {"signing_secret": WEBHOOK_SECRET, "allow_loopback": True}},
     )
     # No loops: this test drives the dispatcher, step by step of fake time.
     async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),

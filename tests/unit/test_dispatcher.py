@@ -4,11 +4,9 @@ each kind of outcome does to the row and to its attempts, and how outcomes are w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.channels.base import (
@@ -69,16 +67,6 @@ class FakeChannel:
 
     async def close(self) -> None:
         return None
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "d.db", Metrics(CollectorRegistry()))
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def row(clock: Clock, *, channel: str = "fake", to: str = "ops", priority: str = "normal",

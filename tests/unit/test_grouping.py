@@ -412,7 +412,7 @@ def test_one_notification_per_target_with_templates_rendered() -> None:
         assert n.severity == "critical"  # the highest of the alerts
         assert n.priority == "high"
         assert n.metadata == {
-            "route": "cpu-route", "group_key": "gk_0123", "status": "firing",
+            "route": "cpu-route", "group_key": "gk_0123", "group_id": 42, "status": "firing",
             "reason": "new", "alert_ids": ["alt_1", "alt_2", "alt_3"], "alert_count": 3,
             "group_labels": {"alertname": "HighCPU", "cluster": "eu"},
         }

@@ -925,3 +925,36 @@ def test_parse_cache_reuses_unchanged_files_only(tmp_path: Path) -> None:
     a_key = next(k for k in kept if k[0] == "a.yaml")
     assert cache[a_key] is kept[a_key]  # a.yaml was not parsed again
     assert first.config_hash != second.config_hash
+
+
+def test_notify_delivery_options_reach_the_group_snapshot(tmp_path: Path) -> None:
+    rules = write(tmp_path, {"r.yaml": """
+        routes:
+          - name: db
+            matchers: ['service="db"']
+            notify:
+              - {channel: slack, to: "#db", update: thread, retract: true, overflow: truncate}
+              - {channel: console, to: ops}
+        """})
+    rs = load_rules(rules)
+    [db] = [r for r in rs.root.children if r.name == "db"]
+    assert db.notify == (Target("slack", "#db", None, "thread", True, "truncate"),
+                         Target("console", "ops"))
+    # Only the options set are stored: older snapshots and these read alike.
+    assert rs.snapshot(db)["notify"] == [
+        {"channel": "slack", "to": "#db", "template": None, "update": "thread",
+         "retract": True, "overflow": "truncate"},
+        {"channel": "console", "to": "ops", "template": None}]
+
+
+@pytest.mark.parametrize("option", ["update: edits", "overflow: drop", "retract: maybe"])
+def test_a_bad_delivery_option_is_a_rule_error_with_its_line(tmp_path: Path,
+                                                             option: str) -> None:
+    text = f"""
+        routes:
+          - name: db
+            notify:
+              - {{channel: console, to: ops, {option}}}
+        """
+    problem = only_problem(tmp_path, text)
+    assert problem.line == line_of(textwrap.dedent(text), option)

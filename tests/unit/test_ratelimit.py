@@ -1,127 +1,57 @@
-"""Fixed-window per-key rate limiting with an injected clock (agent.api.ratelimit)."""
+"""Token buckets: the declared rate holds, waits are spread, a waiting row takes nothing."""
 
 from __future__ import annotations
 
-import pytest
-
-from agent.api.ratelimit import RateLimiter
-
-WINDOW_START = 60.0 * 28_333_334  # 1_700_000_040: the start of a one-minute window
+from agent.channels.base import Rate
+from agent.delivery.ratelimit import RateLimiter
 
 
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_allows_up_to_the_limit_and_counts_down() -> None:
-    clock = FakeClock(WINDOW_START + 10)
-    rl = RateLimiter(3, clock)
-    decisions = [rl.hit("k") for _ in range(3)]
-    assert [d.allowed for d in decisions] == [True, True, True]
-    assert [d.remaining for d in decisions] == [2, 1, 0]
-    assert {d.limit for d in decisions} == {3}
-    assert {d.reset_at for d in decisions} == {int(WINDOW_START + 60)}
+def test_a_burst_then_one_per_interval() -> None:
+    rl = RateLimiter()
+    rate = [Rate("slack:C1", per_second=2.0, burst=3)]
+    assert [rl.take(rate, 100.0) for _ in range(3)] == [None, None, None]
+    later = rl.take(rate, 100.0)
+    assert later is not None and abs(later - 100.5) < 1e-9
+    assert rl.take(rate, 100.5) is None  # a token came back after 1/rate
+    assert rl.take(rate, 100.5) is not None
 
 
-def test_allowed_headers_have_no_retry_after() -> None:
-    rl = RateLimiter(5, FakeClock(WINDOW_START + 1))
-    headers = rl.hit("k").headers()
-    assert headers == {
-        "X-RateLimit-Limit": "5",
-        "X-RateLimit-Remaining": "4",
-        "X-RateLimit-Reset": str(int(WINDOW_START + 60)),
-    }
+def test_rows_turned_away_are_spread_one_interval_apart() -> None:
+    rl = RateLimiter()
+    rate = [Rate("slack:C1", per_second=1.0)]
+    assert rl.take(rate, 0.0) is None
+    waits = [rl.take(rate, 0.0, "normal") for _ in range(5)]
+    assert waits == [1.0, 2.0, 3.0, 4.0, 5.0]
+    # Each comes back at its time and gets its token: nobody is deferred twice.
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        assert rl.take(rate, t) is None
 
 
-def test_over_the_limit_is_refused_with_retry_after() -> None:
-    clock = FakeClock(WINDOW_START + 45.5)
-    rl = RateLimiter(2, clock)
-    rl.hit("k")
-    rl.hit("k")
-    d = rl.hit("k")
-    assert not d.allowed
-    assert d.remaining == 0
-    h = d.headers()
-    assert h["X-RateLimit-Reset"] == str(int(WINDOW_START + 60))
-    assert h["X-RateLimit-Remaining"] == "0"
-    assert int(h["Retry-After"]) == 15  # ceil(60 - 45.5)
-    # A refused request does not consume more of the window.
-    assert not rl.hit("k").allowed
+def test_a_line_per_priority_and_a_second_wait_is_for_the_next_token() -> None:
+    # The backlog's places are not reservations: a new (high-priority) row asks right after a
+    # token went out and is told the next token time, where the claim's priority order wins.
+    rl = RateLimiter()
+    rate = [Rate("slack:C1", per_second=1.0)]
+    rl.take(rate, 0.0)
+    for _ in range(10):
+        rl.take(rate, 0.0, "normal")
+    assert rl.take(rate, 0.5, "high") == 1.0  # its own line is empty: the next token
+    assert rl.take(rate, 0.5, "normal") == 11.0  # the end of the normal line
+    assert rl.take(rate, 1.0) is None  # the first of the backlog
+    assert rl.take(rate, 1.2) == 2.0  # turned away again: the next token
 
 
-def test_retry_after_is_at_least_one_second_at_window_end() -> None:
-    clock = FakeClock(WINDOW_START + 59.999)
-    rl = RateLimiter(1, clock)
-    rl.hit("k")
-    d = rl.hit("k")
-    assert not d.allowed
-    assert d.retry_after >= 1
-    assert int(d.headers()["Retry-After"]) >= 1
+def test_every_bucket_must_have_a_token_and_none_is_taken_otherwise() -> None:
+    rl = RateLimiter()
+    bot = Rate("telegram", per_second=30.0, burst=30)
+    chat_a = Rate("telegram:1", per_second=1.0)
+    chat_b = Rate("telegram:2", per_second=1.0)
+    assert rl.take([bot, chat_a], 0.0) is None
+    assert rl.take([bot, chat_a], 0.0) == 1.0  # chat 1 is empty
+    # The bot bucket gave nothing to the row that waited: 29 more fit this instant.
+    assert all(rl.take([bot, Rate(f"telegram:x{i}", 1.0)], 0.0) is None for i in range(29))
+    assert rl.take([bot, chat_b], 0.0) is not None  # now the bot bucket is empty
 
 
-def test_retry_after_at_window_start_is_full_window() -> None:
-    clock = FakeClock(WINDOW_START)
-    rl = RateLimiter(1, clock)
-    rl.hit("k")
-    assert rl.hit("k").retry_after == 60
-
-
-def test_new_window_resets_the_count() -> None:
-    clock = FakeClock(WINDOW_START + 30)
-    rl = RateLimiter(2, clock)
-    rl.hit("k")
-    rl.hit("k")
-    assert not rl.hit("k").allowed
-    clock.t = WINDOW_START + 60  # first instant of the next window
-    d = rl.hit("k")
-    assert d.allowed
-    assert d.remaining == 1
-    assert d.reset_at == int(WINDOW_START + 120)
-
-
-def test_window_is_fixed_not_sliding() -> None:
-    clock = FakeClock(WINDOW_START + 59)
-    rl = RateLimiter(1, clock)
-    assert rl.hit("k").allowed
-    clock.t = WINDOW_START + 61  # two seconds later, but a new window
-    assert rl.hit("k").allowed
-
-
-def test_keys_are_independent() -> None:
-    clock = FakeClock(WINDOW_START + 5)
-    rl = RateLimiter(1, clock)
-    assert rl.hit("a").allowed
-    assert not rl.hit("a").allowed
-    b = rl.hit("b")
-    assert b.allowed
-    assert b.remaining == 0
-    assert not rl.hit("a").allowed
-
-
-# --- IntervalGate (POST /-/reload) ----------------------------------------------------------
-
-
-def test_interval_gate_allows_one_pass_per_interval() -> None:
-    from agent.api.ratelimit import IntervalGate
-
-    t = [100.0]
-    gate = IntervalGate(1.0, lambda: t[0])
-    assert gate.attempt() == 0.0
-    t[0] = 100.25
-    assert gate.attempt() == pytest.approx(0.75)
-    t[0] = 100.99
-    assert gate.attempt() == pytest.approx(0.01)  # refused passes do not extend the wait
-    t[0] = 101.0
-    assert gate.attempt() == 0.0
-    assert gate.attempt() == pytest.approx(1.0)
-
-
-def test_interval_gate_of_zero_never_refuses() -> None:
-    from agent.api.ratelimit import IntervalGate
-
-    gate = IntervalGate(0.0, lambda: 5.0)
-    assert [gate.attempt() for _ in range(3)] == [0.0, 0.0, 0.0]
+def test_no_rates_no_wait() -> None:
+    assert RateLimiter().take([], 0.0) is None
