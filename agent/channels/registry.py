@@ -28,6 +28,7 @@ from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.slack import SlackChannel, SlackSettings
 from agent.channels.teams import TeamsChannel, TeamsSettings
+from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
 from agent.channels.webhook import WebhookChannel, WebhookSettings
 from agent.domain import InboxItem
 
@@ -43,6 +44,7 @@ class ChannelsSettings(BaseModel):
     teams: TeamsSettings = TeamsSettings()
     push: PushSettings = PushSettings()  # ntfy
     slack: SlackSettings = SlackSettings()
+    telegram: TelegramSettings = TelegramSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -123,6 +125,9 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("push", "push", PushSettings, PushChannel,
                 lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session)),
     ChannelSpec("slack", "slack", SlackSettings, SlackChannel, _slack),
+    ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
+                lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
+                                                 deps.logger("channel.telegram"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

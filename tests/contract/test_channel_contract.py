@@ -60,6 +60,8 @@ TEAMS_SIG = "wOrKfLoWsIgNaTuReThatIsSecret0123456789abc"  # a Workflows URL's si
 TEAMS_FLOW = "5f0c2a9b1d7e4c3a8b6f0e1d2c3b4a59"
 NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
 SLACK_TOKEN = "xoxb-contract-1111-SecretSlackBotToken"
+TELEGRAM_TOKEN = "987654321:AAContractBotToken_secret-42"  # in the URL path of every call
+TELEGRAM_CHAT = -1001234567890
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -95,6 +97,15 @@ FIXTURES: dict[str, Fixture] = {
         secrets=(SLACK_TOKEN,),
         ok_body=lambda path: {"ok": True, "channel": "C0ALERTS01", "ts": "1700000000.000100",
                               "message": {"type": "message", "text": "disk full"}},
+    ),
+    "telegram": Fixture(
+        settings=lambda url: {"enabled": True, "bot_token": TELEGRAM_TOKEN, "api_url": url,
+                              "timeout_seconds": TIMEOUT},
+        address=lambda url: str(TELEGRAM_CHAT),
+        secrets=(TELEGRAM_TOKEN, TELEGRAM_TOKEN.split(":", 1)[1]),
+        ok_body=lambda path: {"ok": True, "result": {
+            "message_id": 1, "date": 1_700_000_000, "text": "db1\ndisk full",
+            "chat": {"id": TELEGRAM_CHAT, "type": "supergroup", "title": "ops"}}},
     ),
 }
 

@@ -1,7 +1,8 @@
-"""End to end: a real Alertmanager group reaches Slack, Teams and ntfy (their emulators on
-loopback) through a running agent; resolving it edits the Slack message in place and replaces the
-ntfy notification, across a restart of the agent between firing and resolving; and a storm to one
-Slack channel that answers ``429 Retry-After: 2`` for a minute arrives whole afterwards.
+"""End to end: a real Alertmanager group reaches Slack, Telegram, Teams and ntfy (their
+emulators on loopback) through a running agent; resolving it edits the Slack and Telegram messages
+in place and replaces the ntfy notification, across a restart of the agent between firing and
+resolving; and a storm to one Slack channel that answers ``429 Retry-After: 2`` for a minute
+arrives whole afterwards.
 
 The agent and Alertmanager are child processes (killed by PID at teardown); the emulators run in
 the test's event loop. Every wait polls against a deadline.
@@ -37,9 +38,12 @@ from tests.e2e.test_alertmanager import (
 from tests.emulators.ntfy import NtfyEmulator
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.teams import TeamsEmulator
+from tests.emulators.telegram import TOKEN as TELEGRAM_TOKEN
+from tests.emulators.telegram import TelegramEmulator
 
 SLACK_TOKEN = "xoxb-e2e-0000-SecretSlackBotTokenForE2E"
 ALERTNAME = "E2EChat"
+TELEGRAM_CHAT = -1001234567890
 STORM = 1_000
 RULES = """\
 defaults:
@@ -54,6 +58,7 @@ routes:
     group_by: [alertname]
     notify:
       - {{channel: slack, to: "#alerts"}}
+      - {{channel: telegram, to: "{chat}"}}
       - {{channel: teams, to: ops}}
       - {{channel: push, to: e2e-alerts}}
   - name: storm
@@ -73,18 +78,23 @@ class Emulators:
     teams_webhook: str
     ntfy: NtfyEmulator
     ntfy_url: str
+    telegram: TelegramEmulator
+    telegram_url: str
 
 
 @pytest.fixture
 async def emulators() -> AsyncIterator[Emulators]:
     slack = SlackEmulator(token=SLACK_TOKEN)
     slack.add_channel("storm", "C0STORM001")
-    teams, ntfy = TeamsEmulator(), NtfyEmulator()
+    teams, ntfy, telegram = TeamsEmulator(), NtfyEmulator(), TelegramEmulator()
+    telegram.add_chat(TELEGRAM_CHAT)
     async with AsyncExitStack() as stack:
         slack_url = await stack.enter_async_context(slack.running())
         await stack.enter_async_context(teams.serve())
         ntfy_url = await stack.enter_async_context(ntfy.serve())
-        yield Emulators(slack, slack_url, teams, teams.add_webhook("ops"), ntfy, ntfy_url)
+        telegram_url = await stack.enter_async_context(telegram.serve())
+        yield Emulators(slack, slack_url, teams, teams.add_webhook("ops"), ntfy, ntfy_url,
+                        telegram, telegram_url)
 
 
 @dataclass
@@ -116,7 +126,7 @@ async def chat_stack(tmp_path: Path, emulators: Emulators,
     binary = am_binary()
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "10-chat.yaml").write_text(RULES.format(alertname=ALERTNAME))
+    (rules / "10-chat.yaml").write_text(RULES.format(alertname=ALERTNAME, chat=TELEGRAM_CHAT))
     agent_port = free_port()
     env = agent_env(tmp_path, agent_port)
     env.update({
@@ -125,6 +135,9 @@ async def chat_stack(tmp_path: Path, emulators: Emulators,
         "ALERT_AGENT_CHANNELS__SLACK__API_URL": emulators.slack_url,
         # The storm test drains 1,000 messages to one channel in seconds, not Slack's ~17 min.
         "ALERT_AGENT_CHANNELS__SLACK__RATE_PER_SECOND": "50",
+        "ALERT_AGENT_CHANNELS__TELEGRAM__ENABLED": "true",
+        "ALERT_AGENT_CHANNELS__TELEGRAM__BOT_TOKEN": TELEGRAM_TOKEN,
+        "ALERT_AGENT_CHANNELS__TELEGRAM__API_URL": emulators.telegram_url,
         "ALERT_AGENT_CHANNELS__TEAMS__ENABLED": "true",
         "ALERT_AGENT_CHANNELS__TEAMS__WEBHOOKS": json.dumps({"ops": emulators.teams_webhook}),
         "ALERT_AGENT_CHANNELS__PUSH__ENABLED": "true",
@@ -182,13 +195,16 @@ async def test_a_group_reaches_every_chat_channel_and_resolving_edits_it_across_
 
     async def everywhere() -> bool:
         slack = [m for m in emu.slack.messages_in("#alerts") if both(m.text)]
+        telegram = [m for m in emu.telegram.visible(TELEGRAM_CHAT) if both(m.text)]
         teams = [c for c in emu.teams.cards.get("ops", []) if both(" ".join(c.texts))]
         push = [n for n in emu.ntfy.current("e2e-alerts") if both(n.message)]
-        return bool(slack and teams and push)
+        return bool(slack and telegram and teams and push)
 
-    await poll(everywhere, "the firing group on Slack, Teams and ntfy", diagnostics=s.logs)
+    await poll(everywhere, "the firing group on Slack, Telegram, Teams and ntfy",
+               diagnostics=s.logs)
     [first] = emu.slack.messages_in("#alerts")
     assert "[FIRING:2]" in first.text and first.edits == 0
+    [tg_first] = emu.telegram.visible(TELEGRAM_CHAT)
 
     # The agent restarts between firing and resolving: the provider refs are in its store.
     await s.restart_agent()
@@ -197,21 +213,28 @@ async def test_a_group_reaches_every_chat_channel_and_resolving_edits_it_across_
 
     async def resolved_in_place() -> bool:
         slack = emu.slack.messages_in("#alerts")
+        telegram = emu.telegram.visible(TELEGRAM_CHAT)
         push = emu.ntfy.current("e2e-alerts")
         teams = emu.teams.cards.get("ops", [])
         return (len(slack) == 1 and "[RESOLVED]" in slack[0].text
+                and len(telegram) == 1 and "[RESOLVED]" in telegram[0].text
                 and len(push) == 1 and "[RESOLVED]" in push[0].message
                 and any("[RESOLVED]" in " ".join(c.texts) for c in teams))
 
-    await poll(resolved_in_place, "Slack and ntfy edited to resolved, a Teams follow-up card",
+    await poll(resolved_in_place,
+               "Slack, Telegram and ntfy edited to resolved, a Teams follow-up card",
                diagnostics=s.logs)
     [edited] = emu.slack.messages_in("#alerts")
     assert edited.ts == first.ts and edited.edits >= 1  # the same message, edited
     assert emu.slack.count("chat.postMessage") == 1
+    [tg_edited] = emu.telegram.visible(TELEGRAM_CHAT)
+    assert tg_edited.message_id == tg_first.message_id and tg_edited.edits >= 1
+    assert emu.telegram.count("sendMessage") == 1
     [shown] = emu.ntfy.current("e2e-alerts")
     assert shown.edits >= 1  # one notification on the phones, replaced
     assert await failed_notifications(s) == []
-    assert SLACK_TOKEN not in "".join(c.log() for c in s.children)
+    logs = "".join(c.log() for c in s.children)
+    assert SLACK_TOKEN not in logs and TELEGRAM_TOKEN not in logs
 
 
 async def test_a_storm_to_one_slack_channel_rate_limited_for_a_minute_arrives_whole(
