@@ -59,6 +59,7 @@ RESOLVED_TAG = "white_check_mark"
 # visitor-request-limit-burst 60, -replenish 5s). A self-hosted server sets its own (often
 # exempting hosts on its network), so no bucket is declared for one: its 429 defers anyway.
 PUBLIC_HOST = "ntfy.sh"
+SET_RATE_BURST = 10.0
 PUBLIC_RATE = Rate("push:ntfy.sh", per_second=0.2, burst=60.0)
 # RFC 2047 words stay under 76 characters: 45 bytes of UTF-8 are 60 of base64.
 _WORD_BYTES = 45
@@ -72,6 +73,9 @@ class PushSettings(ChannelSettings):
     token: SecretStr | None = None  # an ntfy access token (tk_...); unset for public topics
     token_file: Path | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # Messages a second to the server (one bucket for the channel, bursts of 10). Unset: ntfy.sh's
+    # published visitor limit on ntfy.sh, none on a self-hosted server (it sets its own).
+    rate_per_second: float | None = Field(default=None, gt=0)
 
 
 Secret = Callable[[SecretStr | None, Path | None, str], str | None]
@@ -131,9 +135,14 @@ class PushChannel:
                     overflow="truncate")
 
     def __init__(self, ntfy_url: str, token: str | None, timeout_seconds: float,
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 session: Callable[[], aiohttp.ClientSession],
+                 rate_per_second: float | None = None) -> None:
         self._base = ntfy_url.rstrip("/")
         self._host = (URL(ntfy_url).host or "").lower()
+        self._rates: tuple[Rate, ...] = (
+            (Rate(f"push:{self._host}", rate_per_second, SET_RATE_BURST),)
+            if rate_per_second is not None
+            else (PUBLIC_RATE,) if self._host == PUBLIC_HOST else ())
         self._token = token
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -155,7 +164,7 @@ class PushChannel:
             raise ChannelConfigError("channels.push.ntfy_url must be an http(s) base URL "
                                      "without query or fragment")
         token = secret(cfg.token, cfg.token_file, "channels.push.token")
-        return cls(cfg.ntfy_url, token, cfg.timeout_seconds, session)
+        return cls(cfg.ntfy_url, token, cfg.timeout_seconds, session, cfg.rate_per_second)
 
     def validate_address(self, to: str) -> str:
         """An ntfy topic: 1-64 letters, digits, '-' or '_'."""
@@ -169,8 +178,9 @@ class PushChannel:
         return f"push:{to}"
 
     def rates(self, to: str) -> Sequence[Rate]:
-        """ntfy.sh's visitor limit; none for a self-hosted server (see PUBLIC_RATE)."""
-        return (PUBLIC_RATE,) if self._host == PUBLIC_HOST else ()
+        """``rate_per_second`` when set, else ntfy.sh's visitor limit on ntfy.sh and none for
+        a self-hosted server (see PUBLIC_RATE)."""
+        return self._rates
 
     async def send(self, message: Message) -> DeliveryResult:
         topic = message.to

@@ -82,6 +82,9 @@ class TeamsSettings(ChannelSettings):
     # A YAML or JSON file mapping alias -> URL, instead of ``webhooks``.
     webhooks_file: Path | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # Cards a second to one webhook (a token bucket with bursts of 5): under Teams' limits for
+    # posts to one conversation.
+    rate_per_second: float = Field(default=RATE_PER_SECOND, gt=0)
 
 
 # (inline value, file, setting) -> the secret or None; raises ChannelConfigError naming the
@@ -234,8 +237,10 @@ class TeamsChannel:
                     overflow="split")
 
     def __init__(self, webhooks: Mapping[str, str], timeout_seconds: float,
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 session: Callable[[], aiohttp.ClientSession],
+                 rate_per_second: float = RATE_PER_SECOND) -> None:
         self._webhooks = dict(webhooks)
+        self._rate = rate_per_second
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         secrets: list[str] = []
@@ -250,7 +255,8 @@ class TeamsChannel:
     def from_settings(cls, cfg: TeamsSettings, secret: Secret,
                       session: Callable[[], aiohttp.ClientSession]) -> TeamsChannel:
         """Built from ``channels.teams``; raises ChannelConfigError naming the setting."""
-        return cls(resolve_webhooks(cfg, secret), cfg.timeout_seconds, session)
+        return cls(resolve_webhooks(cfg, secret), cfg.timeout_seconds, session,
+                   cfg.rate_per_second)
 
     def validate_address(self, to: str) -> str:
         """An alias of ``channels.teams.webhooks``."""
@@ -266,8 +272,9 @@ class TeamsChannel:
         return f"teams:{to}"
 
     def rates(self, to: str) -> Sequence[Rate]:
-        """One bucket per webhook: about one card every two seconds, bursts of five."""
-        return (Rate(f"teams:{to}", RATE_PER_SECOND, RATE_BURST),)
+        """One bucket per webhook: ``rate_per_second`` (one card every two seconds unless
+        set), bursts of five."""
+        return (Rate(f"teams:{to}", self._rate, RATE_BURST),)
 
     async def send(self, message: Message) -> DeliveryResult:
         url = self._webhooks.get(message.to)

@@ -113,6 +113,15 @@ def test_a_bucket_for_ntfy_sh_only() -> None:
     assert public.destination_key("a") != public.destination_key("b")
 
 
+def test_rate_per_second_sets_one_bucket_for_the_server() -> None:
+    built = build_channels(ChannelsSettings(push={
+        "enabled": True, "ntfy_url": "https://ntfy.example.com", "rate_per_second": 2.5}),
+        deps())["push"]
+    assert isinstance(built, push.PushChannel)
+    [a], [b] = built.rates("alerts"), built.rates("other")
+    assert a == b and (a.per_second, a.burst) == (2.5, push.SET_RATE_BURST)
+
+
 # --- publishing -----------------------------------------------------------------------------
 
 async def test_a_message_arrives_with_its_headers(emu: tuple[NtfyEmulator, str],

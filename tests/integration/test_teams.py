@@ -316,6 +316,9 @@ def test_one_bucket_and_one_destination_per_webhook() -> None:
     [rate] = ch.rates("ops")
     assert rate.key != ch.rates("db")[0].key
     assert (rate.per_second, rate.burst) == (teams.RATE_PER_SECOND, teams.RATE_BURST)
+    faster = teams.TeamsChannel({"ops": "https://a.example/?sig=1"}, 1.0, lambda: None,  # type: ignore[arg-type,return-value]
+                                rate_per_second=3.0)
+    assert faster.rates("ops")[0].per_second == 3.0
 
 
 async def test_parts_are_posted_in_order(emu: TeamsEmulator,
