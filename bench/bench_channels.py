@@ -177,12 +177,13 @@ def rates(d: Daemon, phases: list[dict[str, Any]]) -> None:
 
 
 def storm(a: argparse.Namespace, emu: Emulators) -> dict[str, Any]:
-    """``--slack-storm`` notifications to one Slack channel under the default limits."""
+    """``--slack-storm`` notifications to one Slack channel (the emulator's ``#alerts``)
+    under the default limits."""
     n = a.slack_storm
     with Daemon(a, emu.env(raised=False)) as d:
         before = emu.slack.count("chat.postMessage", "ok")
         t0 = time.time()
-        accepted = asyncio.run(queue(d, "slack", lambda i: "#storm", n, a.timeout))
+        accepted = asyncio.run(queue(d, "slack", lambda i: "#alerts", n, a.timeout))
         out = wait_outcomes(d, "slack", accepted, time.monotonic() + a.storm_timeout,
                             stall_s=a.storm_timeout)
         took = out["t"] - t0

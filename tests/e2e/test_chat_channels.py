@@ -237,6 +237,8 @@ async def test_a_group_reaches_every_chat_channel_and_resolving_edits_it_across_
     assert SLACK_TOKEN not in logs and TELEGRAM_TOKEN not in logs
 
 
+# A minute of 429s, then 1,000 messages at 50 a second: past the suite's 120 s default.
+@pytest.mark.timeout(300)
 async def test_a_storm_to_one_slack_channel_rate_limited_for_a_minute_arrives_whole(
         chat_stack: ChatStack, emulators: Emulators) -> None:
     s, emu = chat_stack, emulators
