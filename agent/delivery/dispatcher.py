@@ -413,7 +413,7 @@ class Dispatcher:
         t = self._clock()
         ra = exc.retry_after
         if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
-            at = t + self._retry.delay(n.deferrals + 1, ra)
+            at = t + self._retry.deferral(n.deferrals + 1, ra)
             rates = getattr(self._channels.get(n.channel), "rates", None)
             if exc.reason is FailureReason.RATE_LIMITED and ra is not None and rates is not None:
                 self._limiter.hold(rates(n.recipient), at, t)

@@ -30,6 +30,16 @@ class RetryPolicy:
         """Whether a try at ``next_try_at`` is still within ``retry_for`` of creation."""
         return next_try_at <= created_at + self.retry_for
 
+    def deferral(self, deferrals_done: int, retry_after: float | None,
+                 rand: float | None = None) -> float:
+        """Seconds to wait after the far side said "later": its ``Retry-After`` (and up to a
+        tenth more, so a crowd told the same second does not come back at once) when it named
+        one, else a backoff on the waits it asked for so far."""
+        if retry_after is None:
+            return self.delay(deferrals_done, None, rand)
+        r = random.random() if rand is None else rand
+        return float(retry_after * (1.0 + 0.1 * r))
+
     def delay(
         self, attempts_done: int, retry_after: float | None, rand: float | None = None
     ) -> float:

@@ -116,7 +116,7 @@ class Deferred:
     """Waiting is not failing: due again at ``due_at``, and no attempt is spent (the far side
     asked to wait: a rate limit, ``Retry-After``; or the channel is paused, so nothing was
     tried, or it refused the channel's credentials, which says nothing about this
-    notification)."""
+    notification). ``deferrals`` counts only those with an ``attempt`` (something was tried)."""
 
     id: str
     due_at: float
@@ -346,7 +346,10 @@ class NotificationStore:
         failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.failure_class, o.id)
                   for o in outcomes if isinstance(o, Failed)]
         retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
-        deferred = [(o.due_at, o.reason, o.details, o.id)
+        # Only a wait the far side asked for counts as a deferral (it spaces out the next
+        # ones); the agent's own waits (a rate bucket, an earlier message, a paused channel)
+        # tried nothing.
+        deferred = [(o.due_at, o.reason, o.details, int(o.attempt is not None), o.id)
                     for o in outcomes if isinstance(o, Deferred)]
         attempts = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
 
@@ -371,7 +374,7 @@ class NotificationStore:
             if deferred:
                 conn.executemany(
                     "UPDATE notifications SET due_at = ?, failure_reason = ?, "
-                    "failure_details = ?, claimed_at = NULL, deferrals = deferrals + 1 "
+                    "failure_details = ?, claimed_at = NULL, deferrals = deferrals + ? "
                     "WHERE id = ?", deferred)
 
         await self._db.write(op)

@@ -36,8 +36,9 @@ async def test_a_backlog_goes_out_one_per_token_and_spends_no_attempt(store: Sto
         await d.run_until_idle()
         assert len(chan.sent) == 1 + second
     done = [await store.notifications.get(r.id) for r in rows]
+    # The agent's own waits are not the far side's: they space out nothing later.
     assert [(n.status, n.attempts, n.deferrals) for n in done if n] == [
-        ("delivered", 1, 0)] + [("delivered", 1, 1)] * 4
+        ("delivered", 1, 0)] * 5
 
 
 async def test_other_destinations_are_not_held_up(store: Store) -> None:
