@@ -93,7 +93,7 @@ async def test_webhook_honours_retry_after(manual: Client, clock: FakeClock,
     clock.advance(0.95)
     assert await runtime(manual).run_until_idle() == 0
     assert len(sink.received) == 1
-    clock.advance(0.05)
+    clock.advance(0.15)  # Retry-After and at most a tenth more
     assert await runtime(manual).run_until_idle() == 1
     done = await fetch(manual, n["id"])
     assert done["status"] == "delivered"
