@@ -268,6 +268,10 @@ class Dispatcher:
         """Deliver once; the outcome carries its row for the deliveries table."""
         started = self._clock()
         thread_key = thread_of(n.metadata)
+        channel = self._channels.get(n.channel)
+        # Only a channel that can edit ever looks its earlier messages up: the others' attempts
+        # stay out of the thread index (one random-keyed page less per delivery).
+        stored_thread = thread_key if channel is not None and channel.limits.can_edit else None
 
         def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
@@ -282,7 +286,7 @@ class Dispatcher:
                              else None if result is None else result.http_status),
                 retry_after=retry_after,
                 provider_ref=None if result is None else result.provider_ref,
-                thread_key=thread_key, recipient=n.recipient,
+                thread_key=stored_thread, recipient=n.recipient,
             )
 
         try:
@@ -292,7 +296,6 @@ class Dispatcher:
             return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
                           failure_class=Class.TECHNICAL)
         rendered = text if n.template_body else None
-        channel = self._channels.get(n.channel)
         if n.simulated and (channel is None or not channel.local):
             return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
         if channel is None:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from agent.channels.base import DeliveryResult, Message
+from agent.channels.base import DeliveryResult, Limits, Message
 from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.retry import RetryPolicy
 from agent.domain import now
@@ -95,6 +95,7 @@ async def test_send_carries_the_count_only_and_the_list_the_attempts(client: Cli
 class _Crashing:
     name = "console"
     local = False
+    limits = Limits()
 
     async def send(self, message: Message) -> DeliveryResult:
         raise RuntimeError("bug")
@@ -133,6 +134,7 @@ class _Refs:
 
     name = "console"
     local = False
+    limits = Limits(can_edit=True)
 
     def __init__(self) -> None:
         self.sent = 0
@@ -167,3 +169,18 @@ async def test_the_first_message_of_a_group_is_found_by_group_channel_and_recipi
     assert dev is not None and dev["to"] == "dev"
     assert await store.deliveries.first_ref("g1", "webhook", "ops") is None
     assert await store.deliveries.first_ref("g3", "console", "ops") is None
+
+
+async def test_a_channel_that_cannot_edit_keeps_its_attempts_out_of_the_thread_index(
+        store: Store) -> None:
+    # Nobody looks its messages up again: one index page less per delivery.
+    row = item()
+    row.metadata = {"group_key": "g1"}
+    await store.notifications.create([row])
+    plain = _Refs()
+    plain.limits = Limits()  # type: ignore[misc]
+    dispatcher = Dispatcher(store.notifications, {"console": plain},
+                            Metrics(CollectorRegistry()), retry=RetryPolicy())
+    assert await dispatcher.run_until_idle() == 1
+    assert await store.deliveries.provider_ref(row.id) == {"ts": 1, "to": row.recipient}
+    assert await store.deliveries.first_ref("g1", "console", row.recipient) is None

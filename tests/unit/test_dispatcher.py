@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.channels.base import (
     DeliveryResult,
+    Limits,
     Message,
     PermanentDeliveryError,
     RetryableDeliveryError,
@@ -42,6 +43,7 @@ class FakeChannel:
     """Answers from a script (a result, or an exception to raise), then delivers."""
 
     local = False
+    limits = Limits()
 
     def __init__(self, name: str = "fake", script: Sequence[Any] = ()) -> None:
         self.name = name
