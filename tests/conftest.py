@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from agent.app import create_app
 from agent.clock import FakeClock
-from agent.observability import configure_logging
+from agent.observability import Metrics, configure_logging
 from agent.settings import Settings
+from agent.store import Store
 from tests.helpers import LIVE_KEY, TEST_KEY, WEBHOOK_SECRET, Sink, captured_logs
 
 
@@ -29,6 +32,31 @@ def stream() -> Iterator[io.StringIO]:
     """Log lines (JSON) captured for the test; logging is reconfigured afterwards."""
     with captured_logs("info") as out:
         yield out
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every log line (JSON, debug level) written during the test."""
+    with captured_logs("debug") as out:
+        yield out
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real SQLite store in a temporary directory, opened and migrated."""
+    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for channels under test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from agent.channels.base import (
 from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
 from agent.domain import InboxItem
 from agent.observability import get_logger
-from tests.helpers import captured_logs, not_http_server, serve
+from tests.helpers import not_http_server, serve
 
 TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
 STALL = 5.0
@@ -187,12 +187,6 @@ async def garbage_server() -> AsyncIterator[str]:
     async with not_http_server() as url:
         yield url
 
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log line (JSON, debug level) written during the test."""
-    with captured_logs("debug") as out:
-        yield out
 
 
 def _closed_port_url() -> str:

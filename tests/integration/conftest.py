@@ -1,20 +1,16 @@
-"""Fixtures shared by the integration suites: a bare store; the agent with the hook rules."""
+"""Fixtures shared by the integration suites: the agent with the hook rules."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from agent.app import create_app
 from agent.clock import FakeClock
-from agent.observability import Metrics
 from agent.settings import Settings
-from agent.store import Store
 from tests.integration.test_hooks import RULES
 
 
@@ -39,12 +35,3 @@ async def hmanual(rules_settings: Settings,
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "a.db", Metrics(CollectorRegistry()))
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()

@@ -6,7 +6,7 @@ older servers, auth, the failure modes, and the token kept out of details and lo
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from agent.channels.base import (
 )
 from agent.channels.registry import ChannelBuildError, ChannelsSettings, build_channels
 from tests.emulators.ntfy import NtfyEmulator
-from tests.helpers import captured_logs
 from tests.integration.test_teams import deps, group_text, secret
 
 LINK = "https://agent.example/v1/notifications/ntf_1"
@@ -47,16 +46,6 @@ async def emu() -> AsyncIterator[tuple[NtfyEmulator, str]]:
         yield e, url
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    with captured_logs("debug") as out:
-        yield out
 
 
 def channel(url: str, session: aiohttp.ClientSession, token: str | None = TOKEN,

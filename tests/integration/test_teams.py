@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ from agent.channels.registry import (
 from agent.observability import get_logger
 from agent.settings import ConfigError, resolve_secret
 from tests.emulators.teams import MAX_BYTES, TeamsEmulator
-from tests.helpers import captured_logs
 
 LINK = "https://agent.example/v1/notifications/ntf_1"
 
@@ -72,16 +71,6 @@ async def emu() -> AsyncIterator[TeamsEmulator]:
         yield e
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    with captured_logs("debug") as out:
-        yield out
 
 
 def channel(emu: TeamsEmulator, session: aiohttp.ClientSession, *names: str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ from agent.channels.registry import (
 from agent.channels.telegram import TelegramChannel, TelegramSettings, render
 from agent.observability import get_logger
 from tests.emulators.telegram import TOKEN, TelegramEmulator, parse_html
-from tests.helpers import captured_logs
 
 PRIVATE = 4242
 GROUP = -1001234567890
@@ -76,11 +75,6 @@ async def tg() -> AsyncIterator[tuple[TelegramEmulator, TelegramChannel]]:
     async with emu.serve() as url, aiohttp.ClientSession() as session:
         yield emu, _channel(url, session)
 
-
-@pytest.fixture
-def logs() -> Iterator[Any]:
-    with captured_logs("debug") as out:
-        yield out
 
 
 async def _fails(channel: TelegramChannel, message: Message) -> DeliveryError:
