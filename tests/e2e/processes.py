@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,3 +30,9 @@ class Child:
             if isinstance(ev, dict):
                 out.append(ev)
         return out
+
+
+def tails(children: Iterable[Child], chars: int = 6000) -> str:
+    """The end of each child's log, for a failing wait's message."""
+    return "\n".join(f"--- {c.name} (pid {c.proc.pid}) ---\n{c.log()[-chars:]}"
+                     for c in children)

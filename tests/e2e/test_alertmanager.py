@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from tests.e2e.processes import Child
+from tests.e2e.processes import Child, tails
 from tests.helpers import Sink
 
 T = TypeVar("T")
@@ -91,8 +91,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {c.name} (pid {c.proc.pid}) ---\n{c.log()[-6000:]}"
-                         for c in self.children)
+        return tails(self.children)
 
 
 def free_port() -> int:
@@ -166,6 +165,21 @@ async def wait_http_ok(http: aiohttp.ClientSession, url: str, child: Child) -> N
                diagnostics=child.log)
 
 
+def start_alertmanager(binary: str, tmp_path: Path, agent_port: int,
+                       children: Callable[[str, list[str], dict[str, str]], Child]
+                       ) -> tuple[Child, str]:
+    """Alertmanager on a free loopback port, sending to the agent; the child and its URL."""
+    cfg = tmp_path / "alertmanager.yml"
+    cfg.write_text(json.dumps(am_config(agent_port), indent=2))  # JSON is YAML
+    am_port = free_port()
+    am = children("alertmanager", [
+        binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am'}",
+        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+        "--log.level=debug",
+    ], {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)})
+    return am, f"http://127.0.0.1:{am_port}"
+
+
 @pytest.fixture
 async def stack(
     tmp_path: Path, sink: Sink, children: Callable[[str, list[str], dict[str, str]], Child]
@@ -180,15 +194,7 @@ async def stack(
                      agent_env(tmp_path, agent_port))
     agent_url = f"http://127.0.0.1:{agent_port}"
 
-    cfg = tmp_path / "alertmanager.yml"
-    cfg.write_text(json.dumps(am_config(agent_port), indent=2))  # JSON is YAML
-    am_port = free_port()
-    am = children("alertmanager", [
-        binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am'}",
-        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        "--log.level=debug",
-    ], {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)})
-    am_url = f"http://127.0.0.1:{am_port}"
+    am, am_url = start_alertmanager(binary, tmp_path, agent_port, children)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         await wait_http_ok(http, f"{agent_url}/readyz", agent)

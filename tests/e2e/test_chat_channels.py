@@ -24,15 +24,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.processes import Child
+from tests.e2e.processes import Child, tails
 from tests.e2e.test_alertmanager import (
     API_KEY,
     agent_env,
     am_alert,
     am_binary,
-    am_config,
     free_port,
     poll,
+    start_alertmanager,
     wait_http_ok,
 )
 from tests.emulators.ntfy import NtfyEmulator
@@ -107,8 +107,7 @@ class ChatStack:
     children: list[Child]
 
     def logs(self) -> str:
-        return "\n".join(f"--- {c.name} (pid {c.proc.pid}) ---\n{c.log()[-6000:]}"
-                         for c in self.children)
+        return tails(self.children)
 
     async def restart_agent(self) -> None:
         """SIGTERM the agent, wait for it to exit, start it again on the same data."""
@@ -151,16 +150,9 @@ async def chat_stack(tmp_path: Path, emulators: Emulators,
 
     agent = start_agent()
     started.append(agent)
-    cfg = tmp_path / "alertmanager.yml"
-    cfg.write_text(json.dumps(am_config(agent_port), indent=2))
-    am_port = free_port()
-    am = children("alertmanager", [
-        binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am'}",
-        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        "--log.level=debug",
-    ], {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)})
+    am, am_url = start_alertmanager(binary, tmp_path, agent_port, children)
     started.append(am)
-    agent_url, am_url = f"http://127.0.0.1:{agent_port}", f"http://127.0.0.1:{am_port}"
+    agent_url = f"http://127.0.0.1:{agent_port}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         await wait_http_ok(http, f"{agent_url}/readyz", agent)
         await wait_http_ok(http, f"{am_url}/-/ready", am)
