@@ -31,6 +31,7 @@ from agent.channels.base import (
 from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
 from agent.domain import InboxItem
 from agent.observability import get_logger
+from tests.emulators.failure_plan import truncated
 from tests.helpers import not_http_server, serve
 
 TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
@@ -151,13 +152,7 @@ class Emulator:
             await asyncio.wait([asyncio.ensure_future(self.release.wait())], timeout=STALL)
             return web.Response(status=200)
         if self.row == "malformed":
-            # Promise 100 bytes, send 5, hang up: a truncated body.
-            resp = web.StreamResponse(status=200, headers={"Content-Length": "100"})
-            await resp.prepare(request)
-            await resp.write(b"{\"ok\"")
-            assert request.transport is not None
-            request.transport.close()
-            return resp
+            return await truncated(request, b'{"ok"')  # a 200 whose body is cut short
         status, headers = {
             "2xx": (200, {}),
             "429-retry-after": (429, {"Retry-After": "7"}),

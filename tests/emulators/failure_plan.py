@@ -69,12 +69,12 @@ async def stall(plan: FailurePlan) -> web.Response:
     return web.Response(status=200)
 
 
-async def truncated(request: web.Request) -> web.StreamResponse:
-    """A 200 that promises 100 bytes, sends 5 and hangs up."""
+async def truncated(request: web.Request, head: bytes = b'{"id"') -> web.StreamResponse:
+    """A 200 that promises 100 bytes, sends ``head`` and hangs up."""
     resp = web.StreamResponse(status=200, headers={"Content-Length": "100",
                                                    "Content-Type": "application/json"})
     await resp.prepare(request)
-    await resp.write(b'{"id"')
+    await resp.write(head)
     if request.transport is not None:
         request.transport.close()
     return resp

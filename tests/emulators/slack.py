@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
+from tests.emulators.failure_plan import truncated
 from tests.helpers import serve
 
 TEXT_LIMIT = 40_000
@@ -282,13 +283,7 @@ class SlackEmulator:
             await asyncio.wait([asyncio.ensure_future(self._release.wait())], timeout=STALL)
             return _json({"ok": False, "error": "request_timeout"})
         if f.mode == "malformed":  # promise a body, send part of it, hang up
-            resp = web.StreamResponse(status=200, headers={"Content-Length": "100",
-                                                           "Content-Type": "application/json"})
-            await resp.prepare(request)
-            await resp.write(b'{"ok": tr')
-            assert request.transport is not None
-            request.transport.close()
-            return resp
+            return await truncated(request, b'{"ok": tr')
         if f.mode == "garbage":
             return web.Response(status=200, text="<html>proxy error</html>",
                                 content_type="text/html")

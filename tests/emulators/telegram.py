@@ -31,6 +31,8 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.emulators.failure_plan import truncated
+
 TOKEN = "123456789:AAEmulatorToken_secret-0123456789"
 MAX_TEXT_UNITS = 4096
 STALL_SECONDS = 5.0  # a stall never outlasts this, and ends at once when the emulator stops
@@ -331,13 +333,7 @@ class TelegramEmulator:
             await asyncio.wait([asyncio.ensure_future(self._release.wait())],
                                timeout=STALL_SECONDS)
             return _error(504, "Gateway Timeout")
-        resp = web.StreamResponse(status=200, headers={"Content-Length": "100",
-                                                       "Content-Type": "application/json"})
-        await resp.prepare(request)
-        await resp.write(b'{"ok":tr')
-        assert request.transport is not None
-        request.transport.close()
-        return resp
+        return await truncated(request, b'{"ok":tr')
 
     # -- methods ----------------------------------------------------------------------------
 
