@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from agent.domain import FailureReason
 
@@ -186,6 +186,16 @@ class AddressError(ValueError):
 class ChannelConfigError(Exception):
     """A channel cannot be built from its settings; the message names the setting, never a
     secret's value."""
+
+
+def _base_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+# A provider's base URL setting (``api_url``): http(s), kept without its trailing slash.
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
 class ChannelSettings(BaseModel):

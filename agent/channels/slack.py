@@ -30,11 +30,12 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from agent.channels import http
 from agent.channels.base import (
     AddressError,
+    BaseUrl,
     ChannelSettings,
     DeliveryError,
     DeliveryResult,
@@ -77,17 +78,10 @@ class SlackSettings(ChannelSettings):
     enabled: bool = False
     bot_token: SecretStr | None = None
     bot_token_file: Path | None = None
-    api_url: str = "https://slack.com/api"
+    api_url: BaseUrl = "https://slack.com/api"
     timeout_seconds: float = Field(default=10.0, gt=0)
     # Messages a second to one Slack channel (a token bucket per channel, burst 3).
     rate_per_second: float = Field(default=1.0, gt=0)
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
 
 
 class SlackRefused(PermanentDeliveryError):

@@ -33,11 +33,12 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from agent.channels import budget, http
 from agent.channels.base import (
     AddressError,
+    BaseUrl,
     ChannelConfigError,
     ChannelSettings,
     DeliveryError,
@@ -79,20 +80,13 @@ class TelegramSettings(ChannelSettings):
     enabled: bool = False
     bot_token: SecretStr | None = None
     bot_token_file: Path | None = None
-    api_url: str = API_URL
+    api_url: BaseUrl = API_URL
     timeout_seconds: float = Field(default=10.0, gt=0)
     # Telegram's published limits: about 30 messages a second per bot, one a second per chat,
     # 20 a minute per group or channel.
     rate_per_second: float = Field(default=30.0, gt=0)
     chat_rate_per_second: float = Field(default=1.0, gt=0)
     group_rate_per_minute: float = Field(default=20.0, gt=0)
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-            raise ValueError("api_url must be an http(s) URL")
-        return value.rstrip("/")
 
 
 class _ApiError(Exception):
