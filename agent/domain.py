@@ -24,6 +24,7 @@ class Channel(StrEnum):
     TEAMS = "teams"
     WEBHOOK = "webhook"
     CONSOLE = "console"
+    APPRISE = "apprise"
 
 
 class Severity(StrEnum):
@@ -69,6 +70,8 @@ class FailureReason(StrEnum):
     THROTTLED = "throttled"  # waiting, not failed: the channel's own rate limit (Rate buckets)
     # Waiting, not failed: the alert group's earlier message (which this one edits) is not out yet.
     WAITING_FOR_EARLIER = "waiting_for_earlier"
+    # The recipient is not an approved member of the directory (or no longer is).
+    RECIPIENT_NOT_APPROVED = "recipient_not_approved"
 
 
 class NotificationFailureClass(StrEnum):

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from agent.addresses import AddressError
 from agent.domain import FailureReason
 
 MessageStatus = Literal["firing", "resolved"]
@@ -81,6 +82,9 @@ class Limits:
     max_subject_chars: int | None = None
     can_edit: bool = False
     can_delete: bool = False
+    # Can place a later message in the earlier one's thread without editing it (email's
+    # In-Reply-To): the dispatcher hands it ``replaces`` as it does to a channel that can edit.
+    can_thread: bool = False
     # What happens to a message over budget unless the route says: chat channels split into
     # numbered parts, the others truncate with a visible marker.
     overflow: OverflowMode = "truncate"
@@ -172,15 +176,6 @@ class RetryableDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     failure_class = FailureClass.PERMANENT
-
-
-class AddressError(ValueError):
-    """``to`` is not an address of this channel. ``code`` is the API error code."""
-
-    def __init__(self, message: str, code: str = "invalid_recipient") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class ChannelConfigError(Exception):
@@ -289,3 +284,6 @@ def classify_status(status: int, retry_after: str | None, body_excerpt: str,
     scope = auth_scope if status == 401 else ErrorScope.MESSAGE
     raise PermanentDeliveryError(FailureReason.PROVIDER_REJECTED, details, http_status=status,
                                  scope=scope)
+
+
+__all__ = ["AddressError"]  # re-exported: channels import it from here

@@ -35,9 +35,9 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 
+from agent import addresses
 from agent.channels import budget, http
 from agent.channels.base import (
-    AddressError,
     BaseUrl,
     ChannelConfigError,
     ChannelSettings,
@@ -61,8 +61,7 @@ MAX_SUBJECT_CHARS = 256
 # progress is kept (a cache: after a restart a retry posts every part again).
 MAX_PROGRESS = 1024
 _TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
-_CHAT_ID = re.compile(r"-?[1-9][0-9]{0,15}")
-_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
+_CHAT_ID = addresses.TELEGRAM_CHAT_ID
 MARKERS = {"critical": "\U0001f534", "warning": "\U0001f7e0", "info": "\U0001f535"}
 RESOLVED_MARKER = "\u2705"
 OTHER_MARKER = "\u26aa"
@@ -219,10 +218,7 @@ class TelegramChannel:
     def validate_address(self, to: str) -> str:
         """A chat id (an integer; ``-100…`` for supergroups and channels) or ``@username``."""
         require_text_address(to, max_chars=64)
-        if _CHAT_ID.fullmatch(to) or _USERNAME.fullmatch(to):
-            return to
-        raise AddressError("For the telegram channel 'to' must be a chat id (an integer, "
-                           "-100… for supergroups and channels) or @channelusername.")
+        return addresses.telegram_chat(to)
 
     def destination_key(self, to: str) -> str:
         """One destination per chat."""

@@ -48,6 +48,11 @@ from agent.store.notifications import (
 log = get_logger("dispatcher")
 
 
+def _follows_up(channel: ChannelSender) -> bool:
+    """The channel relates a group's later message to its earlier one (edits or threads)."""
+    return channel.limits.can_edit or channel.limits.can_thread
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -269,9 +274,9 @@ class Dispatcher:
         started = self._clock()
         thread_key = thread_of(n.metadata)
         channel = self._channels.get(n.channel)
-        # Only a channel that can edit ever looks its earlier messages up: the others' attempts
-        # stay out of the thread index (one random-keyed page less per delivery).
-        stored_thread = thread_key if channel is not None and channel.limits.can_edit else None
+        # Only a channel that can edit or thread ever looks its earlier messages up: the others'
+        # attempts stay out of the thread index (one random-keyed page less per delivery).
+        stored_thread = thread_key if channel is not None and _follows_up(channel) else None
 
         def attempt(outcome: AttemptOutcome, err: DeliveryError | None = None, *,
                     failure_class: FailureClass | None = None, retry_after: float | None = None,
@@ -347,7 +352,7 @@ class Dispatcher:
         is still queued (or in flight): this one edits or replies to that message, so it waits
         for it to be delivered instead of posting a second message. Nothing is tried."""
         gid = n.metadata.get("group_id")
-        if (self._replaces is None or not isinstance(gid, int) or not channel.limits.can_edit
+        if (self._replaces is None or not isinstance(gid, int) or not _follows_up(channel)
                 or update_mode(n.metadata) == "new"):
             return None
         due = await self._store.earlier_queued_due(gid, n.channel, n.recipient, n.seq)
@@ -382,9 +387,9 @@ class Dispatcher:
             metadata=n.metadata, created_at=n.created_at, simulated=n.simulated,
             thread_key=thread_key,
             status="resolved" if n.metadata.get("status") == "resolved" else "firing",
-            # Only a channel that can edit has use for the earlier message (one query).
+            # Only a channel that can edit or thread has use for the earlier message (one query).
             replaces=(await self._replaces(n) if self._replaces is not None
-                      and channel.limits.can_edit else None),
+                      and _follows_up(channel) else None),
             attempt=n.attempts + 1,  # attempts counts the tries that reached an outcome
             update=update_mode(n.metadata),
             retract=n.metadata.get("retract") is True,
