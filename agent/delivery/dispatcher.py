@@ -71,6 +71,7 @@ class Dispatcher:
         pause: ChannelPause | None = None,
         replaces: ReplacesLookup | None = None,
         link_base: str | None = None,
+        recipient_problem: Callable[[Notification], str | None] | None = None,
         record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         clock = as_clock(clock)
@@ -81,6 +82,8 @@ class Dispatcher:
         # The agent's public URL: a message cut to its size budget links to the whole of it.
         self._link_base = link_base.rstrip("/") if link_base else None
         self._limiter = RateLimiter()
+        # Why a queued row may no longer go out (its member was unapproved by a reload since).
+        self._recipient_problem = recipient_problem
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -261,6 +264,8 @@ class Dispatcher:
         self._metrics.in_flight.inc()
         try:
             outcome = await self._attempt(n)
+            if n.parent_id is not None and isinstance(outcome, Delivered | Failed):
+                outcome.parent_id = n.parent_id  # settled with it (a team send's status)
             await self._outcomes.record(outcome)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
@@ -301,6 +306,11 @@ class Dispatcher:
             return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
                           failure_class=Class.TECHNICAL)
         rendered = text if n.template_body else None
+        problem = self._recipient_problem(n) if self._recipient_problem is not None else None
+        if problem is not None:
+            err = PermanentDeliveryError(FailureReason.RECIPIENT_NOT_APPROVED, problem)
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
+                          failure_class=Class.PERMANENT)
         if n.simulated and (channel is None or not channel.local):
             return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
         if channel is None:
