@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.apikeys import ApiKey
 from agent.channels.base import AddressError, ChannelSender
+from agent.channels.simulator import simulated_outcome
 from agent.clock import Clock
 from agent.directory import Directory, Refused, fan_out, is_reference
 from agent.domain import (
@@ -246,8 +247,13 @@ class NotificationService:
             raise MissingField("missing_required_field",
                                "The 'message' field is required unless 'template_id' is given.",
                                "message")
+        simulator = simulated_outcome(cmd.to) is not None
+        if simulator and not key.simulated:
+            raise Invalid("simulator_recipient",
+                          f"'{cmd.to}' is a simulator address: it reaches nobody, so only "
+                          "sk_test_ keys may send to it.", "to")
         channel = self._channels.get(cmd.channel.value)
-        if channel is not None and not is_reference(cmd.to):
+        if channel is not None and not simulator and not is_reference(cmd.to):
             # A channel not enabled fails later: channel_not_configured.
             try:
                 cmd.to = channel.validate_address(cmd.to)
@@ -261,7 +267,7 @@ class NotificationService:
     def _rows(self, item: NewNotification) -> list[NewNotification]:
         """``item`` as the rows to store: one per recipient of a team or member (with their
         parent), checked against the directory. Raises Invalid (``to``)."""
-        if item.replay_only:
+        if item.replay_only or (item.simulated and simulated_outcome(item.recipient)):
             return [item]
         try:
             rows = fan_out(self._directory(), item, new_id)
