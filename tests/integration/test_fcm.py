@@ -121,6 +121,20 @@ async def test_one_mint_for_many_sends_even_at_once(emu: tuple[FcmEmulator, str]
     assert (e.mints, e.sends, len(e.messages[DEVICE])) == (1, 25, 25)
 
 
+async def test_concurrent_sends_share_a_failed_mint_too(emu: tuple[FcmEmulator, str],
+                                                        tmp_path: Path,
+                                                        session: aiohttp.ClientSession) -> None:
+    e, url = emu
+    s = sender(e, url, tmp_path, session)
+    e.token_failures.add("5xx")
+    got = await asyncio.gather(*(s.send(message(notification_id=f"ntf_{i}")) for i in range(8)),
+                               return_exceptions=True)
+    assert all(isinstance(g, RetryableDeliveryError) for g in got)
+    assert (len([r for r in e.requests if r.path == "/token"]), e.sends) == (1, 0)
+    await s.send(message())  # the next send mints again
+    assert (e.mints, e.sends) == (1, 1)
+
+
 async def test_a_token_is_minted_anew_before_it_expires(emu: tuple[FcmEmulator, str],
                                                         tmp_path: Path,
                                                         session: aiohttp.ClientSession) -> None:
