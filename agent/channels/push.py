@@ -34,6 +34,7 @@ import aiohttp
 from pydantic import Field, SecretStr
 from yarl import URL
 
+from agent.addresses import FCM_PREFIX
 from agent.channels import budget, http
 from agent.channels.base import (
     AddressError,
@@ -168,6 +169,9 @@ class PushChannel:
 
     def validate_address(self, to: str) -> str:
         """An ntfy topic: 1-64 letters, digits, '-' or '_'."""
+        if to.startswith(FCM_PREFIX):  # with FCM enabled, push_router.py takes these
+            raise AddressError("'fcm:' push addresses need FCM: set channels.fcm.enabled "
+                               "and channels.fcm.service_account_file.")
         require_text_address(to, max_chars=64)
         if not TOPIC.fullmatch(to):
             raise AddressError("For the push channel 'to' must be an ntfy topic: 1-64 "

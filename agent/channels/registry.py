@@ -24,8 +24,10 @@ from agent.channels.base import (
     ChannelSettings,
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
+from agent.channels.fcm import FcmSender, FcmSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
+from agent.channels.push_router import PushRouter
 from agent.channels.slack import SlackChannel, SlackSettings
 from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
@@ -45,6 +47,7 @@ class ChannelsSettings(BaseModel):
     push: PushSettings = PushSettings()  # ntfy
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
+    fcm: FcmSettings = FcmSettings()  # mobile push behind "push": fcm:<device token>
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -90,6 +93,16 @@ class ChannelSpec(Generic[S]):
     settings_model: type[S]
     channel_class: type[Any]
     build: Callable[[S, ChannelDeps], ChannelSender]
+    # Sections of further providers behind this channel (push: ``fcm`` beside ntfy's own):
+    # enabling any of them builds the channel, through ``build_all``, which reads them all and
+    # raises ChannelBuildError naming each section that is wrong. ``build`` alone builds the
+    # channel from its own section.
+    providers: tuple[str, ...] = ()
+    build_all: Callable[[ChannelsSettings, ChannelDeps], ChannelSender] | None = None
+
+    def enabled_in(self, channels: ChannelsSettings) -> bool:
+        """Its own section or a provider's is enabled."""
+        return any(getattr(channels, s).enabled for s in (self.setting, *self.providers))
 
     def settings_of(self, channels: ChannelsSettings) -> S:
         value = getattr(channels, self.setting)
@@ -114,6 +127,29 @@ def _slack(cfg: SlackSettings, deps: ChannelDeps) -> ChannelSender:
     return SlackChannel(cfg, token, deps.session, deps.logger("channel.slack"))
 
 
+def _push(channels: ChannelsSettings, deps: ChannelDeps) -> ChannelSender:
+    """ntfy alone: the ntfy channel as it was; with FCM: the router over both."""
+    problems: list[str] = []
+    ntfy: PushChannel | None = None
+    fcm: FcmSender | None = None
+    if channels.push.enabled:
+        try:
+            ntfy = PushChannel.from_settings(channels.push, deps.secret, deps.session)
+        except ChannelConfigError as exc:
+            problems.append(f"channels.push: {exc}")
+    if channels.fcm.enabled:
+        try:
+            fcm = FcmSender.from_settings(channels.fcm, deps.session, deps.logger("channel.fcm"))
+        except ChannelConfigError as exc:
+            problems.append(f"channels.fcm: {exc}")
+    if problems:
+        raise ChannelBuildError(problems)
+    if fcm is None:
+        assert ntfy is not None
+        return ntfy
+    return PushRouter(ntfy, fcm)
+
+
 REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("console", "console", ConsoleSettings, ConsoleChannel,
                 lambda cfg, deps: ConsoleChannel(deps.logger("channel.console"))),
@@ -123,7 +159,8 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("teams", "teams", TeamsSettings, TeamsChannel,
                 lambda cfg, deps: TeamsChannel.from_settings(cfg, deps.secret, deps.session)),
     ChannelSpec("push", "push", PushSettings, PushChannel,
-                lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session)),
+                lambda cfg, deps: PushChannel.from_settings(cfg, deps.secret, deps.session),
+                providers=("fcm",), build_all=_push),
     ChannelSpec("slack", "slack", SlackSettings, SlackChannel, _slack),
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
@@ -146,13 +183,15 @@ def build_channels(settings: ChannelsSettings, deps: ChannelDeps,
     out: dict[str, ChannelSender] = {}
     problems: list[str] = []
     for spec in table:
-        cfg = spec.settings_of(settings)
-        if not cfg.enabled:
+        if not spec.enabled_in(settings):
             continue
         try:
-            out[spec.name] = spec.build(cfg, deps)
+            out[spec.name] = (spec.build(spec.settings_of(settings), deps)
+                              if spec.build_all is None else spec.build_all(settings, deps))
         except ChannelConfigError as exc:
             problems.append(f"channels.{spec.setting}: {exc}")
+        except ChannelBuildError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ChannelBuildError(problems)
     return out
@@ -166,7 +205,8 @@ def target_problem(channels: Mapping[str, ChannelSender], channel: str, to: str)
                 f"{', '.join(s.name for s in REGISTRY)})")
     built = channels.get(channel)
     if built is None:
-        return f"channel '{channel}' is disabled (channels.{spec.setting}.enabled: false)"
+        sections = " and ".join(f"channels.{s}.enabled" for s in (spec.setting, *spec.providers))
+        return f"channel '{channel}' is disabled ({sections}: false)"
     try:
         built.validate_address(to)
     except AddressError as exc:

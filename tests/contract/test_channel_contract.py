@@ -10,10 +10,16 @@ The emulator is an aiohttp server on 127.0.0.1 with a random port, answering per
 from __future__ import annotations
 
 import asyncio
+import atexit
+import hashlib
 import io
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,10 +34,11 @@ from agent.channels.base import (
     Message,
     RetryableDeliveryError,
 )
-from agent.channels.registry import REGISTRY, SPECS, ChannelDeps
+from agent.channels.registry import REGISTRY, SPECS, ChannelDeps, ChannelsSettings, build_channels
 from agent.domain import InboxItem
 from agent.observability import get_logger
 from tests.emulators.failure_plan import truncated
+from tests.emulators.fcm import ServiceAccountKey
 from tests.helpers import not_http_server, serve
 
 TIMEOUT = 0.3  # the channel's request timeout in these tests; the emulator stalls longer
@@ -53,6 +60,11 @@ class Fixture:
     # request path -> the JSON a success answers with, as the provider would (Slack's ``ts``,
     # Telegram's ``result``); None: ``{"ok": true, "path": ...}``
     ok_body: Callable[[str], Any] | None = None
+    # A provider behind a registered channel (push's fcm): that channel's name; the key is
+    # then the provider's settings section, which ``settings`` fill.
+    behind: str | None = None
+    # Requests one success takes (FCM: the access token, then the message).
+    requests: int = 1
 
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
@@ -63,6 +75,22 @@ NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
 SLACK_TOKEN = "xoxb-contract-1111-SecretSlackBotToken"
 TELEGRAM_TOKEN = "987654321:AAContractBotToken_secret-42"  # in the URL path of every call
 TELEGRAM_CHAT = -1001234567890
+FCM_ACCESS_TOKEN = "ya29.contractAccessToken_SecretFcm42"
+FCM_KEY = ServiceAccountKey(token_uri="", project_id="contract")
+
+
+@cache
+def _key_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="contract-fcm-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _fcm_key_file(url: str) -> Path:
+    """The throwaway service-account key with the emulator as its token endpoint."""
+    FCM_KEY.token_uri = f"{url}/token"
+    return FCM_KEY.write(_key_dir() / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}.json")
+
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -107,6 +135,17 @@ FIXTURES: dict[str, Fixture] = {
         ok_body=lambda path: {"ok": True, "result": {
             "message_id": 1, "date": 1_700_000_000, "text": "db1\ndisk full",
             "chat": {"id": TELEGRAM_CHAT, "type": "supergroup", "title": "ops"}}},
+    ),
+    "fcm": Fixture(
+        settings=lambda url: {"enabled": True, "service_account_file": _fcm_key_file(url),
+                              "api_url": url, "timeout_seconds": TIMEOUT},
+        address=lambda url: "fcm:dEvIcE_contract:APA91b-token",
+        # The access token, and a line of the private key.
+        secrets=(FCM_ACCESS_TOKEN, FCM_KEY.pem.splitlines()[3]),
+        ok_body=lambda path: (
+            {"access_token": FCM_ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+            if path == "/token" else {"name": "projects/contract/messages/0:1700000000%emu"}),
+        behind="push", requests=2,
     ),
 }
 
@@ -193,8 +232,8 @@ def _closed_port_url() -> str:
 
 async def _build(name: str, base_url: str, session: aiohttp.ClientSession,
                  inbox: list[InboxItem]) -> ChannelSender:
-    spec = SPECS[name]
-    cfg = spec.settings_model.model_validate(FIXTURES[name].settings(base_url))
+    fixture = FIXTURES[name]
+    spec = SPECS[fixture.behind or name]
 
     def secret(value: SecretStr | None, file: object, what: str) -> str | None:
         return None if value is None else value.get_secret_value()
@@ -204,8 +243,12 @@ async def _build(name: str, base_url: str, session: aiohttp.ClientSession,
 
     deps = ChannelDeps(secret=secret, generated_secret=lambda n: "generated-" + n,
                        logger=get_logger, session=lambda: session, inbox=write)
-    channel = spec.build(cfg, deps)
-    assert channel.name == name
+    if fixture.behind is None:
+        channel = spec.build(spec.settings_model.model_validate(fixture.settings(base_url)), deps)
+    else:  # built as the daemon builds it, from the provider's section alone
+        sections = ChannelsSettings.model_validate({name: fixture.settings(base_url)})
+        channel = build_channels(sections, deps, (spec,))[spec.name]
+    assert channel.name == spec.name
     return channel
 
 
@@ -218,7 +261,9 @@ def _message(name: str, to: str) -> Message:
 
 def test_every_registered_channel_has_a_fixture() -> None:
     # A channel that registers without a fixture would escape the contract.
-    assert set(FIXTURES) == {spec.name for spec in REGISTRY}
+    assert {f.behind or n for n, f in FIXTURES.items()} == {spec.name for spec in REGISTRY}
+    assert {n for n, f in FIXTURES.items() if f.behind} == {
+        p for spec in REGISTRY for p in spec.providers}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
@@ -242,7 +287,8 @@ async def test_failure_table(name: str, row: Row, emulator: tuple[Emulator, str]
         assert channel.validate_address(to) == to
         outcome: DeliveryResult | DeliveryError
         try:
-            outcome = await asyncio.wait_for(channel.send(_message(name, to)), STALL)
+            outcome = await asyncio.wait_for(
+                channel.send(_message(fixture.behind or name, to)), STALL)
         except DeliveryError as exc:
             outcome = exc
         await channel.close()
@@ -250,7 +296,7 @@ async def test_failure_table(name: str, row: Row, emulator: tuple[Emulator, str]
     if row.outcome == "delivered":
         assert isinstance(outcome, DeliveryResult), outcome
         if fixture.local is None:
-            assert outcome.http_status == 200 and len(emu.requests) == 1
+            assert outcome.http_status == 200 and len(emu.requests) == fixture.requests
     else:
         assert isinstance(outcome, DeliveryError), outcome
         assert (outcome.failure_class.value, outcome.reason.value) == (row.outcome, row.reason)
