@@ -231,6 +231,16 @@ def require_text_address(to: str, max_chars: int = 1024) -> str:
     return to
 
 
+class HasPauseKeys(Protocol):
+    """Optional for a channel with several providers (push: ntfy and FCM): ``pause_key(to)``
+    names the provider an address goes through, so credentials refused by one pause that one
+    only. ``pause_keys`` lists them all (for the metrics). Without it the channel is one."""
+
+    pause_keys: tuple[str, ...]
+
+    def pause_key(self, to: str) -> str: ...
+
+
 class HasDestinations(Protocol):
     """Optional for a channel: ``destination_key(to)`` names the far end an address reaches
     (a webhook URL's host), so the dispatcher caps concurrent deliveries per destination. A

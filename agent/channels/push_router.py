@@ -45,6 +45,14 @@ class PushRouter:
                                "topics need channels.push (ntfy) enabled, and it is not.")
         return self.ntfy.validate_address(to)
 
+    # A refused FCM key pauses FCM deliveries only, a refused ntfy token ntfy's.
+    pause_keys = ("push", "push/fcm")
+
+    def pause_key(self, to: str) -> str:
+        if to.startswith(addresses.FCM_PREFIX) or self.ntfy is None:
+            return "push/fcm"
+        return "push"
+
     def destination_key(self, to: str) -> str:
         if to.startswith(addresses.FCM_PREFIX) or self.ntfy is None:
             return self.fcm.destination_key(to)

@@ -49,6 +49,12 @@ from agent.store.notifications import (
 log = get_logger("dispatcher")
 
 
+def _pause_key(channel: ChannelSender, name: str, to: str) -> str:
+    """What a channel-scoped failure pauses: the channel, or its provider that ``to`` uses."""
+    key = getattr(channel, "pause_key", None)
+    return key(to) if key is not None else name
+
+
 def _follows_up(channel: ChannelSender) -> bool:
     """The channel relates a group's later message to its earlier one (edits or threads)."""
     return channel.limits.can_edit or channel.limits.can_thread
@@ -120,7 +126,8 @@ class Dispatcher:
         self._waker.wake()
 
     async def start(self) -> None:
-        self._pause.track(self._channels)
+        self._pause.track(key for name, ch in self._channels.items()
+                          for key in getattr(ch, "pause_keys", (name,)))
         released = await self._store.release_claims()
         if released:
             log.warning("outbox_claims_released", count=released)
@@ -329,16 +336,18 @@ class Dispatcher:
             )
             return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
                           failure_class=Class.TECHNICAL)
-        hold = self._pause.hold(n.channel, started)
+        pause_key = _pause_key(channel, n.channel, n.recipient)
+        hold = self._pause.hold(pause_key, started)
         if hold is not None:  # nothing tried: no attempt row, no attempt spent
             return Deferred(n.id, hold, FailureReason.CHANNEL_PAUSED,
-                            f"channel '{n.channel}' is paused after its credentials were refused")
+                            f"channel '{pause_key}' is paused after its credentials were refused")
         waits = await self._behind_earlier(n, channel, started) or self._throttle(
             n, channel, started)
         if waits is not None:
             return waits
         message = await self._message(n, channel, text, thread_key)
-        return await self._outcome(n, functools.partial(self._send, channel, message), attempt,
+        return await self._outcome(n, functools.partial(self._send, channel, message, pause_key),
+                                   attempt,
                                    started, rendered)
 
     async def _outcome(self, n: Notification, send: Callable[[], Awaitable[DeliveryResult]],
@@ -424,20 +433,21 @@ class Dispatcher:
             link=None if self._link_base is None else f"{self._link_base}/v1/notifications/{n.id}",
         )
 
-    async def _send(self, channel: ChannelSender, message: Message) -> DeliveryResult:
+    async def _send(self, channel: ChannelSender, message: Message,
+                    pause_key: str) -> DeliveryResult:
         """``channel.send``, telling the pause how it went; raises ChannelPaused instead of a
         channel-scoped error."""
         try:
             result = await channel.send(message)
         except DeliveryError as exc:
-            resume_at = self._pause.observe(message.channel, exc, self._clock())
+            resume_at = self._pause.observe(pause_key, exc, self._clock())
             if resume_at is not None:
                 raise ChannelPaused(exc, resume_at) from exc
             raise
         except Exception:
-            self._pause.observe(message.channel, None, self._clock())
+            self._pause.observe(pause_key, None, self._clock())
             raise
-        self._pause.observe(message.channel, None, self._clock())
+        self._pause.observe(pause_key, None, self._clock())
         return result
 
     def _later(self, n: Notification, exc: RetryableDeliveryError,

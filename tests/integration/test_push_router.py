@@ -21,10 +21,11 @@ from agent.channels.registry import (
     build_channels,
     target_problem,
 )
+from agent.clock import FakeClock
 from agent.settings import Settings
 from tests.emulators.fcm import FcmEmulator, ServiceAccountKey
 from tests.emulators.ntfy import NtfyEmulator
-from tests.helpers import auth, wait_status
+from tests.helpers import auth, runtime, wait_status
 from tests.integration.test_fcm import DEVICE, message
 from tests.integration.test_teams import deps
 
@@ -131,3 +132,34 @@ async def test_the_agent_delivers_to_a_device_with_fcm_alone(
                                      json={"channel": "push", "to": to, "message": "m"})
         assert resp.status == 422, to
         assert (await resp.json())["error"]["code"] == "invalid_recipient"
+
+
+async def test_refused_fcm_credentials_pause_fcm_only(
+        settings: Settings, emus: tuple[FcmEmulator, str, NtfyEmulator, str],
+        tmp_path: Path, clock: FakeClock) -> None:
+    f, fcm_url, n, ntfy_url = emus
+    settings.channels.fcm = settings.channels.fcm.model_validate(
+        fcm_section(f, fcm_url, tmp_path))
+    settings.channels.push = settings.channels.push.model_validate(
+        {"enabled": True, "ntfy_url": ntfy_url})
+    f.token_failures.add("invalid_grant", times=None)  # the key was revoked
+    app = create_app(settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        ids = []
+        for to in ("fcm:" + DEVICE, "fcm:" + DEVICE, "alerts"):
+            if to == "alerts":  # after the pause began
+                await runtime(c).run_until_idle()
+            resp = await c.post("/v1/notifications/send", headers=auth(),
+                                json={"channel": "push", "to": to, "message": "m"})
+            ids.append((await resp.json())["id"])
+        await runtime(c).run_until_idle()
+        got = [await (await c.get(f"/v1/notifications/{i}", headers=auth())).json()
+               for i in ids]
+        # The topic went out through ntfy; both device sends wait for the paused provider
+        # (queued, no attempt spent on the second), and only one token request was made.
+        assert [g["status"] for g in got] == ["queued", "queued", "delivered"]
+        assert [x.message for x in n.current("alerts")] == ["m"]
+        assert got[1]["last_error"] == "channel_paused"
+        metrics = await (await c.get("/metrics")).text()
+        assert 'alert_agent_channel_paused{channel="push/fcm"} 1.0' in metrics
+        assert 'alert_agent_channel_paused{channel="push"} 0.0' in metrics
