@@ -24,6 +24,7 @@ from agent.channels.base import (
     ChannelSettings,
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
+from agent.channels.email import EmailChannel, EmailSettings, build_email
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.slack import SlackChannel, SlackSettings
@@ -45,6 +46,7 @@ class ChannelsSettings(BaseModel):
     push: PushSettings = PushSettings()  # ntfy
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
+    email: EmailSettings = EmailSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -128,6 +130,8 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
                                                  deps.logger("channel.telegram"))),
+    ChannelSpec("email", "email", EmailSettings, EmailChannel,
+                lambda cfg, deps: build_email(cfg, deps.secret, deps.logger("channel.email"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
