@@ -34,11 +34,21 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
-    message: EmailMessage
     connection: int  # which connection carried it (1 for the first opened)
     tls: bool
     user: str | None
     at: float  # monotonic
+    _parsed: EmailMessage | None = None
+
+    @property
+    def message(self) -> EmailMessage:
+        """The message as the stdlib parser reads it (parsed on first use: the bench's sink
+        does not pay for it)."""
+        if self._parsed is None:
+            parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            self._parsed = parsed
+        return self._parsed
 
 
 @dataclass
@@ -130,13 +140,11 @@ class SmtpEmulator:
         if reply is not None:
             return reply
         raw = envelope.original_content or b""
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
         assert isinstance(server, _Server)
         user = session.auth_data.login.decode() if isinstance(
             session.auth_data, LoginPassword) else None
-        got = Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw, parsed,
-                       server.number, _over_tls(server), user, time.monotonic())
+        got = Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw, server.number,
+                       _over_tls(server), user, time.monotonic())
         for rcpt in envelope.rcpt_tos:
             self.messages[rcpt].append(got)
         return "250 2.0.0 OK: queued"
