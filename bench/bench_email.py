@@ -9,7 +9,9 @@ parsed and stored) in the same process and event loop as the channel, on 127.0.0
 the channel as configured by default (its connection pool, ``--concurrency`` connections at
 most); "per message" opens, uses and QUITs a connection for each message, as a sender without a
 pool does. Messages are sent ``--concurrency`` at a time. Every run is bounded by ``--n`` and
-``--timeout``; the figure is messages accepted per second, first send to last acceptance.
+``--timeout``; the figures are messages accepted per second, first send to last acceptance,
+and the process's CPU time per message (client and sink together: steadier than the rate on a
+shared machine).
 """
 
 from __future__ import annotations
@@ -71,17 +73,18 @@ def _channel(settings: dict[str, Any], connections: int) -> EmailChannel:
     return build_email(cfg, _secret, get_logger("channel.email"))
 
 
-async def _drive(n: int, concurrency: int, send: Callable[[int], Awaitable[None]]) -> float:
-    """Send ``n`` messages ``concurrency`` at a time; seconds taken."""
+async def _drive(n: int, concurrency: int, send: Callable[[int], Awaitable[None]]
+                 ) -> tuple[float, float]:
+    """Send ``n`` messages ``concurrency`` at a time; (wall seconds, CPU seconds) taken."""
     queue = iter(range(n))
 
     async def worker() -> None:
         for i in queue:
             await send(i)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def run(mode: str, n: int, concurrency: int, tmp: Path) -> dict[str, float]:
@@ -90,10 +93,12 @@ async def run(mode: str, n: int, concurrency: int, tmp: Path) -> dict[str, float
     async with _sink(mode, tmp) as (emu, settings):
         pooled = _channel(settings, concurrency)
         try:
-            took = await _drive(n, concurrency, lambda i: _discard(pooled.send(_message(i))))
+            took, cpu = await _drive(n, concurrency,
+                                     lambda i: _discard(pooled.send(_message(i))))
         finally:
             await pooled.close()
         out["reused"] = n / took
+        out["reused_cpu_ms"] = cpu / n * 1000
         out["reused_connections"] = emu.connections
         assert len(emu.messages[TO]) == n, "messages lost"
 
@@ -106,8 +111,9 @@ async def run(mode: str, n: int, concurrency: int, tmp: Path) -> dict[str, float
             finally:
                 await channel.close()  # QUIT: the connection lives for one message
 
-        took = await _drive(n, concurrency, one_connection)
+        took, cpu = await _drive(n, concurrency, one_connection)
         out["per_message"] = n / took
+        out["per_message_cpu_ms"] = cpu / n * 1000
         out["per_message_connections"] = emu.connections
         assert len(emu.messages[TO]) == n, "messages lost"
     return out
@@ -133,10 +139,12 @@ async def main() -> None:
         async with asyncio.timeout(args.timeout):
             for mode in args.modes.split(","):
                 r = await run(mode, args.n, args.concurrency, Path(tmp))
-                print(f"{mode:9} reused: {r['reused']:8.1f} msgs/s "
-                      f"({int(r['reused_connections'])} connections)   "
-                      f"per message: {r['per_message']:8.1f} msgs/s "
-                      f"({int(r['per_message_connections'])} connections)   "
+                print(f"{mode:9} reused: {r['reused']:7.1f} msgs/s "
+                      f"{r['reused_cpu_ms']:5.2f} CPU ms/msg "
+                      f"({int(r['reused_connections'])} conn)   "
+                      f"per message: {r['per_message']:7.1f} msgs/s "
+                      f"{r['per_message_cpu_ms']:5.2f} CPU ms/msg "
+                      f"({int(r['per_message_connections'])} conn)   "
                       f"x{r['reused'] / r['per_message']:.1f}", flush=True)
 
 
