@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
@@ -236,6 +237,13 @@ def _ascii_domain(address: str) -> str:
         return "alert-agent.invalid"
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -268,5 +276,9 @@ def build_email(config: EmailSettings,
     if config.username is None and password:
         raise ChannelConfigError(f"{SETTING}.password is set without {SETTING}.username")
     tls = _tls_context(config.ca_file) if config.tls or config.starttls else None
+    if config.username is not None and tls is None and not _loopback(config.host):
+        # Allowed (a relay on a trusted network), but the operator should know.
+        logger.warning("smtp_login_without_tls", host=config.host,
+                       hint=f"set {SETTING}.starttls or {SETTING}.tls")
     return EmailChannel(config, sender=sender, password=password, tls_context=tls,
                         logger=logger)

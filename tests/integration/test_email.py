@@ -503,3 +503,12 @@ def test_addresses_are_checked_with_the_shared_email_validator() -> None:
         with pytest.raises(AddressError) as err:
             ch.validate_address(bad)
         assert err.value.code == "invalid_email" or "control" in err.value.message
+
+
+def test_a_login_in_clear_off_loopback_is_logged(logs: io.StringIO) -> None:
+    make(25, username="ana", password=PASSWORD)
+    assert "smtp_login_without_tls" not in logs.getvalue()
+    make(25, host="smtp.example.com", username="ana", password=PASSWORD, starttls=True)
+    assert "smtp_login_without_tls" not in logs.getvalue()
+    make(25, host="smtp.example.com", username="ana", password=PASSWORD)
+    assert "smtp_login_without_tls" in logs.getvalue() and PASSWORD not in logs.getvalue()
