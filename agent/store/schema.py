@@ -270,4 +270,13 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO dead_letters (channel, count)
         SELECT channel, COUNT(*) FROM notifications WHERE status = 'failed' GROUP BY channel;
     """,
+    # 13: the team directory (issue 13). A send to a team or member is a parent row, never
+    # delivered itself (``fanout`` children; its due_at is past any real time), and one child row
+    # per recipient address (``parent_id``), each with the directory member it reaches.
+    """
+    ALTER TABLE notifications ADD COLUMN parent_id TEXT;
+    ALTER TABLE notifications ADD COLUMN member_id TEXT;
+    ALTER TABLE notifications ADD COLUMN fanout INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notifications_parent ON notifications (parent_id) WHERE parent_id IS NOT NULL;
+    """,
 )
