@@ -1,6 +1,7 @@
 """Email through the whole agent: the API checks `to` with the channel, a notification sent with
-a live key ends in a real SMTP server as delivered, a refused recipient fails it, and the alert
-group's resolve is threaded under its first mail through the stored provider ref."""
+a live key (to a member's address, or to the member) ends in a real SMTP server as delivered, a
+refused recipient fails it, and the alert group's resolve is threaded under its first mail
+through the stored provider ref."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from tests.helpers import auth, runtime, wait_status, wait_until
 Client = TestClient[Any, Any]
 TO = "ana@example.com"
 RULES = f"""
+members:
+  - {{id: mem_ana, name: Ana, approved: true, addresses: {{email: "{TO}"}}}}
+  - {{id: mem_gone, name: Gone, approved: true, addresses: {{email: nobody@example.com}}}}
 defaults:
   group_wait: 0s
   group_interval: 0s
@@ -27,7 +31,7 @@ routes:
     matchers: ['monitor_id=~"db-.*"']
     group_by: [monitor_id]
     notify:
-      - {{channel: email, to: "{TO}"}}
+      - {{channel: email, to: mem_ana}}
 """
 
 
@@ -75,6 +79,10 @@ async def test_a_notification_sent_with_a_live_key_arrives_and_is_delivered(
         ("plain",)).get_content()
     ref = await runtime(app_client).store.deliveries.provider_ref(nid)
     assert ref is not None and ref["message_id"] == m["Message-ID"]
+
+    by_member = await send(app_client, "mem_ana")
+    await wait_status(app_client, by_member, "delivered")
+    assert len(emu.messages[TO]) == 2
 
 
 async def test_a_malformed_address_is_refused_at_the_api(app_client: Client,
