@@ -6,7 +6,8 @@ Test keys read it too (to see whom a test send would reach), with the personal a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from agent.api.middleware import API_KEY
 from agent.directory import Directory, Member, Team, mask
 
 routes = web.RouteTableDef()
+T = TypeVar("T")
 
 
 def _member(m: Member, masked: bool) -> dict[str, Any]:
@@ -44,23 +46,26 @@ async def list_teams(request: web.Request) -> web.Response:
         _team(d.teams[tid], d, masked, full=False) for tid in sorted(d.teams)]})
 
 
+def _found(request: web.Request, entries: Mapping[str, T], kind: str) -> T:
+    """The entry the path's ``id`` names; 404 when the directory has none."""
+    found = entries.get(request.match_info["id"])
+    if found is None:
+        raise ApiError(404, "resource_missing",
+                       f"No such {kind}: '{request.match_info['id']}'.", "id")
+    return found
+
+
 @routes.get("/v1/teams/{id}")
 async def get_team(request: web.Request) -> web.Response:
     d = ctx(request).rules().directory
-    team = d.teams.get(request.match_info["id"])
-    if team is None:
-        raise ApiError(404, "resource_missing",
-                       f"No such team: '{request.match_info['id']}'.", "id")
+    team = _found(request, d.teams, "team")
     return json_response(_team(team, d, request[API_KEY].simulated, full=True))
 
 
 @routes.get("/v1/members/{id}")
 async def get_member(request: web.Request) -> web.Response:
     d = ctx(request).rules().directory
-    member = d.members.get(request.match_info["id"])
-    if member is None:
-        raise ApiError(404, "resource_missing",
-                       f"No such member: '{request.match_info['id']}'.", "id")
+    member = _found(request, d.members, "member")
     out = _member(member, request[API_KEY].simulated)
     out["team_ids"] = sorted(t.id for t in d.teams.values() if member.id in t.members)
     return json_response(out)
