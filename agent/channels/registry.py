@@ -25,6 +25,7 @@ from agent.channels.base import (
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.fcm import FcmSender, FcmSettings
+from agent.channels.email import EmailChannel, EmailSettings, build_email
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.push_router import PushRouter
@@ -48,6 +49,7 @@ class ChannelsSettings(BaseModel):
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     fcm: FcmSettings = FcmSettings()  # mobile push behind "push": fcm:<device token>
+    email: EmailSettings = EmailSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -165,6 +167,8 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
                                                  deps.logger("channel.telegram"))),
+    ChannelSpec("email", "email", EmailSettings, EmailChannel,
+                lambda cfg, deps: build_email(cfg, deps.secret, deps.logger("channel.email"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 

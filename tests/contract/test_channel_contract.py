@@ -37,6 +37,7 @@ from agent.channels.base import (
 from agent.channels.registry import REGISTRY, SPECS, ChannelDeps, ChannelsSettings, build_channels
 from agent.domain import InboxItem
 from agent.observability import get_logger
+from tests.emulators import smtp as smtp_emulator
 from tests.emulators.failure_plan import truncated
 from tests.emulators.fcm import ServiceAccountKey
 from tests.helpers import not_http_server, serve
@@ -65,6 +66,9 @@ class Fixture:
     behind: str | None = None
     # Requests one success takes (FCM: the access token, then the message).
     requests: int = 1
+    # The channel speaks SMTP: ``settings`` gets "host:port" of an SMTP server and the SMTP
+    # flavour of the table (test_smtp_failure_table) applies instead of the HTTP one.
+    smtp: bool = False
 
 
 WEBHOOK_SIGNING = "whsec_contract_signing_secret_123456"
@@ -91,6 +95,7 @@ def _fcm_key_file(url: str) -> Path:
     FCM_KEY.token_uri = f"{url}/token"
     return FCM_KEY.write(_key_dir() / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}.json")
 
+SMTP_USER, SMTP_PASSWORD = "ops-mailer", "Smtp-Contract-Pa55word!"
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -146,6 +151,15 @@ FIXTURES: dict[str, Fixture] = {
             {"access_token": FCM_ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
             if path == "/token" else {"name": "projects/contract/messages/0:1700000000%emu"}),
         behind="push", requests=2,
+    ),
+    "email": Fixture(
+        settings=lambda hostport: {
+            "enabled": True, "host": hostport.rpartition(":")[0],
+            "port": int(hostport.rpartition(":")[2]), "from_address": "alerts@example.com",
+            "username": SMTP_USER, "password": SMTP_PASSWORD, "timeout_seconds": TIMEOUT},
+        address=lambda hostport: "ana@example.com",
+        secrets=(SMTP_PASSWORD,),
+        local="speaks SMTP: see test_smtp_failure_table", smtp=True,
     ),
 }
 
@@ -271,7 +285,7 @@ def test_every_registered_channel_has_a_fixture() -> None:
 async def test_failure_table(name: str, row: Row, emulator: tuple[Emulator, str],
                              garbage_server: str, logs: io.StringIO) -> None:
     fixture = FIXTURES[name]
-    if fixture.local is not None and row.id != "2xx":
+    if fixture.local is not None and (row.id != "2xx" or fixture.smtp):
         pytest.skip(f"{name} {fixture.local}: the HTTP rows do not apply")
     emu, base_url = emulator
     emu.row = row.id
@@ -326,3 +340,59 @@ async def test_the_timeout_row_ends_within_the_channel_timeout(
         finally:
             await channel.close()
         assert loop.time() - started < STALL / 2
+
+
+# -- the same table over SMTP -------------------------------------------------------------
+
+# Each row: (stage, what the server does there) and the outcome, in the HTTP table's classes:
+# 421 is SMTP's "slow down" (429), a 4xx its 5xx, a 5xx its 4xx.
+SMTP_ROWS = [
+    (Row("250", "delivered"), None),
+    (Row("421", "retryable", "rate_limited"), ("MAIL", "421 4.7.0 Try again later")),
+    (Row("451", "retryable", "provider_unavailable"), ("RCPT", "451 4.3.0 Local error")),
+    (Row("timeout", "retryable", "timeout"), ("DATA", "stall")),
+    (Row("refused", "retryable", "network_error"), None),
+    (Row("dropped", "retryable", "network_error"), ("MAIL", "close")),
+    (Row("garbage", "retryable", "network_error"), None),
+    (Row("550-rcpt", "permanent", "invalid_recipient"), ("RCPT", "550 5.1.1 No such user")),
+    (Row("554-data", "permanent", "provider_rejected"), ("DATA", "554 5.6.0 Rejected")),
+    (Row("535-auth", "permanent", "provider_rejected"),
+     ("AUTH", "535 5.7.8 Authentication credentials invalid")),
+]
+
+
+@pytest.mark.parametrize(("row", "fault"), SMTP_ROWS, ids=[r.id for r, _ in SMTP_ROWS])
+@pytest.mark.parametrize("name", sorted(n for n, f in FIXTURES.items() if f.smtp))
+async def test_smtp_failure_table(name: str, row: Row, fault: tuple[str, str] | None,
+                                  logs: io.StringIO) -> None:
+    fixture = FIXTURES[name]
+    emu = smtp_emulator.SmtpEmulator(users={SMTP_USER: SMTP_PASSWORD})
+    if fault is not None:
+        emu.fail(*fault, times=5)  # AUTH tries each mechanism; a drop is tried once more
+    async with emu.serve() as port, smtp_emulator.garbage_server() as garbage, \
+            aiohttp.ClientSession() as session:
+        if row.id == "refused":
+            port = int(_closed_port_url().rpartition(":")[2])
+        elif row.id == "garbage":
+            port = garbage
+        channel = await _build(name, f"127.0.0.1:{port}", session, [])
+        to = fixture.address("")
+        assert channel.validate_address(to) == to
+        outcome: DeliveryResult | DeliveryError
+        try:
+            outcome = await asyncio.wait_for(channel.send(_message(name, to)), STALL)
+        except DeliveryError as exc:
+            outcome = exc
+        await channel.close()
+
+    if row.outcome == "delivered":
+        assert isinstance(outcome, DeliveryResult), outcome
+        assert [m.rcpt_tos for m in emu.messages[to]] == [[to]]
+    else:
+        assert isinstance(outcome, DeliveryError), outcome
+        assert (outcome.failure_class.value, outcome.reason.value) == (row.outcome, row.reason)
+        assert emu.messages == {}
+        for secret in fixture.secrets:
+            assert secret not in outcome.details and secret not in str(outcome)
+    for secret in fixture.secrets:
+        assert secret not in logs.getvalue()
