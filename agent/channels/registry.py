@@ -24,8 +24,8 @@ from agent.channels.base import (
     ChannelSettings,
 )
 from agent.channels.console import ConsoleChannel, ConsoleSettings
-from agent.channels.fcm import FcmSender, FcmSettings
 from agent.channels.email import EmailChannel, EmailSettings, build_email
+from agent.channels.fcm import FcmSender, FcmSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.push_router import PushRouter
