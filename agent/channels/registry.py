@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from agent.channels.apprise import AppriseChannel, AppriseSettings
 from agent.channels.base import (
     AddressError,
     ChannelConfigError,
@@ -45,6 +46,7 @@ class ChannelsSettings(BaseModel):
     push: PushSettings = PushSettings()  # ntfy
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
+    apprise: AppriseSettings = AppriseSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -128,6 +130,9 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
                                                  deps.logger("channel.telegram"))),
+    ChannelSpec("apprise", "apprise", AppriseSettings, AppriseChannel,
+                lambda cfg, deps: AppriseChannel.from_settings(cfg, deps.secret,
+                                                               deps.logger("channel.apprise"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
