@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from agent.channels.apprise import AppriseChannel, AppriseSettings
 from agent.channels.base import (
     AddressError,
     ChannelConfigError,
@@ -50,6 +51,7 @@ class ChannelsSettings(BaseModel):
     telegram: TelegramSettings = TelegramSettings()
     fcm: FcmSettings = FcmSettings()  # mobile push behind "push": fcm:<device token>
     email: EmailSettings = EmailSettings()
+    apprise: AppriseSettings = AppriseSettings()
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -169,6 +171,9 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
                                                  deps.logger("channel.telegram"))),
     ChannelSpec("email", "email", EmailSettings, EmailChannel,
                 lambda cfg, deps: build_email(cfg, deps.secret, deps.logger("channel.email"))),
+    ChannelSpec("apprise", "apprise", AppriseSettings, AppriseChannel,
+                lambda cfg, deps: AppriseChannel.from_settings(cfg, deps.secret,
+                                                               deps.logger("channel.apprise"))),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
