@@ -110,7 +110,7 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
             notify:
               - {channel: console, to: ops}
               - {channel: webhook, to: "https://hooks.test/x"}
-          - name: off
+          - name: later
             notify: [{channel: apprise, to: ops}]
         """)
     with pytest.raises(RulesError) as info:
