@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api import alerts, health, hooks, inbox, notifications, openapi, rules, templates
+from agent.api import (
+    alerts,
+    health,
+    hooks,
+    inbox,
+    notifications,
+    openapi,
+    receipts,
+    rules,
+    templates,
+)
 from agent.api.errors import error_middleware
 from agent.api.middleware import auth_middleware, metrics_middleware
 
@@ -12,6 +22,7 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (health, notifications, templates, inbox, alerts, hooks, rules, openapi):
+    for module in (health, notifications, templates, inbox, alerts, hooks, receipts, rules,
+                   openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

@@ -27,9 +27,12 @@ from agent.channels.console import ConsoleChannel, ConsoleSettings
 from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.slack import SlackChannel, SlackSettings
+from agent.channels.sms import SmsChannel, build_sms
 from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
+from agent.channels.twilio import TwilioSettings
 from agent.channels.webhook import WebhookChannel, WebhookSettings
+from agent.channels.whatsapp import WhatsAppChannel, build_whatsapp
 from agent.domain import InboxItem
 
 
@@ -45,6 +48,7 @@ class ChannelsSettings(BaseModel):
     push: PushSettings = PushSettings()  # ntfy
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
+    twilio: TwilioSettings = TwilioSettings()  # the "sms" and "whatsapp" channels
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -78,6 +82,9 @@ class ChannelDeps:
     # channel's resolver (webhook: the network policy); the channel closes it. None: aiohttp's
     # defaults.
     private_session: Callable[[AbstractResolver], aiohttp.ClientSession] | None = None
+    # Where the far side reaches the agent (``settings.base_url``): Twilio posts its status
+    # callbacks there. None: no callbacks asked for.
+    public_url: str | None = None
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -89,7 +96,8 @@ class ChannelSpec(Generic[S]):
     setting: str  # the field of ChannelsSettings
     settings_model: type[S]
     channel_class: type[Any]
-    build: Callable[[S, ChannelDeps], ChannelSender]
+    # None: the settings leave this channel unconfigured (whatsapp without whatsapp_from).
+    build: Callable[[S, ChannelDeps], ChannelSender | None]
 
     def settings_of(self, channels: ChannelsSettings) -> S:
         value = getattr(channels, self.setting)
@@ -128,6 +136,11 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("telegram", "telegram", TelegramSettings, TelegramChannel,
                 lambda cfg, deps: build_telegram(cfg, deps.secret, deps.session,
                                                  deps.logger("channel.telegram"))),
+    ChannelSpec("sms", "twilio", TwilioSettings, SmsChannel,
+                lambda cfg, deps: build_sms(cfg, deps.secret, deps.session, deps.public_url)),
+    ChannelSpec("whatsapp", "twilio", TwilioSettings, WhatsAppChannel,
+                lambda cfg, deps: build_whatsapp(cfg, deps.secret, deps.session,
+                                                 deps.public_url)),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
@@ -150,9 +163,14 @@ def build_channels(settings: ChannelsSettings, deps: ChannelDeps,
         if not cfg.enabled:
             continue
         try:
-            out[spec.name] = spec.build(cfg, deps)
+            built = spec.build(cfg, deps)
         except ChannelConfigError as exc:
-            problems.append(f"channels.{spec.setting}: {exc}")
+            problem = f"channels.{spec.setting}: {exc}"
+            if problem not in problems:  # two channels of one section (twilio) say it once
+                problems.append(problem)
+            continue
+        if built is not None:
+            out[spec.name] = built
     if problems:
         raise ChannelBuildError(problems)
     return out

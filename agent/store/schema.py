@@ -270,4 +270,13 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO dead_letters (channel, count)
         SELECT channel, COUNT(*) FROM notifications WHERE status = 'failed' GROUP BY channel;
     """,
+    # 13: delivery receipts (issue 13). A channel whose provider reports the outcome later (Twilio)
+    # leaves the notification ``sent`` with the provider's message id, and the status callback
+    # finds it by that id. Only such rows carry one, so the partial index costs the other
+    # channels nothing.
+    """
+    ALTER TABLE notifications ADD COLUMN provider_id TEXT;
+    CREATE UNIQUE INDEX notifications_provider_id ON notifications (provider_id)
+        WHERE provider_id IS NOT NULL;
+    """,
 )
