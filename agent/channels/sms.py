@@ -37,6 +37,9 @@ GSM_BASIC = frozenset(
 GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
 GSM_SINGLE, GSM_SEGMENT = 160, 153
 UCS2_SINGLE, UCS2_SEGMENT = 70, 67
+# The truncation marker around the link: "\n... truncated, N more characters: full text at ".
+MARKER_UNITS = 48
+MIN_TEXT_UNITS = 30  # less text than this beside the link: the link is left out
 SENDER_BURST = 1.0
 
 
@@ -77,6 +80,8 @@ def fit(text: str, max_segments: int, link: str | None = None) -> str:
     # Each segment boundary may waste one unit (a two-unit character moved to the next one).
     room = single if max_segments == 1 else per * max_segments - (max_segments - 1)
     measure: budget.Measure = septets if gsm else budget.utf16_units
+    if link is not None and measure(link) + MARKER_UNITS > room - MIN_TEXT_UNITS:
+        link = None  # the link would crowd out the text (one UCS-2 segment): the marker alone
     return budget.truncate(text, room, link=link, measure=measure,
                            ellipsis="..." if gsm else "\u2026")
 

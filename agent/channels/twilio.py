@@ -187,6 +187,8 @@ RECIPIENT_ERRORS = {
     21610: "the recipient has unsubscribed (STOP)", 63003: "the number is not on WhatsApp",
     63024: "invalid WhatsApp recipient", **BAD_NUMBER,
 }
+# Of those, the ones saying the address reaches nobody (invalid_recipient).
+NO_SUCH_RECIPIENT = frozenset({*BAD_NUMBER, 30005, 63003, 63024})
 # Refusals of the content or the sender: permanent too (a re-drive fails alike until fixed).
 CONTENT_ERRORS = {
     OUTSIDE_WINDOW: WINDOW_HINT, 30007: "filtered by the carrier",
@@ -222,9 +224,9 @@ def receipt_of(params: Mapping[str, str]) -> Receipt | None:
     code_text = (params.get("ErrorCode") or "").strip()
     code = int(code_text) if code_text.isdigit() else None
     if code in RECIPIENT_ERRORS:
-        return Receipt(sid, status, "failed", FailureReason.INVALID_RECIPIENT
-                       if code in BAD_NUMBER or code in (30005, 63003, 63024)
-                       else FailureReason.PROVIDER_REJECTED,
+        reason = (FailureReason.INVALID_RECIPIENT if code in NO_SUCH_RECIPIENT
+                  else FailureReason.PROVIDER_REJECTED)
+        return Receipt(sid, status, "failed", reason,
                        f"Twilio error {code} ({status}): {RECIPIENT_ERRORS[code]}",
                        NotificationFailureClass.PERMANENT)
     if code in CONTENT_ERRORS:

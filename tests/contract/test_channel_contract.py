@@ -10,6 +10,7 @@ The emulator is an aiohttp server on 127.0.0.1 with a random port, answering per
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -63,6 +64,28 @@ NTFY_TOKEN = "tk_contractntfytoken0123456789ab"
 SLACK_TOKEN = "xoxb-contract-1111-SecretSlackBotToken"
 TELEGRAM_TOKEN = "987654321:AAContractBotToken_secret-42"  # in the URL path of every call
 TELEGRAM_CHAT = -1001234567890
+TWILIO_SID = "AC" + "c0417ac7" * 4
+TWILIO_TOKEN = "contractTwilioAuthToken0123456789"
+TWILIO_BASIC = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+TWILIO_TO = "+351912345678"
+
+
+def _twilio(url: str, **extra: Any) -> dict[str, Any]:
+    return {"enabled": True, "account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN,
+            "from_number": "+15017122661", "api_url": url, "timeout_seconds": TIMEOUT, **extra}
+
+
+def _twilio_message(path: str, to: str) -> dict[str, Any]:
+    """Twilio's 201 message resource (Messages API, "Create a Message")."""
+    sid = "SM" + "3f1e0b9a" * 4
+    return {"account_sid": TWILIO_SID, "api_version": "2010-04-01", "body": "db1\ndisk full",
+            "date_created": "Thu, 24 Aug 2023 05:01:45 +0000", "date_sent": None,
+            "date_updated": "Thu, 24 Aug 2023 05:01:45 +0000", "direction": "outbound-api",
+            "error_code": None, "error_message": None, "from": "+15017122661",
+            "messaging_service_sid": None, "num_media": "0", "num_segments": "1",
+            "price": None, "price_unit": "USD", "sid": sid, "status": "queued",
+            "subresource_uris": {"media": f"{path[:-5]}/{sid}/Media.json"}, "to": to,
+            "uri": f"{path[:-5]}/{sid}.json"}
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -107,6 +130,15 @@ FIXTURES: dict[str, Fixture] = {
         ok_body=lambda path: {"ok": True, "result": {
             "message_id": 1, "date": 1_700_000_000, "text": "db1\ndisk full",
             "chat": {"id": TELEGRAM_CHAT, "type": "supergroup", "title": "ops"}}},
+    ),
+    "sms": Fixture(
+        settings=_twilio, address=lambda url: TWILIO_TO, secrets=(TWILIO_TOKEN, TWILIO_BASIC),
+        ok_body=lambda path: _twilio_message(path, TWILIO_TO),
+    ),
+    "whatsapp": Fixture(
+        settings=lambda url: _twilio(url, whatsapp_from="+14155238886"),
+        address=lambda url: TWILIO_TO, secrets=(TWILIO_TOKEN, TWILIO_BASIC),
+        ok_body=lambda path: _twilio_message(path, f"whatsapp:{TWILIO_TO}"),
     ),
 }
 
@@ -205,7 +237,7 @@ async def _build(name: str, base_url: str, session: aiohttp.ClientSession,
     deps = ChannelDeps(secret=secret, generated_secret=lambda n: "generated-" + n,
                        logger=get_logger, session=lambda: session, inbox=write)
     channel = spec.build(cfg, deps)
-    assert channel.name == name
+    assert channel is not None and channel.name == name
     return channel
 
 
