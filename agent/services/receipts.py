@@ -5,12 +5,13 @@ the answer; the checks and the move are here.
 A callback is trusted only when ``X-Twilio-Signature`` verifies with the account's auth token
 over the URL Twilio requested (``public_url`` + the path + the query) and the POST parameters.
 Intermediate statuses (queued, sending, sent, accepted...) change nothing; a receipt for a
-message this agent does not know changes nothing either, and is answered like any other, since
-Twilio retries a callback that fails.
+message this agent does not know changes nothing either (after a moment's wait: Twilio can
+report before the send is recorded), and is answered like any other.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -26,6 +27,9 @@ from agent.store.receipts import ReceiptChange
 log = get_logger("receipts")
 # The channels whose receipts arrive at /hooks/twilio/status (one account signs for both).
 TWILIO_CHANNELS = ("sms", "whatsapp")
+# How long a receipt for an id not (yet) recorded waits for the send to be recorded.
+UNKNOWN_WAIT_SECONDS = 2.0
+UNKNOWN_POLL_SECONDS = 0.05
 
 
 @runtime_checkable
@@ -47,7 +51,9 @@ class ReceiptResult:
 
 class ReceiptService:
     def __init__(self, store: Store, metrics: Metrics, clock: Clock,
-                 channels: Mapping[str, ChannelSender], public_url: str) -> None:
+                 channels: Mapping[str, ChannelSender], public_url: str,
+                 unknown_wait_seconds: float = UNKNOWN_WAIT_SECONDS) -> None:
+        self._unknown_wait = unknown_wait_seconds
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -84,21 +90,32 @@ class ReceiptService:
             return ReceiptResult("ignored")
         if receipt.outcome is None:
             return ReceiptResult("ignored")
-        now = self._clock.now()
+        waited = 0.0
+        while True:
+            now = self._clock.now()
+            change = await self._apply(receipt, now)
+            if change is not None:
+                break
+            # Twilio may report before the dispatcher has recorded the send (the 201 and the
+            # outcome's commit are milliseconds apart): an unknown id is looked up again for a
+            # moment before it is ignored. A known one had nothing left to change.
+            if waited >= self._unknown_wait or await self._store.receipts.known(receipt.sid):
+                log.debug("twilio_receipt_unchanged", sid=receipt.sid, status=receipt.status)
+                return ReceiptResult("ignored")
+            await asyncio.sleep(UNKNOWN_POLL_SECONDS)
+            waited += UNKNOWN_POLL_SECONDS
+        self._observe(change, receipt, now)
+        return ReceiptResult(receipt.outcome, change.id)
+
+    async def _apply(self, receipt: twilio.Receipt, now: float) -> ReceiptChange | None:
         if receipt.outcome == "failed":
             assert receipt.reason is not None and receipt.details is not None
             assert receipt.failure_class is not None
-            change = await self._store.receipts.failed(
+            return await self._store.receipts.failed(
                 receipt.sid, now, receipt.reason.value, receipt.details,
                 receipt.failure_class.value)
-        else:
-            change = await self._store.receipts.delivered(receipt.sid, now,
-                                                          read=receipt.outcome == "read")
-        if change is None:
-            log.debug("twilio_receipt_unchanged", sid=receipt.sid, status=receipt.status)
-            return ReceiptResult("ignored")
-        self._observe(change, receipt, now)
-        return ReceiptResult(receipt.outcome, change.id)
+        return await self._store.receipts.delivered(receipt.sid, now,
+                                                    read=receipt.outcome == "read")
 
     def _observe(self, change: ReceiptChange, receipt: twilio.Receipt, now: float) -> None:
         """The metrics and log lines of the dispatcher's own outcomes (delivery/dispatcher.py

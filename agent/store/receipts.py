@@ -73,3 +73,12 @@ class ReceiptStore:
             return ReceiptChange(row[0], row[1], Status.FAILED, row[2])
 
         return await self._db.write(op)
+
+    async def known(self, provider_id: str) -> bool:
+        """Whether a notification was sent under ``provider_id``."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("SELECT 1 FROM notifications WHERE provider_id = ?",
+                                (provider_id,)).fetchone() is not None
+
+        return await self._db.read(op)

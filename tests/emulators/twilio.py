@@ -133,6 +133,9 @@ class TwilioEmulator:
     whatsapp_sessions: set[str] = field(default_factory=set)
     # Seconds after a 201 to post the callbacks by itself; None: only when report() is called.
     callback_delay: float | None = None
+    # Seconds to hold each 201 back: with callback_delay 0 the callbacks then arrive first,
+    # before the agent has even read the message's sid (a race Twilio can win too).
+    answer_delay: float = 0.0
     # How the emulator signs (tests of refusals change these).
     sign_token: str | None = None
     signed_url: Callable[[str], str] = field(default=lambda url: url)
@@ -197,7 +200,10 @@ class TwilioEmulator:
             return await self._fault(request, fault.kind, fault.retry_after, fault.status)
         if request.content_type != "application/x-www-form-urlencoded":
             return _error(21604)
-        return self._create(form)
+        resp = self._create(form)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
+        return resp
 
     async def _fault(self, request: web.Request, kind: str, retry_after: float | None,
                      status: int | None) -> web.StreamResponse:

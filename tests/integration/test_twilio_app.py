@@ -117,6 +117,18 @@ async def test_sent_then_delivered_by_the_signed_receipt(
         app, 'alert_agent_notifications_total{channel="sms",outcome="delivered"}') == 1.0
 
 
+async def test_a_receipt_posted_right_after_the_201_still_finds_its_message(
+        app: Client, emu: tuple[TwilioEmulator, str]) -> None:
+    # The emulator reports before its 201 reaches the agent: the receipts come for a sid the
+    # agent does not know yet, and find it once the send is recorded.
+    e, _ = emu
+    e.callback_delay, e.answer_delay = 0.0, 0.2
+    nids = [await _send(app, to) for to in (TO, OTHER)]
+    for nid in nids:
+        await wait_status(app, nid, "delivered")
+    assert [c.http_status for m in e.all_messages() for c in m.callbacks] == [200] * 6
+
+
 async def test_undelivered_with_an_error_code_fails_the_notification(
         app: Client, emu: tuple[TwilioEmulator, str]) -> None:
     e, _ = emu
