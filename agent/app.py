@@ -364,6 +364,11 @@ class _Parts:
         except BaseException:
             await session.close()
             raise
+        if self.s.public_url is None and {"sms", "whatsapp"} & set(self.channels):
+            # Twilio posts its status callbacks to the listen address then: rarely reachable.
+            log.warning("twilio_callbacks_to_listen_address", url=self.s.base_url,
+                        hint="set public_url to where Twilio can reach this agent; until a "
+                        "status callback arrives, sms and whatsapp notifications stay sent")
         yield
         try:
             await self._close_channels()

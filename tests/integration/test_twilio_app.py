@@ -4,6 +4,8 @@ it to ``delivered`` or ``failed``, and nothing else does (a bad signature is 403
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -243,6 +245,13 @@ async def test_the_api_refuses_a_number_that_is_not_e164(app: Client) -> None:
                               json={"channel": channel, "to": to, "message": "m"})
         assert resp.status == 422
         assert (await resp.json())["error"]["code"] == "invalid_phone"
+
+
+async def test_without_public_url_a_warning_says_where_callbacks_go(
+        logs: io.StringIO, app: Client) -> None:
+    [line] = [json.loads(x) for x in logs.getvalue().splitlines()
+              if "twilio_callbacks_to_listen_address" in x]
+    assert line["url"] == f"http://127.0.0.1:{app.server.port}" and line["level"] == "warning"
 
 
 async def test_the_hook_is_not_found_without_twilio(client: Client) -> None:
