@@ -33,6 +33,7 @@ from agent.delivery.dispatcher import Dispatcher
 from agent.delivery.pause import ChannelPause
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.threads import replaces_lookup
+from agent.directory import still_approved
 from agent.grouping.grouper import Grouper
 from agent.keysources import CHANGED_FILE, CHECK_INTERVAL_S, DaemonKeys, configured_keys
 from agent.observability import Metrics, get_logger
@@ -460,11 +461,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
         replaces=replaces_lookup(store.deliveries), link_base=s.base_url,
+        recipient_problem=lambda n: still_approved(holder.get().directory, n.channel,
+                                                   n.recipient, n.member_id),
     )
     # Rule-file targets are checked against the enabled channels (built for checking at start).
     rule_targets: dict[str, ChannelSender] = {}
     holder = RulesHolder(s.rules_dir, rt.metrics, clock=clock, check_target=lambda channel, to:
-                         registry.target_problem(rule_targets, channel, to))
+                         registry.target_problem(rule_targets, channel, to),
+                         allow_unlisted=s.recipients.unlisted_channels)
     inhibition = Inhibition(store.alerts)
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
                       lambda: inhibition.current,
@@ -482,7 +486,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         clock=clock,
         intake=intake,
         notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake,
-                                          channels),
+                                          channels, lambda: holder.get().directory),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
         channels=channels,

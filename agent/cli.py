@@ -101,7 +101,8 @@ def _check(args: argparse.Namespace) -> int:
     rules_dir = args.rules or settings.rules_dir
     try:
         rules = load_rules(rules_dir, check_target=lambda channel, to:
-                           target_problem(channels, channel, to))
+                           target_problem(channels, channel, to),
+                           allow_unlisted=settings.recipients.unlisted_channels)
     except RulesError as exc:
         for problem in exc.problems:
             print(f"alert-agent: rules error: {problem}", file=sys.stderr)

@@ -151,6 +151,13 @@ class NewNotification:
     batch_id: str | None = None
     # Built without validation because its key was seen: must replay, never be inserted.
     replay_only: bool = False
+    # A send to a team or member (agent/directory.py) is a parent row that is never delivered
+    # itself (``fanout``: how many children) and one child row per recipient (``parent_id``).
+    parent_id: str | None = None
+    member_id: str | None = None  # the directory member the recipient address belongs to
+    fanout: int = 0
+    # (failure_reason, details): stored failed at once (nobody it names is reachable).
+    failure: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -192,6 +199,9 @@ class Notification:
     # attempt numbers go on from ``attempts``.
     redriven_at: float | None = None
     redrive_attempts: int = 0
+    parent_id: str | None = None
+    member_id: str | None = None
+    fanout: int = 0  # > 0: a parent row; its status sums up its children's
 
     @property
     def retry_from(self) -> float:

@@ -20,6 +20,8 @@ from pydantic_settings import (
 
 # Each channel's settings model lives beside the channel (agent/channels/registry.py).
 from agent.channels.registry import ChannelsSettings
+from agent.directory import allow_unlisted_setting
+from agent.domain import Channel
 
 
 class _Section(BaseModel):
@@ -154,6 +156,21 @@ class SourcesSettings(_Section):
     generic: dict[str, SourceSettings] = {}
 
 
+class RecipientsSettings(_Section):
+    """``recipients:``: who may be sent to besides the directory's approved members."""
+
+    # Whether a literal address nobody in the directory owns is accepted: one boolean for every
+    # channel, or per channel over the defaults (refused for sms, whatsapp and email, accepted
+    # for the channels that reach rooms, topics and endpoints).
+    allow_unlisted: bool | dict[Channel, bool] = {}
+
+    @property
+    def unlisted_channels(self) -> frozenset[str]:
+        value = self.allow_unlisted
+        return allow_unlisted_setting(
+            value if isinstance(value, bool) else {c.value: ok for c, ok in value.items()})
+
+
 class Settings(BaseSettings):
     """The daemon's whole configuration. Unknown keys are errors, not silently ignored."""
 
@@ -177,6 +194,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     channels: ChannelsSettings = ChannelsSettings()
     sources: SourcesSettings = SourcesSettings()
+    recipients: RecipientsSettings = RecipientsSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

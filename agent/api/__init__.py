@@ -6,6 +6,7 @@ from aiohttp import web
 
 from agent.api import (
     alerts,
+    directory,
     health,
     hooks,
     inbox,
@@ -22,7 +23,7 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (health, notifications, templates, inbox, alerts, hooks, receipts, rules,
-                   openapi):
+    for module in (health, notifications, templates, inbox, alerts, hooks, rules, directory,
+                   receipts, openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

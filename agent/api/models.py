@@ -43,7 +43,10 @@ class SendRequest(_Strict):
 
     channel: Channel
     to: str = Field(
-        min_length=1, max_length=512, validation_alias=AliasChoices("to", "recipient")
+        min_length=1, max_length=512, validation_alias=AliasChoices("to", "recipient"),
+        description="A team (team_…: each approved member), a member (mem_…) or an address: "
+        "E.164 phone, email, Slack channel, Telegram chat id, ... Literal sms, whatsapp and "
+        "email addresses must be approved members' unless recipients.allow_unlisted says.",
     )
     message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
     subject: str | None = Field(default=None, max_length=998)

@@ -133,6 +133,7 @@ async def list_all(request: web.Request) -> web.Response:
         simulated=request[API_KEY].simulated,
         failure_reason=enum_param(q, "failure_reason", FailureReason),
         failure_class=enum_param(q, "failure_class", NotificationFailureClass),
+        parent_id=q.get("parent_id"),
     )
     f.before_seq = pagination.position(q, "ntf", now)
     rows, more = await c.store.notifications.page(f)

@@ -149,6 +149,13 @@ OPERATIONS: tuple[Operation, ...] = (
     # inbox
     _op("GET", "/v1/inbox", "listInbox", "What the in-app channel delivered to a recipient",
         "inbox", {200: s.InboxList}, (400, 422, *_KEY_ERRORS), query=s.InboxQuery),
+    # directory
+    _op("GET", "/v1/teams", "listTeams", "The teams of the directory (rule files)", "directory",
+        {200: s.TeamList}, _KEY_ERRORS),
+    _op("GET", "/v1/teams/{id}", "getTeam", "One team with its members", "directory",
+        {200: s.TeamOut}, (404, *_KEY_ERRORS), path_params=_ID),
+    _op("GET", "/v1/members/{id}", "getMember", "One member of the directory", "directory",
+        {200: s.MemberOut}, (404, *_KEY_ERRORS), path_params=_ID),
     # alerts
     _op("GET", "/v1/alerts", "listAlerts", "List alerts, newest first", "alerts",
         {200: s.AlertList}, (400, 422, *_KEY_ERRORS), query=s.AlertListQuery),

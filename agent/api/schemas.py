@@ -86,6 +86,14 @@ class NotificationOut(_Out):
         "GET /v1/notifications/{id}, the list and the retry answer.",
     )
     batch_id: str | None
+    parent_id: str | None = Field(
+        description="For one member's notification of a send to a team or member: the "
+        "notification that was sent (list them with ?parent_id=).")
+    member_id: str | None = Field(
+        description="The directory member this notification reaches, when known.")
+    recipients: int | None = Field(
+        description="For a send to a team or member: how many member notifications it made; "
+        "its status sums theirs up (queued while any is, delivered when any was).")
     schedule_at: Timestamp | None
     created_at: Timestamp
     sent_at: Timestamp | None
@@ -182,6 +190,32 @@ class InboxItemOut(_Out):
 
 class InboxList(_CursorPage):
     data: list[InboxItemOut]
+
+
+class MemberOut(_Out):
+    id: str = Field(pattern=r"^mem_")
+    object: Literal["member"]
+    name: str
+    approved: bool = Field(description="Only approved members are ever sent to.")
+    timezone: str | None
+    addresses: dict[str, str] = Field(
+        description="Channel -> address; sms, whatsapp and email masked for test keys.")
+    team_ids: list[str] | None = Field(default=None, description="In GET /v1/members/{id}.")
+
+
+class TeamOut(_Out):
+    id: str = Field(pattern=r"^team_")
+    object: Literal["team"]
+    name: str
+    member_ids: list[str]
+    approved_count: int
+    members: list[MemberOut] | None = Field(default=None,
+                                            description="In GET /v1/teams/{id}.")
+
+
+class TeamList(_Out):
+    object: Literal["list"]
+    data: list[TeamOut]
 
 
 class AlertOut(_Out):
@@ -305,6 +339,8 @@ class NotificationListQuery(CursorQuery):
     failure_reason: FailureReason | None = None
     failure_class: NotificationFailureClass | None = Field(
         default=None, description="Failed notifications of this class.")
+    parent_id: str | None = Field(
+        default=None, description="The member notifications of this send to a team or member.")
 
 
 class TemplateListQuery(CursorQuery):

@@ -35,6 +35,11 @@ def notification(n: Notification) -> dict[str, Any]:
         # is added by the handlers that read them (by id, the list, a re-drive).
         "attempt_count": n.attempts,
         "batch_id": n.batch_id,
+        # A send to a team or member: the parent counts its recipients, each child names its
+        # parent and the member it reaches.
+        "parent_id": n.parent_id,
+        "member_id": n.member_id,
+        "recipients": n.fanout or None,
         "schedule_at": iso(n.schedule_at),
         "created_at": iso(n.created_at),
         "sent_at": iso(n.sent_at),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from agent.channels.base import (
     ChannelSender,
@@ -22,6 +22,7 @@ from agent.channels.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from agent.channels.simulator import SimulatorChannel, simulated_outcome
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock
 from agent.delivery.outcomes import OutcomeWriter
 from agent.delivery.pause import ChannelPause, ChannelPaused
@@ -71,6 +72,7 @@ class Dispatcher:
         pause: ChannelPause | None = None,
         replaces: ReplacesLookup | None = None,
         link_base: str | None = None,
+        recipient_problem: Callable[[Notification], str | None] | None = None,
         record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         clock = as_clock(clock)
@@ -81,6 +83,9 @@ class Dispatcher:
         # The agent's public URL: a message cut to its size budget links to the whole of it.
         self._link_base = link_base.rstrip("/") if link_base else None
         self._limiter = RateLimiter()
+        self._simulator = SimulatorChannel()
+        # Why a queued row may no longer go out (its member was unapproved by a reload since).
+        self._recipient_problem = recipient_problem
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -261,6 +266,8 @@ class Dispatcher:
         self._metrics.in_flight.inc()
         try:
             outcome = await self._attempt(n)
+            if n.parent_id is not None and isinstance(outcome, Delivered | Failed):
+                outcome.parent_id = n.parent_id  # settled with it (a team send's status)
             await self._outcomes.record(outcome)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
@@ -301,8 +308,20 @@ class Dispatcher:
             return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
                           failure_class=Class.TECHNICAL)
         rendered = text if n.template_body else None
+        simulator = n.simulated and simulated_outcome(n.recipient) is not None
+        problem = (self._recipient_problem(n) if self._recipient_problem is not None
+                   and not simulator else None)
+        if problem is not None:
+            err = PermanentDeliveryError(FailureReason.RECIPIENT_NOT_APPROVED, problem)
+            return Failed(n.id, started, err.reason, err.details, attempt("failed", err),
+                          failure_class=Class.PERMANENT)
         if n.simulated and (channel is None or not channel.local):
-            return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
+            if not simulator:
+                return Delivered(n.id, started, self._clock(), rendered, attempt("delivered"))
+            # A simulator address: the outcome it names, through the real retry paths.
+            message = await self._message(n, self._simulator, text, None)
+            return await self._outcome(n, functools.partial(self._simulator.send, message),
+                                       attempt, started, rendered)
         if channel is None:
             err = PermanentDeliveryError(
                 FailureReason.CHANNEL_NOT_CONFIGURED,
@@ -319,8 +338,15 @@ class Dispatcher:
         if waits is not None:
             return waits
         message = await self._message(n, channel, text, thread_key)
+        return await self._outcome(n, functools.partial(self._send, channel, message), attempt,
+                                   started, rendered)
+
+    async def _outcome(self, n: Notification, send: Callable[[], Awaitable[DeliveryResult]],
+                       attempt: Callable[..., Attempt], started: float,
+                       rendered: str | None) -> Outcome:
+        """Send once and turn the answer (or the error) into the row's outcome."""
         try:
-            result = await self._send(channel, message)
+            result = await send()
         except ChannelPaused as exc:
             cause = exc.error
             self._metrics.delivery_failures.labels(n.channel, cause.reason.value).inc()
@@ -424,7 +450,9 @@ class Dispatcher:
         if exc.reason is FailureReason.RATE_LIMITED or ra is not None:
             at = t + self._retry.deferral(n.deferrals + 1, ra)
             rates = getattr(self._channels.get(n.channel), "rates", None)
-            if exc.reason is FailureReason.RATE_LIMITED and ra is not None and rates is not None:
+            # A simulator's rate limit (test keys) must not hold the real channel's buckets.
+            if (exc.reason is FailureReason.RATE_LIMITED and ra is not None and rates is not None
+                    and not n.simulated):
                 self._limiter.hold(rates(n.recipient), at, t)
             if self._retry.within_deadline(n.retry_from, at):
                 return Deferred(n.id, at, exc.reason, exc.details,

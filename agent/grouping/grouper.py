@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock, wait_event
-from agent.domain import FlushResult, GroupSnapshot
+from agent.directory import flush_rows
+from agent.domain import FlushResult, GroupSnapshot, new_id
 from agent.grouping.flush import build_flush, plan
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
@@ -155,6 +156,8 @@ class Grouper:
         muted = self._muted(route, rules, t)
         decision = plan(group.members, group.last_flush_at, route, t, muted, group.inhibited)
         result = build_flush(group, route, decision, t)
+        if result.notifications:
+            result.notifications = flush_rows(rules.directory, result.notifications, new_id)
         if decision.notify:
             log.info("group_notified", group_key=group.key, route=route.get("name"),
                      reason=decision.reason, alerts=len(decision.alerts),

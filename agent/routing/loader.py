@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from agent import directory as people
+from agent.addresses import AddressError
 from agent.observability import get_logger
 from agent.rendering import TemplateError, extract_variables
 from agent.routing import ruleyaml
@@ -28,7 +30,14 @@ from agent.routing.ruleset import (
     SeverityMap,
     Template,
 )
-from agent.routing.schema import NotifySpec, RouteDefaults, RouteSpec, RuleFile, SeverityMapSpec
+from agent.routing.schema import (
+    MemberSpec,
+    NotifySpec,
+    RouteDefaults,
+    RouteSpec,
+    RuleFile,
+    SeverityMapSpec,
+)
 from agent.routing.timeintervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 log = get_logger("rules")
@@ -113,9 +122,11 @@ def _parse_file(name: str, raw: bytes, problems: list[Problem]) -> _Parsed | Non
 
 class _Compiler:
     def __init__(self, files: list[_Parsed], problems: list[Problem],
-                 check_target: TargetCheck | None = None) -> None:
+                 check_target: TargetCheck | None = None,
+                 allow_unlisted: frozenset[str] = frozenset()) -> None:
         self.files = files
         self.check_target = check_target
+        self.directory = people.Directory(allow_unlisted=allow_unlisted)
         self.problems = problems
         self.templates: dict[str, Template] = {}
         self.intervals: dict[str, tuple[TimeInterval, ...]] = {}
@@ -128,12 +139,82 @@ class _Compiler:
         self.problems.append(Problem(f.name, f.line(*loc), message))
 
     def targets(self, f: _Parsed, notify: list[NotifySpec], *loc: int | str) -> None:
-        if self.check_target is None:
-            return
         for i, n in enumerate(notify):
-            problem = self.check_target(n.channel.value, n.to)
+            problem = self.target_problem(n.channel.value, n.to)
             if problem is not None:
                 self.fail(f, f"notify[{i}]: {problem}", *loc, "notify", i)
+
+    def target_problem(self, channel: str, to: str) -> str | None:
+        # A team or member is looked up in the directory; only a literal address is the
+        # channel's to check. A team without approved members is no error here: its
+        # notifications fail (recipient_not_approved) until one is approved again.
+        if people.is_reference(to):
+            try:
+                people.resolve(self.directory, channel, to)
+            except people.Refused as exc:
+                if exc.code != "recipient_not_approved" or not people.TEAM_ID.fullmatch(to):
+                    return exc.message
+            return None
+        problem = self.check_target(channel, to) if self.check_target is not None else None
+        if problem is None:
+            try:
+                people.resolve(self.directory, channel, to)
+            except (people.Refused, AddressError) as exc:
+                return exc.message
+        return problem
+
+    def member_addresses(self, f: _Parsed, i: int, m: MemberSpec,
+                         owners: dict[tuple[str, str], str]) -> dict[str, str]:
+        """Member ``m``'s addresses, canonical; a malformed one, or one that is another
+        member's already, is a problem."""
+        found: dict[str, str] = {}
+        for channel, address in m.addresses.items():
+            loc = ("members", i, "addresses", channel.value)
+            try:
+                address = people.canonical(channel.value, address)
+            except AddressError as exc:
+                self.fail(f, f"member '{m.id}': {channel.value}: {exc.message}", *loc)
+                continue
+            owner = owners.setdefault((channel.value, address), m.id)
+            if owner != m.id:
+                self.fail(f, f"member '{m.id}': the {channel.value} address is already member "
+                          f"'{owner}''s", *loc)
+            found[channel.value] = address
+        return found
+
+    def compile_directory(self) -> None:
+        """Teams and members of every file, each address checked as the API checks it."""
+        teams: dict[str, tuple[_Parsed, int, people.Team]] = {}
+        members: dict[str, people.Member] = {}
+        owners: dict[tuple[str, str], str] = {}
+        for f in self.files:
+            self.current = f.name
+            for i, m in enumerate(f.rules.members):
+                if m.id in members:
+                    self.fail(f, f"member '{m.id}' is defined twice", "members", i, "id")
+                    continue
+                if m.timezone is not None and not _valid_zone(m.timezone):
+                    self.fail(f, f"member '{m.id}': unknown time zone '{m.timezone}'",
+                              "members", i, "timezone")
+                members[m.id] = people.Member(m.id, m.name or m.id, m.approved, m.timezone,
+                                              self.member_addresses(f, i, m, owners))
+            for i, t in enumerate(f.rules.teams):
+                if t.id in teams:
+                    self.fail(f, f"team '{t.id}' is defined twice", "teams", i, "id")
+                    continue
+                teams[t.id] = (f, i, people.Team(t.id, t.name or t.id, tuple(t.members)))
+        for tf, ti, team in teams.values():
+            for j, mid in enumerate(team.members):
+                if mid not in members:
+                    self.fail(tf, f"team '{team.id}': unknown member '{mid}'", "teams", ti,
+                              "members", j)
+                elif team.members.index(mid) != j:
+                    self.fail(tf, f"team '{team.id}': member '{mid}' is listed twice", "teams",
+                              ti, "members", j)
+        known = [t for _, _, t in teams.values()]
+        self.directory = people.Directory.build(
+            [people.Team(t.id, t.name, tuple(m for m in t.members if m in members))
+             for t in known], members.values(), self.directory.allow_unlisted)
 
     def single(self, attr: str) -> tuple[_Parsed | None, Any]:
         found = [(f, getattr(f.rules, attr)) for f in self.files
@@ -256,6 +337,16 @@ def _content_id(parent_id: str, spec: RouteSpec) -> str:
     return "route-" + hashlib.sha256(selects.encode()).hexdigest()[:12]
 
 
+def _valid_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _pick(value: Any, inherited: Any) -> Any:
     return inherited if value is None else value
 
@@ -286,9 +377,10 @@ def _internal_error(file: str | None, exc: Exception) -> Problem:
 
 
 def compile_files(files: list[_Parsed], problems: list[Problem], config_hash: str,
-                  check_target: TargetCheck | None = None) -> RuleSet:
+                  check_target: TargetCheck | None = None,
+                  allow_unlisted: frozenset[str] | None = None) -> RuleSet:
     """Cross-check and compile parsed files. Raises RulesError for any exception."""
-    c = _Compiler(files, problems, check_target)
+    c = _Compiler(files, problems, check_target, _allowed(allow_unlisted))
     try:
         return _compile(c, config_hash)
     except Exception as exc:  # a bug must be a reported failure, never a dead reload
@@ -300,6 +392,7 @@ def _compile(c: _Compiler, config_hash: str) -> RuleSet:
     from agent.ingest.generic import GenericMapping, compile_mapping
 
     files = c.files
+    c.compile_directory()
     defaults_file, defaults = c.single("defaults")
     if defaults_file is not None:
         c.targets(defaults_file, defaults.notify, "defaults")
@@ -344,21 +437,30 @@ def _compile(c: _Compiler, config_hash: str) -> RuleSet:
                                  sev.default.value),
         inhibit_rules=tuple(inhibit), time_intervals=c.intervals, templates=c.templates,
         generic_sources=generic, files=tuple(f.name for f in files), config_hash=config_hash,
-        routes_by_id={"root": root, **c.routes_by_id},
+        routes_by_id={"root": root, **c.routes_by_id}, directory=c.directory,
     )
 
 
 ParseCache = dict[tuple[str, str], "_Parsed"]
 
 
+def _allowed(allow_unlisted: frozenset[str] | None) -> frozenset[str]:
+    if allow_unlisted is None:  # the setting's default
+        return people.allow_unlisted_setting({})
+    return allow_unlisted
+
+
 def load_rules(rules_dir: Path, cache: ParseCache | None = None,
-               check_target: TargetCheck | None = None) -> RuleSet:
+               check_target: TargetCheck | None = None,
+               allow_unlisted: frozenset[str] | None = None) -> RuleSet:
     """Load and compile every rule file of ``rules_dir``. Raises RulesError listing all problems.
 
     A missing or empty directory is valid: the embedded default routes everything to console.
     With a ``cache`` (kept by the reloader), a file whose bytes did not change since the last
     load is not parsed and validated again: only compiling, which is cheaper, is redone.
-    ``check_target`` names the `notify:` targets this agent cannot deliver (rule errors).
+    ``check_target`` names the `notify:` targets this agent cannot deliver (rule errors);
+    ``allow_unlisted`` the channels whose literal targets need not be directory addresses
+    (``recipients.allow_unlisted``; None: its default).
     """
     problems: list[Problem] = []
     parsed = []
@@ -393,7 +495,7 @@ def load_rules(rules_dir: Path, cache: ParseCache | None = None,
     if cache is not None:
         for stale in set(cache) - seen:
             del cache[stale]
-    rules = compile_files(parsed, problems, digest.hexdigest(), check_target)
+    rules = compile_files(parsed, problems, digest.hexdigest(), check_target, allow_unlisted)
     if problems:
         raise RulesError(problems)
     return rules

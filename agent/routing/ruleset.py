@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.directory import Directory
 from agent.ingest.generic import GenericMapping
 from agent.routing.matchers import Matcher
 from agent.routing.timeintervals import TimeInterval
@@ -131,6 +132,8 @@ class RuleSet:
     files: tuple[str, ...]
     config_hash: str
     routes_by_id: Mapping[str, Route] = field(default_factory=dict)
+    # The teams and members of the rule files: who ``to: team_x`` and ``to: mem_x`` reach.
+    directory: Directory = field(default_factory=Directory)
     _snapshots: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     # Not an init argument: a RuleSet made with dataclasses.replace() starts a memo of its own.
     routing_cache: RoutingCache = field(default_factory=RoutingCache, init=False, repr=False,

@@ -147,6 +147,30 @@ class RouteDefaults(_Strict):
     priority: Priority = Priority.NORMAL
 
 
+# As agent/directory.py's TEAM_ID and MEMBER_ID: what `to` reads as a team or member.
+_TEAM_ID = r"^team_[A-Za-z0-9_-]{1,64}$"
+_MEMBER_ID = r"^mem_[A-Za-z0-9_-]{1,64}$"
+
+
+class TeamSpec(_Strict):
+    """A team of the directory: ``to: team_x`` reaches each approved member."""
+
+    id: str = Field(pattern=_TEAM_ID)
+    name: str | None = Field(default=None, max_length=200)
+    members: list[str] = []
+
+
+class MemberSpec(_Strict):
+    """A person of the directory and their address per channel (``addresses: {sms: "+351…"}``)."""
+
+    id: str = Field(pattern=_MEMBER_ID)
+    name: str | None = Field(default=None, max_length=200)
+    # Seed 000: every recipient is an approved, opted-in member; not approved reaches nobody.
+    approved: bool = False
+    timezone: str | None = None
+    addresses: dict[Channel, str] = {}
+
+
 class RuleFile(_Strict):
     """One YAML file of the rules directory; files are merged in file-name order."""
 
@@ -157,3 +181,5 @@ class RuleFile(_Strict):
     time_intervals: list[TimeIntervalSpec] = []
     templates: list[TemplateSpec] = []
     generic_sources: dict[str, dict[str, Any]] = {}
+    teams: list[TeamSpec] = []
+    members: list[MemberSpec] = []

@@ -14,7 +14,9 @@ from typing import Any
 
 from agent.apikeys import ApiKey
 from agent.channels.base import AddressError, ChannelSender
+from agent.channels.simulator import simulated_outcome
 from agent.clock import Clock
+from agent.directory import Directory, Refused, fan_out, is_reference
 from agent.domain import (
     Channel,
     NewNotification,
@@ -106,8 +108,11 @@ class NotificationService:
 
     def __init__(self, store: Store, settings: ApiSettings, metrics: Metrics,
                  clock: Clock, on_due: Callable[[], None],
-                 channels: Mapping[str, ChannelSender]) -> None:
+                 channels: Mapping[str, ChannelSender],
+                 directory: Callable[[], Directory] = Directory) -> None:
         self._store = store
+        # The team directory as loaded with the rules now: who `to` may be.
+        self._directory = directory
         # The enabled channels (filled at start-up): each checks its own `to` addresses.
         self._channels = channels
         self._settings = settings
@@ -119,16 +124,16 @@ class NotificationService:
         """Queue one notification (or find the one an idempotency key already made)."""
         now = self._clock.now()
         replays = await self._replays(key, [cmd], now)
-        item = await self._build(key, cmd, now, {}, replay=bool(replays))
+        rows = self._rows(await self._build(key, cmd, now, {}, replay=bool(replays)))
         try:
             try:
-                out = await self._store.notifications.create([item])
+                out = await self._store.notifications.create(rows)
             except ReplayExpired:  # the key expired between our look and the write: a new one
-                item = await self._build(key, cmd, now, {})
-                out = await self._store.notifications.create([item])
+                rows = self._rows(await self._build(key, cmd, now, {}))
+                out = await self._store.notifications.create(rows)
         except IdempotencyConflict as exc:
             raise _conflict(exc) from exc
-        self._accepted([item], out.replayed)
+        self._accepted(out.items, out.replayed)
         return Sent(out.notifications[0], out.replayed[0])
 
     async def send_batch(self, key: ApiKey, cmds: Sequence[SendCommand]) -> BatchSent:
@@ -145,8 +150,9 @@ class NotificationService:
                 out = await self._store.notifications.create(items)
         except IdempotencyConflict as exc:
             raise _conflict(exc) from exc
-        self._accepted(items, out.replayed)
-        return BatchSent(batch_id, now, out.notifications)
+        self._accepted(out.items, out.replayed)
+        # The batch lists what was asked for: a team's parent, not its per-member children.
+        return BatchSent(batch_id, now, [n for n in out.notifications if n.parent_id is None])
 
     async def cancel(self, key: ApiKey, nid: str) -> Notification:
         """Cancel a queued notification of the key's mode; returns it cancelled."""
@@ -217,11 +223,11 @@ class NotificationService:
             try:
                 item = await self._build(key, cmd, now, templates,
                                          replay=cmd.idempotency_key in replays)
+                item.batch_id = batch_id
+                items.extend(self._rows(item))
             except ServiceError as exc:
                 exc.item = i
                 raise
-            item.batch_id = batch_id
-            items.append(item)
         return items
 
     async def _build(self, key: ApiKey, cmd: SendCommand, now: float,
@@ -241,8 +247,14 @@ class NotificationService:
             raise MissingField("missing_required_field",
                                "The 'message' field is required unless 'template_id' is given.",
                                "message")
+        simulator = simulated_outcome(cmd.to) is not None
+        if simulator and not key.simulated:
+            raise Invalid("simulator_recipient",
+                          f"'{cmd.to}' is a simulator address: it reaches nobody, so only "
+                          "sk_test_ keys may send to it.", "to")
         channel = self._channels.get(cmd.channel.value)
-        if channel is not None:  # a channel not enabled fails later: channel_not_configured
+        if channel is not None and not simulator and not is_reference(cmd.to):
+            # A channel not enabled fails later: channel_not_configured.
             try:
                 cmd.to = channel.validate_address(cmd.to)
             except AddressError as exc:
@@ -251,6 +263,25 @@ class NotificationService:
         if cmd.template_id is not None:
             template_body = await self._template_body(cmd, templates)
         return _row(key, cmd, now, template_body, self._schedule(cmd, now))
+
+    def _rows(self, item: NewNotification) -> list[NewNotification]:
+        """``item`` as the rows to store: one per recipient of a team or member (with their
+        parent), checked against the directory. Raises Invalid (``to``)."""
+        if item.replay_only or (item.simulated and simulated_outcome(item.recipient)):
+            return [item]
+        try:
+            rows = fan_out(self._directory(), item, new_id)
+        except (Refused, AddressError) as exc:
+            raise Invalid(exc.code, exc.message, "to") from None
+        channel = self._channels.get(item.channel)
+        if channel is None:
+            return rows
+        for row in rows[1:]:
+            try:  # the directory checked the syntax; the channel knows its own rules too
+                row.recipient = channel.validate_address(row.recipient)
+            except AddressError as exc:
+                raise Invalid(exc.code, f"{row.member_id}: {exc.message}", "to") from None
+        return rows
 
     async def _template_body(self, cmd: SendCommand,
                              templates: dict[str, Template | None]) -> str:
@@ -301,7 +332,7 @@ class NotificationService:
     def _accepted(self, rows: list[NewNotification], replayed: list[bool]) -> None:
         now = self._clock.now()
         for it, again in zip(rows, replayed, strict=True):
-            if again:
+            if again or it.fanout:  # a parent is not delivered: its children are counted
                 continue
             self._metrics.notifications_accepted.labels(it.channel).inc()
             log.info("notification_queued", notification_id=it.id, channel=it.channel,

@@ -48,8 +48,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class RulesHolder:
     def __init__(self, rules_dir: Path, metrics: Metrics, clock: Clock = SYSTEM_CLOCK,
-                 check_target: TargetCheck | None = None) -> None:
+                 check_target: TargetCheck | None = None,
+                 allow_unlisted: frozenset[str] | None = None) -> None:
         self.rules_dir = rules_dir
+        # recipients.allow_unlisted: which literal targets need not be directory addresses.
+        self._allow_unlisted = allow_unlisted
         # Whether a `notify:` target can be delivered here (channel enabled, address valid).
         self._check_target = check_target
         self._metrics = metrics
@@ -75,7 +78,8 @@ class RulesHolder:
     def load_initial(self) -> RuleSet:
         """Load at start; raises RulesError (the daemon refuses to run on broken rules)."""
         try:
-            rules = load_rules(self.rules_dir, self._parse_cache, self._check_target)
+            rules = load_rules(self.rules_dir, self._parse_cache, self._check_target,
+                               self._allow_unlisted)
         except RulesError:
             raise
         except Exception as exc:  # a start-up error to report, not a traceback
@@ -90,7 +94,7 @@ class RulesHolder:
             started = time.perf_counter()
             try:
                 rules = await asyncio.to_thread(load_rules, self.rules_dir, self._parse_cache,
-                                                self._check_target)
+                                                self._check_target, self._allow_unlisted)
                 extra = [Problem("(config)", None, m) for check in self.checks
                          for m in check(rules)]
                 if extra:

@@ -16,7 +16,8 @@ from typing import Any, Literal
 Key = Literal["id", "seq"]
 _ADD = (
     "INSERT INTO dead_letters (channel, count) SELECT channel, {sign}COUNT(*) "
-    "FROM notifications WHERE {key} IN ({marks}) AND status {test} 'failed' GROUP BY channel "
+    "FROM notifications WHERE {key} IN ({marks}) AND status {test} 'failed' AND fanout = 0 "
+    "GROUP BY channel "
     "ON CONFLICT (channel) DO UPDATE SET count = count + excluded.count"
 )
 
@@ -54,7 +55,7 @@ def recount(conn: sqlite3.Connection) -> dict[str, int]:
     that finished after its row had failed for its claims) does not outlive a restart."""
     conn.execute("DELETE FROM dead_letters")
     conn.execute("INSERT INTO dead_letters (channel, count) SELECT channel, COUNT(*) "
-                 "FROM notifications WHERE status = 'failed' GROUP BY channel")
+                 "FROM notifications WHERE status = 'failed' AND fanout = 0 GROUP BY channel")
     return counts(conn)
 
 

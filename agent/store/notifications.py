@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
-from agent.store import deadletters, deliveries
+from agent.store import deadletters, deliveries, fanout
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
 from agent.store.idempotency import (
@@ -25,12 +25,13 @@ COLUMNS = (
     "priority, metadata, idempotency_key, simulated, attempts, schedule_at, due_at, created_at, "
     "sent_at, delivered_at, read_at, failed_at, cancelled_at, acknowledged_at, acknowledged_by, "
     "failure_reason, failure_details, batch_id, deferrals, failure_class, redriven_at, "
-    "redrive_attempts"
+    "redrive_attempts, parent_id, member_id, fanout"
 )
 _INSERT = (
     "INSERT INTO notifications (id, status, channel, recipient, message, subject, template_id, "
     "template_body, severity, priority, metadata, idempotency_key, simulated, api_key_id, "
-    "schedule_at, due_at, created_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "schedule_at, due_at, created_at, batch_id, parent_id, member_id, fanout) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -53,6 +54,7 @@ class ListFilter:
     simulated: bool | None = None  # the key's mode: test keys list simulated rows only
     failure_reason: str | None = None
     failure_class: str | None = None
+    parent_id: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition (``""`` for none) and its arguments; ``limit`` is not in it."""
@@ -67,6 +69,7 @@ class ListFilter:
             ("simulated = ?", None if self.simulated is None else int(self.simulated)),
             ("failure_reason = ?", self.failure_reason),
             ("failure_class = ?", self.failure_class),
+            ("parent_id = ?", self.parent_id),
         ):
             if value is not None:
                 clauses.append(clause)
@@ -80,6 +83,9 @@ class CreateOutcome:
 
     notifications: list[Notification]
     replayed: list[bool]
+    # The items each entry stands for: the children of a replayed team send are not inserted
+    # again (their parent's original children stand), so they have no entry.
+    items: list[NewNotification] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -93,6 +99,7 @@ class Delivered:
     message: str | None
     attempt: Attempt | None = None  # the row for the deliveries table, written with the outcome
     receipt_id: str | None = None
+    parent_id: str | None = field(default=None, kw_only=True)  # its parent is settled with it
 
 
 @dataclass(slots=True)
@@ -104,6 +111,7 @@ class Failed:
     attempt: Attempt | None = None
     # A NotificationFailureClass; no default, so every place that fails a row decides it.
     failure_class: str = field(kw_only=True)
+    parent_id: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -149,7 +157,10 @@ class NotificationStore:
 
         def op(conn: sqlite3.Connection) -> CreateOutcome:
             out = CreateOutcome([], [])
+            replayed_parents: set[str] = set()
             for it in items:
+                if it.parent_id is not None and it.parent_id in replayed_parents:
+                    continue
                 if it.idempotency_key and it.api_key_id is not None and it.request_hash:
                     original = check_key(conn, it.api_key_id, it.idempotency_key,
                                          it.request_hash, it.created_at - ttl)
@@ -160,6 +171,8 @@ class NotificationStore:
                         if row is not None:
                             out.notifications.append(notification_row(row))
                             out.replayed.append(True)
+                            out.items.append(it)
+                            replayed_parents.add(it.id)
                             continue
                 if it.replay_only:
                     raise ReplayExpired(it.idempotency_key or "")
@@ -175,6 +188,7 @@ class NotificationStore:
                     )
                 out.notifications.append(_fresh(it, seq))
                 out.replayed.append(False)
+                out.items.append(it)
             return out
 
         return await self._db.write(op)
@@ -216,14 +230,25 @@ class NotificationStore:
         def op(conn: sqlite3.Connection) -> tuple[Notification | None, bool]:
             cur = conn.execute(
                 "UPDATE notifications SET status = ?, cancelled_at = ? "
-                "WHERE id = ? AND status = ? AND claimed_at IS NULL AND simulated = ?",
+                "WHERE id = ? AND status = ? AND claimed_at IS NULL AND simulated = ? "
+                "RETURNING fanout, parent_id",
                 (Status.CANCELLED, now, notification_id, Status.QUEUED, int(simulated)),
             )
+            done = cur.fetchone()
+            if done is not None and done["fanout"]:
+                # A team send: its children not yet out go with it; those in flight finish.
+                conn.execute(
+                    "UPDATE notifications SET status = ?, cancelled_at = ? "
+                    "WHERE parent_id = ? AND status = ? AND claimed_at IS NULL",
+                    (Status.CANCELLED, now, notification_id, Status.QUEUED))
+                fanout.settle(conn, [notification_id], now)
+            elif done is not None and done["parent_id"]:
+                fanout.settle(conn, [done["parent_id"]], now)
             r = conn.execute(
                 f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
                 (notification_id, int(simulated)),
             ).fetchone()
-            return (notification_row(r) if r else None), cur.rowcount == 1
+            return (notification_row(r) if r else None), done is not None
 
         return await self._db.write(op)
 
@@ -236,16 +261,26 @@ class NotificationStore:
         (row, re-driven now); the row is None when unknown or of the other mode."""
 
         def op(conn: sqlite3.Connection) -> tuple[Notification | None, bool]:
+            children = [r["channel"] for r in conn.execute(
+                f"{_REDRIVE} WHERE parent_id = (SELECT id FROM notifications WHERE id = ? "
+                "AND fanout > 0 AND status = 'failed' AND simulated = ?) AND status = 'failed' "
+                "RETURNING channel", (now, now, notification_id, int(simulated)))]
+            if children:  # a team send: its failed children go again, it sums them up
+                deadletters.left(conn, children)
+                fanout.settle(conn, [notification_id], now)
             done = conn.execute(
                 f"{_REDRIVE} WHERE id = ? AND status = 'failed' AND simulated = ? "
-                f"RETURNING {COLUMNS}", (now, now, notification_id, int(simulated))).fetchone()
+                f"AND fanout = 0 RETURNING {COLUMNS}",
+                (now, now, notification_id, int(simulated))).fetchone()
             if done is not None:
                 deadletters.left(conn, [done["channel"]])
+                if done["parent_id"]:
+                    fanout.settle(conn, [done["parent_id"]], now)
                 return notification_row(done), True
             r = conn.execute(
                 f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND simulated = ?",
                 (notification_id, int(simulated))).fetchone()
-            return (notification_row(r) if r else None), False
+            return (notification_row(r) if r else None), bool(children)
 
         return await self._db.write(op)
 
@@ -253,16 +288,19 @@ class NotificationStore:
         """Re-drive (as ``redrive``) up to ``f.limit`` failed rows matching ``f``, oldest
         first. Returns their (id, channel) and whether more failed rows match."""
         where, args = f.where()
-        cond = "status = 'failed'" + (f" AND {where}" if where else "")
+        # Parents are not dead letters: their failed children are re-driven, and settle them.
+        cond = "status = 'failed' AND fanout = 0" + (f" AND {where}" if where else "")
 
         def op(conn: sqlite3.Connection) -> tuple[list[tuple[str, str]], bool]:
-            done = [(r[0], r[1]) for r in conn.execute(
+            done: list[tuple[str, str, str | None]] = [(r[0], r[1], r[2]) for r in conn.execute(
                 f"{_REDRIVE} WHERE seq IN (SELECT seq FROM notifications WHERE {cond} "
-                "ORDER BY seq LIMIT ?) RETURNING id, channel", (now, now, *args, f.limit))]
-            deadletters.left(conn, (channel for _, channel in done))
+                "ORDER BY seq LIMIT ?) RETURNING id, channel, parent_id",
+                (now, now, *args, f.limit))]
+            deadletters.left(conn, (channel for _, channel, _ in done))
+            fanout.settle(conn, (p for _, _, p in done if p), now)
             more = conn.execute(f"SELECT EXISTS (SELECT 1 FROM notifications WHERE {cond})",
                                 args).fetchone()[0]
-            return done, bool(more)
+            return [(i, c) for i, c, _ in done], bool(more)
 
         return await self._db.write(op)
 
@@ -358,6 +396,8 @@ class NotificationStore:
         deferred = [(o.due_at, o.reason, o.details, int(o.attempt is not None), o.id)
                     for o in outcomes if isinstance(o, Deferred)]
         attempts = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
+        parents = [o.parent_id for o in outcomes
+                   if isinstance(o, Delivered | Failed) and o.parent_id is not None]
 
         def op(conn: sqlite3.Connection) -> None:
             deliveries.insert(conn, attempts)
@@ -388,6 +428,10 @@ class NotificationStore:
                     "UPDATE notifications SET due_at = ?, failure_reason = ?, "
                     "failure_details = ?, claimed_at = NULL, deferrals = deferrals + ? "
                     "WHERE id = ?", deferred)
+            if parents:
+                fanout.settle(conn, parents, max(
+                    o.delivered_at if isinstance(o, Delivered) else o.failed_at
+                    for o in outcomes if isinstance(o, Delivered | Failed)))
 
         await self._db.write(op)
 
@@ -397,7 +441,7 @@ class NotificationStore:
         def op(conn: sqlite3.Connection) -> tuple[int, int, float | None]:
             r = conn.execute(
                 "SELECT SUM(due_at <= ?), SUM(due_at > ?), MIN(due_at) "
-                "FROM notifications WHERE status = ?",
+                "FROM notifications WHERE status = ? AND fanout = 0",
                 (now, now, Status.QUEUED),
             ).fetchone()
             oldest = r[2] if r[2] is not None and r[2] <= now else None
@@ -407,17 +451,25 @@ class NotificationStore:
 
 
 def insert_notification(conn: sqlite3.Connection, it: NewNotification) -> int:
-    """Insert `it` on the outbox inside the caller's transaction; its ``seq``."""
+    """Insert `it` on the outbox inside the caller's transaction; its ``seq``. A parent (team
+    send) is never due; an item with a ``failure`` is stored failed, a dead letter."""
     cur = conn.execute(
         _INSERT,
         (
             it.id, Status.QUEUED, it.channel, it.recipient, it.message, it.subject,
             it.template_id, it.template_body, it.severity, it.priority,
             orjson.dumps(it.metadata).decode(), it.idempotency_key, int(it.simulated),
-            it.api_key_id, it.schedule_at, it.due_at, it.created_at, it.batch_id,
+            it.api_key_id, it.schedule_at, fanout.PARENT_DUE_AT if it.fanout else it.due_at,
+            it.created_at, it.batch_id, it.parent_id, it.member_id, it.fanout,
         ),
     )
     assert cur.lastrowid is not None
+    if it.failure is not None:
+        deadletters.failing(conn, "seq", [cur.lastrowid])
+        conn.execute(
+            "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
+            "failure_details = ?, failure_class = 'permanent' WHERE seq = ?",
+            (Status.FAILED, it.created_at, *it.failure, cur.lastrowid))
     return cur.lastrowid
 
 
@@ -472,6 +524,7 @@ def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
                     f"WHERE seq IN ({','.join('?' * len(exhausted))})",
                     (Status.FAILED, now, FailureReason.RETRIES_EXHAUSTED, *exhausted),
                 )
+                fanout.settle(conn, fanout.parents_of(conn, "seq", list(exhausted)), now)
             if take:
                 out.extend(sorted((notification_row(r) for r in conn.execute(
                     "UPDATE notifications SET abandoned = abandoned + (claimed_at IS NOT NULL), "
@@ -485,12 +538,20 @@ def _claim(conn: sqlite3.Connection, now: float, limit: int, stale: float,
 
 
 def _fresh(it: NewNotification, seq: int) -> Notification:
+    failed = it.failure is not None
     return Notification(
-        id=it.id, seq=seq, status=Status.QUEUED, channel=it.channel, recipient=it.recipient,
+        id=it.id, seq=seq, status=Status.FAILED if failed else Status.QUEUED,
+        failed_at=it.created_at if failed else None,
+        failure_reason=it.failure[0] if it.failure else None,
+        failure_details=it.failure[1] if it.failure else None,
+        failure_class="permanent" if failed else None,
+        parent_id=it.parent_id, member_id=it.member_id, fanout=it.fanout,
+        channel=it.channel, recipient=it.recipient,
         message=it.message, subject=it.subject, template_id=it.template_id,
         template_body=it.template_body, severity=it.severity, priority=it.priority,
         metadata=it.metadata, idempotency_key=it.idempotency_key, simulated=it.simulated,
-        attempts=0, schedule_at=it.schedule_at, due_at=it.due_at, created_at=it.created_at,
+        attempts=0, schedule_at=it.schedule_at,
+        due_at=fanout.PARENT_DUE_AT if it.fanout else it.due_at, created_at=it.created_at,
         batch_id=it.batch_id,
     )
 

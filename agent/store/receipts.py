@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from agent.domain import Status
-from agent.store import deadletters
+from agent.store import deadletters, fanout
 from agent.store.db import Database
 
 
@@ -41,8 +41,10 @@ class ReceiptStore:
         def op(conn: sqlite3.Connection) -> ReceiptChange | None:
             moved = conn.execute(
                 "UPDATE notifications SET status = ?, delivered_at = ? "
-                "WHERE provider_id = ? AND status = ? RETURNING id, channel, due_at",
+                "WHERE provider_id = ? AND status = ? RETURNING id, channel, due_at, parent_id",
                 (Status.DELIVERED, at, provider_id, Status.SENT)).fetchone()
+            if moved is not None and moved[3] is not None:
+                fanout.settle(conn, [moved[3]], at)  # a team send's status follows its members
             seen = conn.execute(
                 "UPDATE notifications SET read_at = ? WHERE provider_id = ? AND status = ? "
                 "AND read_at IS NULL RETURNING id, channel, due_at",
@@ -68,8 +70,10 @@ class ReceiptStore:
             row = conn.execute(
                 "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
                 "failure_details = ?, failure_class = ? WHERE id = ? "
-                "RETURNING id, channel, due_at",
+                "RETURNING id, channel, due_at, parent_id",
                 (Status.FAILED, at, reason, details, failure_class, r[0])).fetchone()
+            if row[3] is not None:
+                fanout.settle(conn, [row[3]], at)
             return ReceiptChange(row[0], row[1], Status.FAILED, row[2])
 
         return await self._db.write(op)

@@ -270,10 +270,19 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO dead_letters (channel, count)
         SELECT channel, COUNT(*) FROM notifications WHERE status = 'failed' GROUP BY channel;
     """,
-    # 13: delivery receipts (issue 13). A channel whose provider reports the outcome later (Twilio)
-    # leaves the notification ``sent`` with the provider's message id, and the status callback
-    # finds it by that id. Only such rows carry one, so the partial index costs the other
-    # channels nothing.
+    # 13: the team directory (issue 13). A send to a team or member is a parent row, never
+    # delivered itself (``fanout`` children; its due_at is past any real time), and one child row
+    # per recipient address (``parent_id``), each with the directory member it reaches.
+    """
+    ALTER TABLE notifications ADD COLUMN parent_id TEXT;
+    ALTER TABLE notifications ADD COLUMN member_id TEXT;
+    ALTER TABLE notifications ADD COLUMN fanout INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX notifications_parent ON notifications (parent_id) WHERE parent_id IS NOT NULL;
+    """,
+    # 14: delivery receipts (issue 13). A channel whose provider reports the outcome later
+    # (Twilio) leaves the notification ``sent`` with the provider's message id, and the status
+    # callback finds it by that id. Only such rows carry one, so the partial index costs the
+    # other channels nothing.
     """
     ALTER TABLE notifications ADD COLUMN provider_id TEXT;
     CREATE UNIQUE INDEX notifications_provider_id ON notifications (provider_id)

@@ -38,7 +38,7 @@ def error_of(payload: dict[str, Any]) -> dict[str, Any]:
 
 async def test_send_returns_201_with_the_full_notification(client: Client) -> None:
     status, body = await send(client, {
-        "channel": "slack", "to": "team_engineering", "message": "CPU usage above 90%",
+        "channel": "slack", "to": "#engineering", "message": "CPU usage above 90%",
         "severity": "warning", "metadata": {"server": "prod-3", "value": 92},
         "priority": "high", "idempotency_key": "cpu_alert_prod3",
     })
@@ -46,7 +46,7 @@ async def test_send_returns_201_with_the_full_notification(client: Client) -> No
     assert body["id"].startswith("ntf_")
     assert body["object"] == "notification"
     assert body["status"] == "queued"
-    for k, v in {"channel": "slack", "to": "team_engineering", "severity": "warning",
+    for k, v in {"channel": "slack", "to": "#engineering", "severity": "warning",
                  "priority": "high", "acknowledged": False, "credits_used": 1,
                  "idempotency_key": "cpu_alert_prod3", "template_id": None,
                  "metadata": {"server": "prod-3", "value": 92}}.items():
@@ -153,7 +153,7 @@ async def test_get_and_lifecycle_timestamps(manual: Client) -> None:
 
 
 async def test_unbuilt_channel_fails_with_channel_not_configured(manual: Client) -> None:
-    _, created = await send(manual, {"channel": "telegram", "to": "team_devops", "message": "x"})
+    _, created = await send(manual, {"channel": "telegram", "to": "-1001234567890", "message": "x"})
     await runtime(manual).run_until_idle()
     body = await get(manual, created["id"])
     assert body["status"] == "failed"
@@ -280,7 +280,7 @@ async def test_idempotency_keys_expire(manual: Client, clock: FakeClock) -> None
 
 async def test_batch_accepts_all_and_returns_ids(client: Client) -> None:
     items = [{"channel": c, "to": "t", "message": f"m{i}"}
-             for i, c in enumerate(["email", "push", "slack", "telegram", "in-app"])]
+             for i, c in enumerate(["console", "push", "slack", "teams", "in-app"])]
     resp = await client.post("/v1/notifications/send-batch", json={"notifications": items},
                              headers=auth())
     assert resp.status == 200
@@ -330,7 +330,7 @@ async def test_batch_limits(client: Client) -> None:
 
 async def test_test_keys_simulate_delivery(manual: Client) -> None:
     client = manual
-    _, created = await send(client, {"channel": "telegram", "to": "team", "message": "m"},
+    _, created = await send(client, {"channel": "telegram", "to": "12345", "message": "m"},
                             key=TEST_KEY)
     assert created["simulated"] is True and created["credits_used"] == 0
     await runtime(client).run_until_idle()

@@ -114,7 +114,7 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
               - {channel: console, to: ops}
               - {channel: webhook, to: "https://hooks.test/x"}
           - name: unknown
-            notify: [{channel: email, to: ops}]
+            notify: [{channel: apprise, to: ops}]
         """)
     with pytest.raises(RulesError) as info:
         load_rules(rules_dir, check_target=lambda ch, to: target_problem(built, ch, to))
@@ -122,7 +122,7 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
     # The list of channels grows with each channel: the unknown one is checked by its start.
     unknown = got.pop()
     assert unknown[:2] == ("r.yaml", 12)
-    assert unknown[2].startswith("notify[0]: channel 'email' is not available on this agent "
+    assert unknown[2].startswith("notify[0]: channel 'apprise' is not available on this agent "
                                  "(one of: console, in-app, webhook")
     assert got == [
         ("r.yaml", 3, "notify[0]: channel 'telegram' is disabled "

@@ -795,8 +795,8 @@ def shipped() -> RuleSet:
 
 
 def test_shipped_rules_load(shipped: RuleSet) -> None:
-    assert shipped.files == ("00-common.yaml", "10-alertmanager.yaml", "20-grafana.yaml",
-                             "30-generic.yaml")
+    assert shipped.files == ("00-common.yaml", "05-people.yaml", "10-alertmanager.yaml",
+                             "20-grafana.yaml", "30-generic.yaml")
     assert set(shipped.templates) == {"short", "detailed"}
     assert set(shipped.time_intervals) == {"business-hours"}
     assert set(shipped.generic_sources) == {"uptime-kuma", "shell"}
