@@ -21,6 +21,7 @@ from tests.helpers import auth, wait_status, wait_until
 Client = TestClient[Any, Any]
 TO = "+351912345678"
 OTHER = "+351912345679"
+UNAPPROVED = "+351912345671"
 WA_FROM = "+14155238886"
 CONTENT_SID = "HX" + "0f1e2d3c" * 4
 RULES = f"""
@@ -33,6 +34,12 @@ templates:
     channel: whatsapp
     body: "{{{{ alerts[0].message }}}}"
     content_sid: {CONTENT_SID}
+teams:
+  - {{id: team_oncall, name: On-call, members: [mem_ana, mem_raj, mem_bo]}}
+members:
+  - {{id: mem_ana, approved: true, addresses: {{sms: "{TO}"}}}}
+  - {{id: mem_raj, approved: true, addresses: {{sms: "{OTHER}"}}}}
+  - {{id: mem_bo, approved: false, addresses: {{sms: "{UNAPPROVED}"}}}}
 routes:
   - name: db
     matchers: ['monitor_id=~"db-.*"']
@@ -131,6 +138,25 @@ async def test_a_receipt_posted_right_after_the_201_still_finds_its_message(
     for nid in nids:
         await wait_status(app, nid, "delivered")
     assert [c.http_status for m in e.all_messages() for c in m.callbacks] == [200] * 6
+
+
+async def test_a_team_send_follows_its_members_receipts(
+        app: Client, emu: tuple[TwilioEmulator, str]) -> None:
+    e, _ = emu
+    e.undeliverable[OTHER] = ("undelivered", 30003)
+    parent = await _send(app, "team_oncall")
+    resp = await app.get("/v1/notifications", params={"parent_id": parent}, headers=auth())
+    kids = {k["to"]: k["id"] for k in (await resp.json())["data"]}
+    assert set(kids) == {TO, OTHER}  # the unapproved member is never contacted
+    for kid in kids.values():
+        await wait_status(app, kid, "sent")
+    assert (await _get(app, parent))["status"] == "sent"
+    await e.report_all()
+    assert (await _get(app, kids[TO]))["status"] == "delivered"
+    assert (await _get(app, kids[OTHER]))["status"] == "failed"
+    done = await _get(app, parent)
+    assert done["status"] == "delivered" and done["delivered_at"] is not None
+    assert UNAPPROVED not in e.messages
 
 
 async def test_undelivered_with_an_error_code_fails_the_notification(
