@@ -42,6 +42,7 @@ from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Inhibition, Intake
 from agent.services.notifications import NotificationService, refresh_dead_letters
+from agent.services.receipts import ReceiptService
 from agent.services.rules import RulesHolder
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
@@ -162,14 +163,16 @@ def _channel_deps(settings: Settings, store: Store | None = None,
     if store is None:  # checking only: resolve every secret, make and write nothing
         return registry.ChannelDeps(secret=_channel_secret,
                                     generated_secret=lambda name: "(generated)",
-                                    logger=get_logger, listen=(settings.host, settings.port))
+                                    logger=get_logger, listen=(settings.host, settings.port),
+                                    public_url=settings.base_url)
     assert session is not None
     return registry.ChannelDeps(
         secret=_channel_secret,
         generated_secret=lambda name: _generated_secret(settings.data_dir, name),
         logger=get_logger, session=session, inbox=store.inbox.add,
         listen=(settings.host, settings.port),
-        private_session=lambda resolver: http_session(settings, resolver))
+        private_session=lambda resolver: http_session(settings, resolver),
+        public_url=settings.base_url)
 
 
 def check_channels(settings: Settings) -> dict[str, ChannelSender]:
@@ -362,6 +365,11 @@ class _Parts:
         except BaseException:
             await session.close()
             raise
+        if self.s.public_url is None and {"sms", "whatsapp"} & set(self.channels):
+            # Twilio posts its status callbacks to the listen address then: rarely reachable.
+            log.warning("twilio_callbacks_to_listen_address", url=self.s.base_url,
+                        hint="set public_url to where Twilio can reach this agent; until a "
+                        "status callback arrives, sms and whatsapp notifications stay sent")
         yield
         try:
             await self._close_channels()
@@ -482,6 +490,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
         channels=channels,
+        receipts=ReceiptService(store, rt.metrics, clock, channels, s.base_url),
     )
     app[CTX] = ctx
     rt.api = ctx

@@ -42,8 +42,10 @@ class Priority(StrEnum):
 class Status(StrEnum):
     """Seed 000's statuses. Here a row goes queued -> delivered | failed, and queued ->
     cancelled: the outcome is recorded in one write after the channel answered (``sent_at`` and
-    ``delivered_at`` together), so no stored row is ``sent``; it stays a valid list filter.
-    ``acknowledged`` and ``read`` are not set yet either."""
+    ``delivered_at`` together). A channel whose provider reports the outcome later (sms and
+    whatsapp through Twilio) leaves it queued -> sent (``sent_at`` only), and the provider's
+    status callback moves it on to delivered | failed. ``acknowledged`` and ``read`` are not
+    set yet (a WhatsApp read receipt sets ``read_at`` on a delivered row)."""
 
     QUEUED = "queued"
     SENT = "sent"

@@ -119,7 +119,7 @@ def get_logger(name: str) -> Any:
 
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-OUTCOMES = ("delivered", "failed", "retried", "deferred", "simulated", "cancelled")
+OUTCOMES = ("delivered", "failed", "retried", "deferred", "simulated", "cancelled", "sent")
 GROUP_FLUSH_STAGES = ("load", "plan", "record", "round")
 
 
@@ -142,7 +142,8 @@ class Metrics:
         self.notifications = Counter(
             "alert_agent_notifications_total",
             "Delivery outcomes by channel (delivered, failed, retried, deferred, simulated, "
-            "cancelled).",
+            "cancelled; sent: handed to a provider that reports delivery later, counted again "
+            "as delivered or failed when it does).",
             ["channel", "outcome"],
             registry=r,
         )

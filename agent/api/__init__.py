@@ -12,6 +12,7 @@ from agent.api import (
     inbox,
     notifications,
     openapi,
+    receipts,
     rules,
     templates,
 )
@@ -23,6 +24,6 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 def add_routes(app: web.Application) -> None:
     for module in (health, notifications, templates, inbox, alerts, hooks, rules, directory,
-                   openapi):
+                   receipts, openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

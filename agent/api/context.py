@@ -16,6 +16,7 @@ from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
 from agent.services.ingest import Intake
 from agent.services.notifications import NotificationService
+from agent.services.receipts import ReceiptService
 from agent.services.rules import RulesHolder
 from agent.settings import ApiSettings
 from agent.store import Store
@@ -39,6 +40,8 @@ class ApiContext:
     reload_gate: IntervalGate
     # The enabled channels (filled at start-up): their validate_address checks `to` at the edge.
     channels: Mapping[str, ChannelSender]
+    # Delivery receipts of providers that report later (Twilio's status callbacks).
+    receipts: ReceiptService | None = None
 
     def rules(self) -> RuleSet:
         return self.rules_holder.current

@@ -33,6 +33,10 @@ from agent.api.models import (
 from agent.settings import ApiSettings
 
 routes = web.RouteTableDef()
+# The fields of a Twilio status callback the agent reads; Twilio sends more (all signed).
+TWILIO_STATUS: dict[str, Any] = {"type": "object", "properties": {
+    name: {"type": "string"} for name in ("MessageSid", "MessageStatus", "ErrorCode",
+                                          "AccountSid", "To", "From")}}
 REF = "#/components/schemas/{model}"
 
 Auth = Literal["key", "hook", "none"]
@@ -71,6 +75,7 @@ class Operation:
     auth: Auth = "key"
     description: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
+    body_type: str = "application/json"  # Twilio's callbacks are form-encoded
     # OpenAPI links from a success answer: operationId -> {parameter: runtime expression}.
     links: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -183,6 +188,12 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("POST", "/hooks/generic/{name}", "genericHook", "Any JSON, mapped by the rules",
         "hooks", {200: s.HookResult}, (400, 401, 404, 413, 422, 503), body=hm.GENERIC_SCHEMA,
         auth="hook", path_params={"name": "A generic source defined in the rules."}),
+    _op("POST", "/hooks/twilio/status", "twilioStatus", "Twilio message status callback",
+        "hooks", {200: s.ReceiptResult}, (403, 404, 413, 503), auth="none",
+        body=TWILIO_STATUS, body_type="application/x-www-form-urlencoded",
+        description="Moves a sent sms or whatsapp notification to delivered or failed. "
+        "Verified with X-Twilio-Signature (403 when it does not verify); 404 when Twilio is "
+        "not configured."),
 )
 
 _MODELS: tuple[type[BaseModel], ...] = (
@@ -321,7 +332,8 @@ def _operation(op: Operation, defs: dict[str, Any], settings: ApiSettings) -> di
         out["parameters"] = params
     body = _body_schema(op, settings)
     if body is not None:
-        out["requestBody"] = {"required": True, **_json(body)}
+        out["requestBody"] = {"required": True,
+                              "content": {op.body_type: {"schema": body}}}
     out["responses"] = {str(code): _response(op, code) for code in sorted(op.statuses)}
     return out
 

@@ -296,6 +296,13 @@ class HookResult(_Out):
     ignored: int = Field(description="Alerts older than what is stored (out-of-order).")
 
 
+class ReceiptResult(_Out):
+    status: Literal["ok"]
+    outcome: Literal["delivered", "read", "failed", "ignored"] = Field(
+        description="What the callback did to its notification: ignored for an intermediate "
+        "status, an unknown message or nothing left to change.")
+
+
 class Health(_Out):
     status: Literal["ok"]
 

@@ -138,6 +138,9 @@ class DeliveryResult:
     provider_ref: dict[str, Any] | None = None
     # The far side's HTTP status, for the attempt record (HTTP channels only).
     http_status: int | None = None
+    # The provider will report the outcome later under this id (a Twilio message ``sid``):
+    # the notification is then ``sent``, not ``delivered``, until a receipt says which.
+    receipt_id: str | None = None
 
 
 class DeliveryError(Exception):

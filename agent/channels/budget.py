@@ -53,25 +53,26 @@ def _cut(text: str, end: int) -> int:
     return max(end, 1)
 
 
-def _marker(omitted: int, link: str | None) -> str:
-    more = f"… truncated, {omitted} more characters"
+def _marker(omitted: int, link: str | None, ellipsis: str = "\u2026") -> str:
+    more = f"{ellipsis} truncated, {omitted} more characters"
     return f"\n{more}: full text at {link}" if link else f"\n{more}"
 
 
 def truncate(text: str, limit: int, *, link: str | None = None,
-             measure: Measure = len) -> str:
+             measure: Measure = len, ellipsis: str = "\u2026") -> str:
     """``text`` when it fits ``limit``; else as much of it as fits with a marker that says how
-    much was cut and, given a ``link``, where to read the rest."""
+    much was cut and, given a ``link``, where to read the rest. ``ellipsis`` opens the marker
+    (SMS says "..." instead: "\u2026" is not in the GSM-7 alphabet and would force UCS-2)."""
     if measure(text) <= limit:
         return text
     # The widest marker this text can need: the real count has no more digits.
-    room = limit - measure(_marker(len(text), link))
+    widest = _marker(len(text), link, ellipsis)
+    room = limit - measure(widest)
     if room <= 0:  # a limit smaller than the marker: keep what fits of the marker itself
-        return _marker(len(text), link).lstrip("\n")[:_longest_prefix(
-            _marker(len(text), link).lstrip("\n"), limit, measure)]
+        return widest.lstrip("\n")[:_longest_prefix(widest.lstrip("\n"), limit, measure)]
     end = _cut(text, _longest_prefix(text, room, measure))
     head = text[:end].rstrip()
-    return head + _marker(len(text) - len(head), link)
+    return head + _marker(len(text) - len(head), link, ellipsis)
 
 
 def _label(i: int, n: int) -> str:

@@ -31,9 +31,12 @@ from agent.channels.inapp import InAppChannel, InAppSettings
 from agent.channels.push import PushChannel, PushSettings
 from agent.channels.push_router import PushRouter
 from agent.channels.slack import SlackChannel, SlackSettings
+from agent.channels.sms import SmsChannel, build_sms
 from agent.channels.teams import TeamsChannel, TeamsSettings
 from agent.channels.telegram import TelegramChannel, TelegramSettings, build_telegram
+from agent.channels.twilio import TwilioSettings
 from agent.channels.webhook import WebhookChannel, WebhookSettings
+from agent.channels.whatsapp import WhatsAppChannel, build_whatsapp
 from agent.domain import InboxItem
 
 
@@ -52,6 +55,7 @@ class ChannelsSettings(BaseModel):
     fcm: FcmSettings = FcmSettings()  # mobile push behind "push": fcm:<device token>
     email: EmailSettings = EmailSettings()
     apprise: AppriseSettings = AppriseSettings()
+    twilio: TwilioSettings = TwilioSettings()  # the "sms" and "whatsapp" channels
 
 
 # (inline value, file, setting path) -> the secret, or None when neither is set; raises
@@ -85,6 +89,9 @@ class ChannelDeps:
     # channel's resolver (webhook: the network policy); the channel closes it. None: aiohttp's
     # defaults.
     private_session: Callable[[AbstractResolver], aiohttp.ClientSession] | None = None
+    # Where the far side reaches the agent (``settings.base_url``): Twilio posts its status
+    # callbacks there. None: no callbacks asked for.
+    public_url: str | None = None
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -96,7 +103,8 @@ class ChannelSpec(Generic[S]):
     setting: str  # the field of ChannelsSettings
     settings_model: type[S]
     channel_class: type[Any]
-    build: Callable[[S, ChannelDeps], ChannelSender]
+    # None: the settings leave this channel unconfigured (whatsapp without whatsapp_from).
+    build: Callable[[S, ChannelDeps], ChannelSender | None]
     # Sections of further providers behind this channel (push: ``fcm`` beside ntfy's own):
     # enabling any of them builds the channel, through ``build_all``, which reads them all and
     # raises ChannelBuildError naming each section that is wrong. ``build`` alone builds the
@@ -174,6 +182,11 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
     ChannelSpec("apprise", "apprise", AppriseSettings, AppriseChannel,
                 lambda cfg, deps: AppriseChannel.from_settings(cfg, deps.secret,
                                                                deps.logger("channel.apprise"))),
+    ChannelSpec("sms", "twilio", TwilioSettings, SmsChannel,
+                lambda cfg, deps: build_sms(cfg, deps.secret, deps.session, deps.public_url)),
+    ChannelSpec("whatsapp", "twilio", TwilioSettings, WhatsAppChannel,
+                lambda cfg, deps: build_whatsapp(cfg, deps.secret, deps.session,
+                                                 deps.public_url)),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
@@ -195,12 +208,18 @@ def build_channels(settings: ChannelsSettings, deps: ChannelDeps,
         if not spec.enabled_in(settings):
             continue
         try:
-            out[spec.name] = (spec.build(spec.settings_of(settings), deps)
-                              if spec.build_all is None else spec.build_all(settings, deps))
+            built = (spec.build(spec.settings_of(settings), deps)
+                     if spec.build_all is None else spec.build_all(settings, deps))
         except ChannelConfigError as exc:
-            problems.append(f"channels.{spec.setting}: {exc}")
+            problem = f"channels.{spec.setting}: {exc}"
+            if problem not in problems:  # two channels of one section (twilio) say it once
+                problems.append(problem)
+            continue
         except ChannelBuildError as exc:
             problems.extend(exc.problems)
+            continue
+        if built is not None:
+            out[spec.name] = built
     if problems:
         raise ChannelBuildError(problems)
     return out

@@ -378,8 +378,9 @@ class Dispatcher:
             return Failed(n.id, self._clock(), crash.reason, crash.details,
                           attempt("failed", crash, failure_class=FailureClass.TECHNICAL),
                           failure_class=Class.TECHNICAL)
+        # receipt_id: the provider reports the outcome later; the row is ``sent`` until then.
         return Delivered(n.id, started, self._clock(), rendered,
-                         attempt("delivered", result=result))
+                         attempt("delivered", result=result), receipt_id=result.receipt_id)
 
     async def _behind_earlier(self, n: Notification, channel: ChannelSender,
                               now: float) -> Outcome | None:
@@ -481,7 +482,12 @@ class Dispatcher:
         return Retry(n.id, at, exc.reason, exc.details, attempt("retry", exc, retry_after=ra))
 
     def _observe(self, n: Notification, o: Outcome) -> None:
-        if isinstance(o, Delivered):
+        if isinstance(o, Delivered) and o.receipt_id is not None:
+            # Delivered (or failed) when the receipt comes: services/receipts.py counts it then.
+            self._metrics.notifications.labels(n.channel, "sent").inc()
+            log.info("notification_sent", notification_id=n.id, channel=n.channel,
+                     attempts=n.attempts + 1)
+        elif isinstance(o, Delivered):
             outcome = "simulated" if n.simulated else "delivered"
             self._metrics.notifications.labels(n.channel, outcome).inc()
             self._metrics.delivery_latency.labels(n.channel).observe(

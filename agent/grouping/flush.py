@@ -29,7 +29,7 @@ FIRING, RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
 # A storm's group can hold thousands of alerts; a page listing them all helps nobody.
 DEFAULT_TEXT_MAX_ALERTS = 50
 # The notify-target options a notification carries to the dispatcher in its metadata.
-DELIVERY_OPTIONS = ("update", "retract", "overflow")
+DELIVERY_OPTIONS = ("update", "retract", "overflow", "content_sid")
 MAX_ALERT_IDS = 100  # in a notification's metadata; GET /v1/alerts/{id} links them all
 
 
@@ -174,7 +174,11 @@ def build_flush(
                           # Every alert it is about, also those beyond the listed ones.
                           "alert_count": len(decision.alerts),
                           "group_labels": group.labels,
-                          # The target's delivery options (update, retract, overflow) when set.
+                          # A WhatsApp template's content_sid, unless the target names one.
+                          **({"content_sid": tpl["content_sid"]}
+                             if tpl and tpl.get("content_sid") else {}),
+                          # The target's delivery options (update, retract, overflow,
+                          # content_sid) when set.
                           **{k: target[k] for k in DELIVERY_OPTIONS if k in target}},
                 idempotency_key=None, request_hash=None,
                 simulated=route.get("mode") == TEST_MODE, api_key_id=None,

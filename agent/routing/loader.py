@@ -241,7 +241,8 @@ class _Compiler:
                     self.fail(f, f"template '{t.name}': nested too deeply", "templates", i,
                               "body")
                     continue
-                self.templates[t.name] = Template(t.name, t.body, t.channel, t.subject)
+                self.templates[t.name] = Template(t.name, t.body, t.channel, t.subject,
+                                                  t.content_sid)
             for i, ti in enumerate(f.rules.time_intervals):
                 if ti.name in self.intervals:
                     self.fail(f, f"time interval '{ti.name}' is defined twice",

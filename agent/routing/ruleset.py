@@ -20,6 +20,7 @@ class Target:
     update: str | None = None  # "edit" | "thread" | "new"; None: edit where the channel can
     retract: bool = False
     overflow: str | None = None  # "split" | "truncate"; None: the channel's default
+    content_sid: str | None = None  # whatsapp: the pre-approved template to send
 
     def snapshot(self) -> dict[str, Any]:
         """As stored with a group: the delivery options only when set, so old snapshots and
@@ -31,6 +32,8 @@ class Target:
             out["retract"] = True
         if self.overflow is not None:
             out["overflow"] = self.overflow
+        if self.content_sid is not None:
+            out["content_sid"] = self.content_sid
         return out
 
 
@@ -40,6 +43,7 @@ class Template:
     body: str
     channel: str | None = None
     subject: str | None = None
+    content_sid: str | None = None  # whatsapp: the pre-approved template to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,13 @@ class RuleSet:
             "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
             "active_time_intervals": list(route.active_time_intervals),
             "mute_time_intervals": list(route.mute_time_intervals),
-            "templates": {n: {"body": self.templates[n].body,
-                              "subject": self.templates[n].subject}
+            "templates": {n: _template_snapshot(self.templates[n])
                           for n in names if n in self.templates},
         }
+
+
+def _template_snapshot(t: Template) -> dict[str, Any]:
+    out: dict[str, Any] = {"body": t.body, "subject": t.subject}
+    if t.content_sid is not None:  # only when set: old snapshots and new ones read alike
+        out["content_sid"] = t.content_sid
+    return out

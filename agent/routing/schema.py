@@ -9,9 +9,9 @@ Alertmanager users should feel at home: ``routes`` with ``matchers``, ``group_by
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from agent.domain import Channel, Priority, Severity
 from agent.routing.ruleset import Target
@@ -42,6 +42,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# A Twilio Content SID: a pre-approved WhatsApp template.
+ContentSid = Annotated[str, Field(pattern=r"^HX[0-9a-fA-F]{32}$")]
 
 
 class _Strict(BaseModel):
@@ -60,10 +62,19 @@ class NotifySpec(_Strict):
     # A message over the channel's size budget: numbered parts or truncated with a link;
     # unset: the channel's own default.
     overflow: Literal["split", "truncate"] | None = None
+    # WhatsApp: the pre-approved template (Twilio Content SID) to send instead of free text,
+    # which WhatsApp refuses outside the 24-hour session window; overrides the template's.
+    content_sid: ContentSid | None = None
+
+    @model_validator(mode="after")
+    def _whatsapp_only(self) -> Self:
+        if self.content_sid is not None and self.channel is not Channel.WHATSAPP:
+            raise ValueError("content_sid applies to the whatsapp channel only")
+        return self
 
     def target(self) -> Target:
         return Target(self.channel.value, self.to, self.template, self.update, self.retract,
-                      self.overflow)
+                      self.overflow, self.content_sid)
 
 
 class RouteSpec(_Strict):
@@ -114,6 +125,14 @@ class TemplateSpec(_Strict):
     channel: Channel | None = None
     subject: str | None = None
     body: str = Field(min_length=1)
+    # WhatsApp targets using this template send the pre-approved one instead (see NotifySpec).
+    content_sid: ContentSid | None = None
+
+    @model_validator(mode="after")
+    def _whatsapp_only(self) -> Self:
+        if self.content_sid is not None and self.channel not in (None, Channel.WHATSAPP):
+            raise ValueError("content_sid applies to the whatsapp channel only")
+        return self
 
 
 class RouteDefaults(_Strict):

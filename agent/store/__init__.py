@@ -14,6 +14,7 @@ from agent.store.idempotency import IdempotencyConflict, IdempotencyStore
 from agent.store.inbox import InboxStore
 from agent.store.keys import KeyStore
 from agent.store.notifications import NotificationStore
+from agent.store.receipts import ReceiptStore
 from agent.store.templates import TemplateNameTaken, TemplateStore
 
 
@@ -37,6 +38,7 @@ class Store:
         self.inbox = InboxStore(self.db)
         self.alerts = AlertStore(self.db)
         self.deliveries = self.notifications.deliveries
+        self.receipts = ReceiptStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -90,11 +90,15 @@ class CreateOutcome:
 
 @dataclass(slots=True)
 class Delivered:
+    """The channel delivered, or (``receipt_id`` set) handed the message to a provider that
+    reports the outcome later: the row is then ``sent``, found again by ``receipt_id``."""
+
     id: str
     sent_at: float
     delivered_at: float
     message: str | None
     attempt: Attempt | None = None  # the row for the deliveries table, written with the outcome
+    receipt_id: str | None = None
     parent_id: str | None = field(default=None, kw_only=True)  # its parent is settled with it
 
 
@@ -380,7 +384,9 @@ class NotificationStore:
         """Record the outcome of claimed rows and release them, in one transaction, with the
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
         delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
-                     for o in outcomes if isinstance(o, Delivered)]
+                     for o in outcomes if isinstance(o, Delivered) and o.receipt_id is None]
+        sent = [(Status.SENT, o.sent_at, o.message, o.receipt_id, o.id)
+                for o in outcomes if isinstance(o, Delivered) and o.receipt_id is not None]
         failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.failure_class, o.id)
                   for o in outcomes if isinstance(o, Failed)]
         retry = [(o.due_at, o.reason, o.details, o.id) for o in outcomes if isinstance(o, Retry)]
@@ -400,6 +406,12 @@ class NotificationStore:
                     "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = ?, "
                     "message = COALESCE(?, message), claimed_at = NULL, attempts = attempts + 1, "
                     "failure_reason = NULL, failure_details = NULL WHERE id = ?", delivered)
+            if sent:  # the provider reports later (store/receipts.py): no delivered_at yet
+                conn.executemany(
+                    "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = NULL, "
+                    "message = COALESCE(?, message), provider_id = ?, claimed_at = NULL, "
+                    "attempts = attempts + 1, failure_reason = NULL, failure_details = NULL "
+                    "WHERE id = ?", sent)
             if failed:
                 deadletters.failing(conn, "id", [f[-1] for f in failed])
                 conn.executemany(

@@ -279,4 +279,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE notifications ADD COLUMN fanout INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX notifications_parent ON notifications (parent_id) WHERE parent_id IS NOT NULL;
     """,
+    # 14: delivery receipts (issue 13). A channel whose provider reports the outcome later
+    # (Twilio) leaves the notification ``sent`` with the provider's message id, and the status
+    # callback finds it by that id. Only such rows carry one, so the partial index costs the
+    # other channels nothing.
+    """
+    ALTER TABLE notifications ADD COLUMN provider_id TEXT;
+    CREATE UNIQUE INDEX notifications_provider_id ON notifications (provider_id)
+        WHERE provider_id IS NOT NULL;
+    """,
 )

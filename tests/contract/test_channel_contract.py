@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import hashlib
 import io
 import shutil
@@ -110,6 +111,28 @@ APPRISE_PATH_TOKEN = "ApPrIsEcontractPathToken42"
 # connection look the same); only the channel's own deadline is told apart (timeout).
 APPRISE_WHY = ("Apprise answers only true/false: every failure it reports is retryable "
                "provider_unavailable, without Retry-After")
+TWILIO_SID = "AC" + "c0417ac7" * 4
+TWILIO_TOKEN = "contractTwilioAuthToken0123456789"
+TWILIO_BASIC = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+TWILIO_TO = "+351912345678"
+
+
+def _twilio(url: str, **extra: Any) -> dict[str, Any]:
+    return {"enabled": True, "account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN,
+            "from_number": "+15017122661", "api_url": url, "timeout_seconds": TIMEOUT, **extra}
+
+
+def _twilio_message(path: str, to: str) -> dict[str, Any]:
+    """Twilio's 201 message resource (Messages API, "Create a Message")."""
+    sid = "SM" + "3f1e0b9a" * 4
+    return {"account_sid": TWILIO_SID, "api_version": "2010-04-01", "body": "db1\ndisk full",
+            "date_created": "Thu, 24 Aug 2023 05:01:45 +0000", "date_sent": None,
+            "date_updated": "Thu, 24 Aug 2023 05:01:45 +0000", "direction": "outbound-api",
+            "error_code": None, "error_message": None, "from": "+15017122661",
+            "messaging_service_sid": None, "num_media": "0", "num_segments": "1",
+            "price": None, "price_unit": "USD", "sid": sid, "status": "queued",
+            "subresource_uris": {"media": f"{path[:-5]}/{sid}/Media.json"}, "to": to,
+            "uri": f"{path[:-5]}/{sid}.json"}
 
 FIXTURES: dict[str, Fixture] = {
     "console": Fixture(settings=lambda url: {}, address=lambda url: "ops",
@@ -185,6 +208,15 @@ FIXTURES: dict[str, Fixture] = {
             "429-retry-after", "429", "refused", "malformed", "garbage", "4xx")},
         overrides_why=APPRISE_WHY,
         http_status=False,
+    ),
+    "sms": Fixture(
+        settings=_twilio, address=lambda url: TWILIO_TO, secrets=(TWILIO_TOKEN, TWILIO_BASIC),
+        ok_body=lambda path: _twilio_message(path, TWILIO_TO),
+    ),
+    "whatsapp": Fixture(
+        settings=lambda url: _twilio(url, whatsapp_from="+14155238886"),
+        address=lambda url: TWILIO_TO, secrets=(TWILIO_TOKEN, TWILIO_BASIC),
+        ok_body=lambda path: _twilio_message(path, f"whatsapp:{TWILIO_TO}"),
     ),
 }
 
@@ -287,7 +319,7 @@ async def _build(name: str, base_url: str, session: aiohttp.ClientSession,
     else:  # built as the daemon builds it, from the provider's section alone
         sections = ChannelsSettings.model_validate({name: fixture.settings(base_url)})
         channel = build_channels(sections, deps, (spec,))[spec.name]
-    assert channel.name == spec.name
+    assert channel is not None and channel.name == spec.name
     return channel
 
 

@@ -1,0 +1,138 @@
+"""Delivery receipts: Twilio's status callbacks move a ``sent`` sms or whatsapp notification to
+``delivered`` or ``failed``. The handler (api/receipts.py) only reads the request and translates
+the answer; the checks and the move are here.
+
+A callback is trusted only when ``X-Twilio-Signature`` verifies with the account's auth token
+over the URL Twilio requested (``public_url`` + the path + the query) and the POST parameters.
+Intermediate statuses (queued, sending, sent, accepted...) change nothing; a receipt for a
+message this agent does not know changes nothing either (after a moment's wait: Twilio can
+report before the send is recorded), and is answered like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from agent.channels import twilio
+from agent.channels.base import ChannelSender
+from agent.clock import Clock
+from agent.domain import Status
+from agent.observability import Metrics, get_logger
+from agent.store import Store
+from agent.store.receipts import ReceiptChange
+
+log = get_logger("receipts")
+# The channels whose receipts arrive at /hooks/twilio/status (one account signs for both).
+TWILIO_CHANNELS = ("sms", "whatsapp")
+# How long a receipt for an id not (yet) recorded waits for the send to be recorded.
+UNKNOWN_WAIT_SECONDS = 2.0
+UNKNOWN_POLL_SECONDS = 0.05
+
+
+@runtime_checkable
+class SignedReceipts(Protocol):
+    """A channel that can tell a genuine status callback of its provider."""
+
+    def receipt_signature_ok(self, url: str, params: Sequence[tuple[str, str]],
+                             given: str | None) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What a callback did: ``outcome`` is ``delivered``, ``read``, ``failed``, ``ignored``
+    (an intermediate status, or nothing to move) or ``unknown`` (no such message here)."""
+
+    outcome: str
+    notification_id: str | None = None
+
+
+class ReceiptService:
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock,
+                 channels: Mapping[str, ChannelSender], public_url: str,
+                 unknown_wait_seconds: float = UNKNOWN_WAIT_SECONDS) -> None:
+        self._unknown_wait = unknown_wait_seconds
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._channels = channels  # filled at start-up
+        self._public_url = public_url.rstrip("/")
+
+    def _verifier(self) -> SignedReceipts | None:
+        for name in TWILIO_CHANNELS:
+            channel = self._channels.get(name)
+            if isinstance(channel, SignedReceipts):
+                return channel
+        return None
+
+    @property
+    def twilio_configured(self) -> bool:
+        """Whether a Twilio channel is built (else the hook does not exist)."""
+        return self._verifier() is not None
+
+    def twilio_signature_ok(self, raw_query: str, params: Sequence[tuple[str, str]],
+                            given: str | None) -> bool:
+        """Whether the callback is signed by the configured account; ``raw_query`` is the
+        query string as requested (empty for none)."""
+        verifier = self._verifier()
+        if verifier is None:
+            return False
+        url = self._public_url + twilio.STATUS_PATH + (f"?{raw_query}" if raw_query else "")
+        return verifier.receipt_signature_ok(url, params, given)
+
+    async def twilio_status(self, params: Sequence[tuple[str, str]]) -> ReceiptResult:
+        """Apply one verified status callback."""
+        receipt = twilio.receipt_of(dict(params))
+        if receipt is None:
+            log.warning("twilio_receipt_unreadable", fields=sorted({k for k, _ in params}))
+            return ReceiptResult("ignored")
+        if receipt.outcome is None:
+            return ReceiptResult("ignored")
+        waited = 0.0
+        while True:
+            now = self._clock.now()
+            change = await self._apply(receipt, now)
+            if change is not None:
+                break
+            # Twilio may report before the dispatcher has recorded the send (the 201 and the
+            # outcome's commit are milliseconds apart): an unknown id is looked up again for a
+            # moment before it is ignored. A known one had nothing left to change.
+            if waited >= self._unknown_wait or await self._store.receipts.known(receipt.sid):
+                log.debug("twilio_receipt_unchanged", sid=receipt.sid, status=receipt.status)
+                return ReceiptResult("ignored")
+            await asyncio.sleep(UNKNOWN_POLL_SECONDS)
+            waited += UNKNOWN_POLL_SECONDS
+        self._observe(change, receipt, now)
+        return ReceiptResult(receipt.outcome, change.id)
+
+    async def _apply(self, receipt: twilio.Receipt, now: float) -> ReceiptChange | None:
+        if receipt.outcome == "failed":
+            assert receipt.reason is not None and receipt.details is not None
+            assert receipt.failure_class is not None
+            return await self._store.receipts.failed(
+                receipt.sid, now, receipt.reason.value, receipt.details,
+                receipt.failure_class.value)
+        return await self._store.receipts.delivered(receipt.sid, now,
+                                                    read=receipt.outcome == "read")
+
+    def _observe(self, change: ReceiptChange, receipt: twilio.Receipt, now: float) -> None:
+        """The metrics and log lines of the dispatcher's own outcomes (delivery/dispatcher.py
+        ``_observe``), now that the outcome is known."""
+        if not change.moved:
+            log.info("notification_read", notification_id=change.id, channel=change.channel)
+            return
+        if change.status is Status.DELIVERED:
+            self._metrics.notifications.labels(change.channel, "delivered").inc()
+            self._metrics.delivery_latency.labels(change.channel).observe(
+                max(0.0, now - change.due_at))
+            log.info("notification_delivered", notification_id=change.id,
+                     channel=change.channel, receipt=receipt.status)
+            return
+        assert receipt.reason is not None
+        self._metrics.notifications.labels(change.channel, "failed").inc()
+        self._metrics.delivery_failures.labels(change.channel, receipt.reason.value).inc()
+        self._metrics.dead_letters.labels(change.channel).inc()  # exact at the next refresh
+        log.warning("notification_failed", notification_id=change.id, channel=change.channel,
+                    reason=receipt.reason, details=receipt.details, receipt=receipt.status)
