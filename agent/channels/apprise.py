@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
 from pydantic import Field, SecretStr
 
 from agent.channels import budget
+from agent.channels.aliasfile import named, parse_alias_file
 from agent.channels.base import (
     AddressError,
     ChannelConfigError,
@@ -167,49 +167,6 @@ def make_notifier(timeout: float) -> Notifier:
     return notify
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML (and so JSON) whose mappings refuse a repeated key instead of keeping the last."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise ChannelConfigError(f"alias {_named(key)} is set twice "
-                                     f"(line {key_node.start_mark.line + 1})")
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 _unique_mapping)
-
-
-def _named(alias: object) -> str:
-    """An alias as an error may show it: never one of a URL's shape (a URL pasted as key)."""
-    text = str(alias)
-    if len(text) <= 64 and not set(text) & set(":/?=&@"):
-        return f"'{text}'"
-    return "of a URL's shape"
-
-
-def _parse_file(text: str, where: str) -> dict[str, str]:
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except ChannelConfigError as exc:
-        raise ChannelConfigError(f"{where}: {exc}") from None
-    except yaml.YAMLError as exc:
-        # Not str(exc): the YAML error quotes the line, which holds a URL.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ChannelConfigError(f"{where}: not valid YAML or JSON{at}") from None
-    if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ChannelConfigError(f"{where}: must be a mapping of alias to Apprise URL")
-    return data
-
-
 def resolve_urls(cfg: AppriseSettings, secret: Secret) -> dict[str, tuple[str, str]]:
     """alias -> (URL, the setting it came from), from ``urls`` and ``urls_file`` together.
     Raises ChannelConfigError naming the setting and alias, never a URL."""
@@ -221,9 +178,9 @@ def resolve_urls(cfg: AppriseSettings, secret: Secret) -> dict[str, tuple[str, s
     if cfg.urls_file is not None:
         where = "channels.apprise.urls_file"
         text = secret(None, cfg.urls_file, "channels.apprise.urls")
-        for alias, url in _parse_file(text or "", where).items():
+        for alias, url in parse_alias_file(text or "", where, "Apprise URL").items():
             if alias in found:
-                raise ChannelConfigError(f"alias {_named(alias)} is in both "
+                raise ChannelConfigError(f"alias {named(alias)} is in both "
                                          "channels.apprise.urls and channels.apprise.urls_file")
             found[alias] = (url, where)
     if not found:
@@ -231,7 +188,7 @@ def resolve_urls(cfg: AppriseSettings, secret: Secret) -> dict[str, tuple[str, s
                                  "(alias: Apprise URL) or channels.apprise.urls_file")
     for alias, (_, where) in found.items():
         if not ALIAS.fullmatch(alias):
-            raise ChannelConfigError(f"{where}: alias {_named(alias)} must be 1-64 letters, "
+            raise ChannelConfigError(f"{where}: alias {named(alias)} must be 1-64 letters, "
                                      "digits, '_', '.' or '-'")
     return {alias: (url.strip(), where) for alias, (url, where) in found.items()}
 

@@ -13,7 +13,7 @@ or ``failed`` (services/receipts.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import aiohttp
 
@@ -25,7 +25,6 @@ from agent.channels.base import (
     Limits,
     Message,
     PermanentDeliveryError,
-    Rate,
     require_text_address,
 )
 from agent.domain import FailureReason
@@ -86,35 +85,22 @@ def fit(text: str, max_segments: int, link: str | None = None) -> str:
                            ellipsis="..." if gsm else "\u2026")
 
 
-class SmsChannel:
+class SmsChannel(twilio.TwilioMessaging):
     name = "sms"
-    local = False
+    sender_burst = SENDER_BURST
     # No edit, no thread: every message is a new SMS, truncated to the segment budget.
     limits = Limits(overflow="truncate")
 
     def __init__(self, account: twilio.TwilioAccount, sender: twilio.Sender,
                  max_segments: int = 4, rate_per_second: float = 1.0) -> None:
-        self._account = account
+        super().__init__(account, sender.key, rate_per_second)
         self._sender = sender
         self._max_segments = max_segments
-        self._sender_rate = Rate(sender.key, rate_per_second, SENDER_BURST)
 
     def validate_address(self, to: str) -> str:
         """An E.164 phone number (``+`` and the country code); raises ``invalid_phone``."""
         require_text_address(to, max_chars=64)
         return addresses.phone(to)
-
-    def destination_key(self, to: str) -> str:
-        return f"sms:{to}"
-
-    def rates(self, to: str) -> Sequence[Rate]:
-        """The sender's throughput, then the recipient's own bucket."""
-        return (self._sender_rate, twilio.recipient_rate(f"sms:{to}"))
-
-    def receipt_signature_ok(self, url: str, params: Sequence[tuple[str, str]],
-                             given: str | None) -> bool:
-        """Whether a status callback to ``url`` is signed by this account."""
-        return self._account.signature_ok(url, params, given)
 
     async def send(self, message: Message) -> DeliveryResult:
         try:

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from pydantic import Field, SecretStr
 from yarl import URL
 
 from agent.channels import budget, http
+from agent.channels.aliasfile import parse_alias_file
 from agent.channels.base import (
     AddressError,
     ChannelConfigError,
@@ -117,20 +117,6 @@ def _check_url(alias: str, url: str, where: str) -> str:
     return url
 
 
-def _parse_file(text: str, where: str) -> dict[str, str]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # Not str(exc): the YAML error quotes the line, which may hold a URL.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ChannelConfigError(f"{where}: not valid YAML or JSON{at}") from None
-    if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ChannelConfigError(f"{where}: must be a mapping of alias to URL")
-    return data
-
-
 def resolve_webhooks(cfg: TeamsSettings, secret: Secret) -> dict[str, str]:
     """alias -> URL from ``webhooks`` or ``webhooks_file`` (not both), each checked. Raises
     ChannelConfigError naming the setting and alias, never a URL."""
@@ -140,7 +126,7 @@ def resolve_webhooks(cfg: TeamsSettings, secret: Secret) -> dict[str, str]:
     if cfg.webhooks_file is not None:
         where = "channels.teams.webhooks_file"
         text = secret(None, cfg.webhooks_file, "channels.teams.webhooks")
-        found = _parse_file(text or "", where)
+        found = parse_alias_file(text or "", where)
     else:
         where = "channels.teams.webhooks"
         for alias, value in cfg.webhooks.items():

@@ -33,7 +33,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,32 @@ RECIPIENT_BURST = 5.0
 def recipient_rate(key: str) -> Rate:
     """The bucket of one recipient (``sms:+E164``, ``whatsapp:+E164``)."""
     return Rate(key, RECIPIENT_RATE_PER_SECOND, RECIPIENT_BURST)
+
+
+class TwilioMessaging:
+    """What the sms and whatsapp channels share: the account (its calls and its signature on
+    status callbacks), the sender's throughput bucket, then each recipient's own."""
+
+    name: str
+    local = False
+    sender_burst: float
+
+    def __init__(self, account: TwilioAccount, sender_key: str,
+                 rate_per_second: float) -> None:
+        self._account = account
+        self._sender_rate = Rate(sender_key, rate_per_second, self.sender_burst)
+
+    def destination_key(self, to: str) -> str:
+        return f"{self.name}:{to}"
+
+    def rates(self, to: str) -> Sequence[Rate]:
+        """The sender's throughput, then the recipient's own bucket."""
+        return (self._sender_rate, recipient_rate(f"{self.name}:{to}"))
+
+    def receipt_signature_ok(self, url: str, params: Sequence[tuple[str, str]],
+                             given: str | None) -> bool:
+        """Whether a status callback to ``url`` is signed by this account."""
+        return self._account.signature_ok(url, params, given)
 
 
 def compose(message: Message) -> str:

@@ -20,7 +20,7 @@ Free text is cut to Twilio's 1,600 characters with a marker and the link.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -34,7 +34,6 @@ from agent.channels.base import (
     Limits,
     Message,
     PermanentDeliveryError,
-    Rate,
     require_text_address,
 )
 from agent.domain import FailureReason
@@ -62,33 +61,20 @@ def content_variables(message: Message) -> str:
     }).decode()
 
 
-class WhatsAppChannel:
+class WhatsAppChannel(twilio.TwilioMessaging):
     name = "whatsapp"
-    local = False
+    sender_burst = SENDER_BURST
     limits = Limits(max_text_chars=None, overflow="truncate")
 
     def __init__(self, account: twilio.TwilioAccount, sender: str,
                  rate_per_second: float = 80.0) -> None:
-        self._account = account
         self._from = PREFIX + sender
-        self._sender_rate = Rate(f"twilio:{self._from}", rate_per_second, SENDER_BURST)
+        super().__init__(account, f"twilio:{self._from}", rate_per_second)
 
     def validate_address(self, to: str) -> str:
         """``+E164`` or ``whatsapp:+E164``, kept as ``+E164``; raises ``invalid_phone``."""
         require_text_address(to, max_chars=64)
         return twilio.whatsapp_number(to)
-
-    def destination_key(self, to: str) -> str:
-        return f"whatsapp:{to}"
-
-    def rates(self, to: str) -> Sequence[Rate]:
-        """The sender's throughput, then the recipient's own bucket."""
-        return (self._sender_rate, twilio.recipient_rate(f"whatsapp:{to}"))
-
-    def receipt_signature_ok(self, url: str, params: Sequence[tuple[str, str]],
-                             given: str | None) -> bool:
-        """Whether a status callback to ``url`` is signed by this account."""
-        return self._account.signature_ok(url, params, given)
 
     async def send(self, message: Message) -> DeliveryResult:
         try:
