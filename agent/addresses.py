@@ -31,6 +31,7 @@ TELEGRAM_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
 # of (base64url plus ':'), bounded.
 FCM_TOKEN = re.compile(r"[A-Za-z0-9_:-]{1,4096}")
 FCM_PREFIX = "fcm:"
+_DIALLABLE = re.compile(r"\+[0-9 ().-]{1,40}")
 
 
 def phone(value: str) -> str:
@@ -39,7 +40,9 @@ def phone(value: str) -> str:
     has no home region to guess it from."""
     text = value.strip()
     try:
-        parsed = phonenumbers.parse(text, None)
+        # phonenumbers finds a number inside any text ("call +351 912..." parses): only digits
+        # and the usual separators are a phone number here.
+        parsed = phonenumbers.parse(text, None) if _DIALLABLE.fullmatch(text) else None
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not phonenumbers.is_valid_number(parsed):

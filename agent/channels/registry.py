@@ -111,6 +111,9 @@ class ChannelSpec(Generic[S]):
     # channel from its own section.
     providers: tuple[str, ...] = ()
     build_all: Callable[[ChannelsSettings, ChannelDeps], ChannelSender] | None = None
+    # A setting without which ``build`` leaves the channel unconfigured although its section is
+    # enabled (whatsapp: channels.twilio.whatsapp_from), for the rule error that says so.
+    needs: str | None = None
 
     def enabled_in(self, channels: ChannelsSettings) -> bool:
         """Its own section or a provider's is enabled."""
@@ -186,7 +189,8 @@ REGISTRY: tuple[ChannelSpec[Any], ...] = (
                 lambda cfg, deps: build_sms(cfg, deps.secret, deps.session, deps.public_url)),
     ChannelSpec("whatsapp", "twilio", TwilioSettings, WhatsAppChannel,
                 lambda cfg, deps: build_whatsapp(cfg, deps.secret, deps.session,
-                                                 deps.public_url)),
+                                                 deps.public_url),
+                needs="channels.twilio.whatsapp_from"),
 )
 SPECS: Mapping[str, ChannelSpec[Any]] = {s.name: s for s in REGISTRY}
 
@@ -234,6 +238,9 @@ def target_problem(channels: Mapping[str, ChannelSender], channel: str, to: str)
     built = channels.get(channel)
     if built is None:
         sections = " and ".join(f"channels.{s}.enabled" for s in (spec.setting, *spec.providers))
+        if spec.needs is not None:
+            return (f"channel '{channel}' is not configured ({sections}: false, or "
+                    f"{spec.needs} is not set)")
         return f"channel '{channel}' is disabled ({sections}: false)"
     try:
         built.validate_address(to)

@@ -17,7 +17,9 @@ def test_phone_numbers_are_kept_in_e164(given: str, canonical: str) -> None:
     assert addresses.phone(given) == canonical
 
 
-@pytest.mark.parametrize("bad", ["912345678", "+1555", "+15555550100", "phone", "", "+" + "9" * 30])
+@pytest.mark.parametrize("bad", ["912345678", "+1555", "+15555550100", "phone", "", "+" + "9" * 30,
+                                 "whatsapp:+351912345678", "tel:+351912345678",
+                                 "call +351912345678", "+351912345678 x"])
 def test_a_phone_number_that_cannot_be_dialled_is_invalid_phone(bad: str) -> None:
     with pytest.raises(AddressError) as info:
         addresses.phone(bad)

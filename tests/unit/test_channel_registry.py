@@ -135,3 +135,15 @@ def test_rules_naming_a_disabled_or_unknown_channel_are_rule_errors(tmp_path: Pa
         "channel 'pager' is not available on this agent (one of: console, in-app, webhook")
     # Without the check (routing alone), the same files load: routing knows no channel.
     assert load_rules(rules_dir).files == ("r.yaml",)
+
+
+def test_whatsapp_without_its_sender_says_what_is_missing() -> None:
+    # Twilio enabled for sms, no whatsapp_from: whatsapp is not built, and a rule naming it is
+    # told why (not that Twilio is disabled, which it is not).
+    built = build_channels(ChannelsSettings.model_validate({"twilio": {
+        "enabled": True, "account_sid": "AC" + "0" * 32, "auth_token": "t" * 32,
+        "from_number": "+15017122661"}}), DEPS)
+    assert "sms" in built and "whatsapp" not in built
+    assert target_problem(built, "whatsapp", "+351912345678") == (
+        "channel 'whatsapp' is not configured (channels.twilio.enabled: false, or "
+        "channels.twilio.whatsapp_from is not set)")
