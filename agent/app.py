@@ -474,7 +474,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
                       lambda: inhibition.current,
                       batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
-                      claim_lease=d.claim_lease_seconds, clock=clock)
+                      claim_lease=d.claim_lease_seconds, clock=clock,
+                      escalations=store.escalations)
     intake = Intake(store.alerts, holder.get, rt.metrics, clock.now, grouper.wake, inhibition)
     rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)

@@ -411,3 +411,6 @@ class FlushResult:
     last_flush_at: float | None
     next_flush_at: float | None  # None: the group is empty and goes away
     retry_at: float  # when to look again if new alerts arrived meanwhile
+    # A new incident of a route with an escalation policy: its steps, to store unless the group
+    # already escalates (dicts of run, step, steps, until, due_at, targets, notification).
+    escalation: list[dict[str, Any]] | None = None

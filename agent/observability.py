@@ -174,6 +174,13 @@ class Metrics:
             ["channel", "reason"],
             registry=r,
         )
+        self.escalation_steps = Counter(
+            "alert_agent_escalation_steps_total",
+            "Escalation steps fired, and cancelled by an acknowledgment or because nothing was "
+            "left to escalate when due.",
+            ["outcome"],
+            registry=r,
+        )
         self.time_to_acknowledge = Histogram(
             "alert_agent_time_to_acknowledge_seconds",
             "From an alert's first notification (its creation) to its first acknowledgment.",

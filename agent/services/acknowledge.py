@@ -117,7 +117,11 @@ class AcknowledgeService:
             self._metrics.acknowledgments.labels(actor.channel).inc()
             if done.since is not None and done.at is not None:
                 self._metrics.time_to_acknowledge.observe(max(0.0, done.at - done.since))
-            log.info("acknowledged", alert_ids=done.alert_ids, by=done.by, via=actor.channel)
+            log.info("acknowledged", alert_ids=done.alert_ids, by=done.by, via=actor.channel,
+                     escalation_steps_cancelled=done.escalations_cancelled)
+            if done.escalations_cancelled:
+                self._metrics.escalation_steps.labels("cancelled").inc(
+                    done.escalations_cancelled)
             await self._edit_delivered(done)
         return AckResult(done.alert_ids, done.by, done.at, done.first)
 

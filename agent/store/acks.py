@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.domain import Notification, Status
+from agent.store import escalations
 from agent.store.db import Database
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
 from agent.store.notifications import notification_row
@@ -29,6 +30,7 @@ class Acked:
     delivered: list[Notification] = field(default_factory=list)
     all_resolved: bool = False
     since: float | None = None  # when the earliest of the alerts was first seen
+    escalations_cancelled: int = 0
 
 
 @dataclass(slots=True)
@@ -48,7 +50,7 @@ class AckStore:
 
         def op(conn: sqlite3.Connection) -> Acked | None:
             mode = "test" if simulated else "live"
-            first = False
+            first, stopped = False, 0
             if notification_id is not None:
                 row = conn.execute(f"SELECT {NTF_COLUMNS} FROM notifications WHERE id = ? "
                                    "AND simulated = ?", (notification_id, int(simulated)))
@@ -74,6 +76,8 @@ class AckStore:
                 first = first or cur.rowcount > 0
                 conn.execute(f"UPDATE group_members SET acknowledged = 1 WHERE alert_seq IN "
                              f"({marks})", seqs)
+                stopped = escalations.cancel(conn, escalations.groups_of(conn, seqs), now,
+                                             "acknowledged", acknowledged=True)
                 ids = [r[0] for r in conn.execute(
                     "SELECT DISTINCT notification_id FROM alert_notifications "
                     f"WHERE alert_seq IN ({marks})", seqs)]
@@ -93,7 +97,7 @@ class AckStore:
                 return Acked([], first, n2[1], n2[0], via, [])
             return Acked([r[1] for r in rows], first, recorded[4], recorded[3], recorded[5],
                          delivered, all_resolved=all(r[2] == "resolved" for r in rows),
-                         since=min(r[3] for r in rows))
+                         since=min(r[3] for r in rows), escalations_cancelled=stopped)
 
         return await self._db.write(op)
 
@@ -110,6 +114,7 @@ class AckStore:
                 "acknowledged_via = NULL, updated_at = ? WHERE seq = ? "
                 "AND acknowledged_at IS NOT NULL", (now, seq))
             conn.execute("UPDATE group_members SET acknowledged = 0 WHERE alert_seq = ?", (seq,))
+            escalations.rearm(conn, escalations.groups_of(conn, [seq]), now)
             return Unacked([alert_id], cur.rowcount > 0)
 
         return await self._db.write(op)

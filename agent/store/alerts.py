@@ -22,6 +22,7 @@ from agent.domain import (
     StoredAlert,
     new_id,
 )
+from agent.store import escalations
 from agent.store.db import Database
 from agent.store.idempotency import IdemRequest, check_key, remember_key
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
@@ -173,6 +174,11 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
             "json_extract(route, '$.group_interval'), ?)) END, pending = 1 WHERE id = ?",
             (now, now, gid),
         )
+    # A group with nothing firing any more stops escalating, in this transaction.
+    quiet = [gid for gid in gids if not conn.execute(
+        "SELECT 1 FROM group_members WHERE group_id = ? AND status = 'firing'",
+        (gid,)).fetchone()]
+    escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
     return len(gids)
 
 
@@ -640,6 +646,8 @@ def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
         insert_notification(conn, n)
         conn.execute("INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
                      "SELECT value, ? FROM json_each(?)", (n.id, seqs))
+    if r.escalation and r.last_flush_at is not None:
+        escalations.start(conn, r.group_id, r.escalation, r.last_flush_at)
     by_status: dict[str, list[int]] = {}
     for seq, status in r.notified.items():
         by_status.setdefault(status, []).append(seq)
