@@ -165,3 +165,32 @@ def test_escalation_problems_are_rule_errors(tmp_path: Any, text: str, words: st
     with pytest.raises(RulesError) as info:
         load_rules(tmp_path)
     assert any(words in p.message for p in info.value.problems), info.value.problems
+
+
+async def test_rows_of_a_three_step_policy_run_three_times(settings: Settings,
+                                                           clock: FakeClock) -> None:
+    write(settings, RULES.replace("""      repeat: 1
+      steps:
+        - {after: 5m, notify: [{channel: in-app, to: mem_raj}]}
+        - {after: 15m, notify: [{channel: in-app, to: team_db}]}""", """      repeat: 2
+      steps:
+        - {after: 5m, notify: [{channel: console, to: oncall}]}
+        - {after: 10m, notify: [{channel: console, to: oncall}]}
+        - {after: 15m, notify: [{channel: console, to: oncall}]}"""))
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        store = runtime(c).store
+
+        def count(table: str) -> Any:
+            return store.db.read(lambda conn: conn.execute(
+                f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        await fire(c)
+        before = await count("notifications")
+        assert await count("escalation_steps") == 9  # 3 steps x 3 runs, stored at once
+        for _ in range(10):
+            clock.advance(300)
+            await runtime(c).run_until_idle()
+        assert [s[2] for s in await steps(c)] == ["fired"] * 9
+        # Each fired step to one address is one notification.
+        assert await count("notifications") - before == 9
