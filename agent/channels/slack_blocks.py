@@ -104,7 +104,7 @@ def bodies(message: Message, overflow: OverflowMode,
     # The fallback ``text`` is the headline and the part: keep both under TEXT_LIMIT.
     room = TEXT_LIMIT - escaped_len(head) - 1
     parts = budget.fit(message.text, room, overflow, link=message.link, measure=escaped_len)
-    out = []
+    out: list[dict[str, Any]] = []
     for part in parts:
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}}]
