@@ -64,7 +64,9 @@ def plan(members: Sequence[GroupMember], last_flush_at: float | None, route: Map
     if told_resolved and send_resolved:
         return Plan(True, "resolved", about)
     repeat = float(route.get("repeat_interval", 14400.0))
-    if firing and last_flush_at is not None and now - last_flush_at >= repeat:
+    # Someone took it: an acknowledged alert is not repeated (a new alert of the group is).
+    unacknowledged = any(not m.acknowledged for m in firing)
+    if unacknowledged and last_flush_at is not None and now - last_flush_at >= repeat:
         return Plan(True, "repeat", about)
     return Plan(False, "nothing", about)
 
@@ -179,7 +181,9 @@ def build_flush(
                              if tpl and tpl.get("content_sid") else {}),
                           # The target's delivery options (update, retract, overflow,
                           # content_sid) when set.
-                          **{k: target[k] for k in DELIVERY_OPTIONS if k in target}},
+                          **{k: target[k] for k in DELIVERY_OPTIONS if k in target},
+                          # Who may acknowledge from a chat click or link.
+                          **({"ack_by": route["ack_by"]} if route.get("ack_by") else {})},
                 idempotency_key=None, request_hash=None,
                 simulated=route.get("mode") == TEST_MODE, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,

@@ -267,6 +267,16 @@ class _Compiler:
                 self.fail(f, f"bad matcher {text!r}: {exc}", *loc, i)
         return tuple(out)
 
+    def ack_by(self, f: _Parsed, spec: RouteSpec, parent: Route,
+               loc: tuple[int | str, ...]) -> tuple[str, ...]:
+        if spec.ack_by is None:
+            return parent.ack_by
+        for i, ref in enumerate(spec.ack_by):
+            if ref not in self.directory.teams and ref not in self.directory.members:
+                self.fail(f, f"ack_by: no team or member '{ref}' in the directory", *loc,
+                          "ack_by", i)
+        return tuple(spec.ack_by)
+
     def group_by(self, f: _Parsed, spec: RouteSpec, parent: Route,
                  loc: tuple[int | str, ...]) -> tuple[str, ...] | None:
         if spec.group_by is None:
@@ -323,6 +333,7 @@ class _Compiler:
             active_time_intervals=tuple(spec.active_time_intervals or ()),
             mute_time_intervals=tuple(spec.mute_time_intervals or ()),
             continue_=spec.continue_,
+            ack_by=self.ack_by(f, spec, parent, loc),
         )
         children = tuple(self.route(f, c, shell, (*loc, "routes", i))
                          for i, c in enumerate(spec.routes))

@@ -67,6 +67,8 @@ class Route:
     continue_: bool
     children: tuple[Route, ...] = ()
     index: ChildIndex | None = None
+    # Teams and members whose chat clicks and links may acknowledge the route's alerts.
+    ack_by: tuple[str, ...] = ()
 
     def accepts(self, source: str, labels: Mapping[str, str]) -> bool:
         if self.sources is not None and source not in self.sources and (
@@ -159,6 +161,7 @@ class RuleSet:
             "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
             "active_time_intervals": list(route.active_time_intervals),
             "mute_time_intervals": list(route.mute_time_intervals),
+            **({"ack_by": list(route.ack_by)} if route.ack_by else {}),
             "templates": {n: _template_snapshot(self.templates[n])
                           for n in names if n in self.templates},
         }

@@ -93,6 +93,9 @@ class RouteSpec(_Strict):
     mute_time_intervals: list[str] | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteSpec] = []
+    # Teams and members (team_x, mem_y) allowed to acknowledge from a chat click or a link;
+    # inherited by nested routes.
+    ack_by: list[str] | None = None
 
 
 class SeverityMapSpec(_Strict):

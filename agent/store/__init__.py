@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.observability import Metrics
+from agent.store.acks import AckStore
 from agent.store.alerts import AlertStore
 from agent.store.db import Database, StoreError
 from agent.store.idempotency import IdempotencyConflict, IdempotencyStore
@@ -39,6 +40,7 @@ class Store:
         self.alerts = AlertStore(self.db)
         self.deliveries = self.notifications.deliveries
         self.receipts = ReceiptStore(self.db)
+        self.acks = AckStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

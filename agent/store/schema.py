@@ -288,4 +288,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX notifications_provider_id ON notifications (provider_id)
         WHERE provider_id IS NOT NULL;
     """,
+    # 15: acknowledgment (issue 14). The first acknowledgment of an alert is kept with who gave
+    # it and through what; a group member whose alert is acknowledged stops the group's repeats.
+    """
+    ALTER TABLE alerts ADD COLUMN acknowledged_at REAL;
+    ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+    ALTER TABLE alerts ADD COLUMN acknowledged_via TEXT;
+    ALTER TABLE group_members ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0;
+    """,
 )
