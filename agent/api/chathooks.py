@@ -45,7 +45,7 @@ async def slack_interactive(request: web.Request) -> web.Response:
         raise ApiError(401, "invalid_signature",
                        f"The {SIGNATURE_HEADER} header is missing, too old or does not "
                        "verify.") from exc
-    return web.Response(status=200)
+    return web.Response(status=200, text="")
 
 
 @routes.post(WEBHOOK_PATH)
@@ -58,4 +58,4 @@ async def telegram_webhook(request: web.Request) -> web.Response:
                        f"The {SECRET_HEADER} header is missing or wrong.") from exc
     raw = await read_raw(request, ctx(request).settings.max_hook_body_bytes)
     await service.telegram_update(raw)
-    return web.Response(status=200)
+    return web.Response(status=200, text="")

@@ -8,8 +8,11 @@ from agent.channels.base import Message
 
 def offers_ack(message: Message) -> bool:
     """A firing alert notification (its metadata lists the alert ids), not yet acknowledged
-    (metadata ``acknowledged``, set on the edit that says so), and not simulated: a resolved
+    (the edit that says who did carries ``acknowledged_by``), and not simulated: a resolved
     message, a plain API send or a test-key message has nothing to acknowledge."""
     ids = message.metadata.get("alert_ids")
+    meta = message.metadata
+    acked = "acknowledged_by" in meta or meta.get("acknowledged") or meta.get(
+        "reason") == "acknowledged"
     return (message.status == "firing" and isinstance(ids, list) and bool(ids)
-            and not message.metadata.get("acknowledged") and not message.simulated)
+            and not acked and not message.simulated)

@@ -137,6 +137,15 @@ class ChatAcks:
         except DeliveryError as exc:
             log.warning("telegram_answer_failed", reason=exc.reason.value, error=exc.details)
 
+    def start(self) -> None:
+        """At start-up, once the channels are built: register the Telegram webhook in the
+        background (a slow Bot API must not hold the start)."""
+        if self.telegram() is not None:
+            self._spawn(self._register())
+
+    async def _register(self) -> None:
+        await self.register_telegram_webhook()
+
     async def register_telegram_webhook(self) -> bool:
         """At start: point the bot's webhook at ``{public_url}/hooks/telegram`` with the
         secret token. Failures are logged, never raised: alerts still go out without it.
