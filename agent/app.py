@@ -41,6 +41,7 @@ from agent.private_files import create_private_file, private_dir, write_private_
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
 from agent.services.acknowledge import AcknowledgeService
+from agent.services.chatacks import ChatAcks
 from agent.services.ingest import Inhibition, Intake
 from agent.services.notifications import NotificationService, refresh_dead_letters
 from agent.services.receipts import ReceiptService
@@ -326,8 +327,8 @@ class _Parts:
 
     def steps(self) -> list[Resource]:
         return [self.rules_and_sources, self.data_dir_lock, self.open_store, self.keys,
-                self.open_channels, self.run_dispatcher, self.load_intake, self.run_grouper,
-                self.watch_rules, self.housekeeping]
+                self.open_channels, self.chat_buttons, self.run_dispatcher, self.load_intake,
+                self.run_grouper, self.watch_rules, self.housekeeping]
 
     async def rules_and_sources(self, app: web.Application) -> AsyncIterator[None]:
         self.rule_targets.update(check_channels(self.s))  # every channel's config error, at once
@@ -387,6 +388,16 @@ class _Parts:
                 failed.append(name)
         if failed:
             raise RuntimeError(f"channels failed to close: {', '.join(failed)}")
+
+    async def chat_buttons(self, app: web.Application) -> AsyncIterator[None]:
+        """Acknowledge buttons: the Telegram webhook registered; replies in flight finished
+        before the channels close."""
+        chat_acks = self.ctx.chat_acks
+        if chat_acks is not None:
+            chat_acks.start()
+        yield
+        if chat_acks is not None:
+            await chat_acks.drain()
 
     async def run_dispatcher(self, app: web.Application) -> AsyncIterator[None]:
         if self.loops:
@@ -496,6 +507,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         channels=channels,
         receipts=ReceiptService(store, rt.metrics, clock, channels, s.base_url),
     )
+    ctx.chat_acks = ChatAcks(channels, ctx.acks, rt.metrics, clock, s.public_url)
     app[CTX] = ctx
     rt.api = ctx
 

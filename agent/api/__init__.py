@@ -7,6 +7,7 @@ from aiohttp import web
 from agent.api import (
     acks,
     alerts,
+    chathooks,
     directory,
     health,
     hooks,
@@ -25,6 +26,6 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 def add_routes(app: web.Application) -> None:
     for module in (health, notifications, acks, templates, inbox, alerts, hooks, rules, directory,
-                   receipts, openapi):
+                   receipts, chathooks, openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

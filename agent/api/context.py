@@ -15,6 +15,7 @@ from agent.clock import Clock
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
 from agent.services.acknowledge import AcknowledgeService
+from agent.services.chatacks import ChatAcks
 from agent.services.ingest import Intake
 from agent.services.notifications import NotificationService
 from agent.services.receipts import ReceiptService
@@ -44,6 +45,8 @@ class ApiContext:
     channels: Mapping[str, ChannelSender]
     # Delivery receipts of providers that report later (Twilio's status callbacks).
     receipts: ReceiptService | None = None
+    # Acknowledge buttons in Slack and Telegram (their verified callbacks).
+    chat_acks: ChatAcks | None = None
 
     def rules(self) -> RuleSet:
         return self.rules_holder.current

@@ -38,6 +38,8 @@ routes = web.RouteTableDef()
 TWILIO_STATUS: dict[str, Any] = {"type": "object", "properties": {
     name: {"type": "string"} for name in ("MessageSid", "MessageStatus", "ErrorCode",
                                           "AccountSid", "To", "From")}}
+SLACK_INTERACTION: dict[str, Any] = {"type": "object", "properties": {
+    "payload": {"type": "string", "description": "A block_actions interaction, as JSON."}}}
 REF = "#/components/schemas/{model}"
 
 Auth = Literal["key", "hook", "none"]
@@ -213,6 +215,21 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Moves a sent sms or whatsapp notification to delivered or failed. "
         "Verified with X-Twilio-Signature (403 when it does not verify); 404 when Twilio is "
         "not configured."),
+    _op("POST", "/hooks/slack/interactive", "slackInteractive",
+        "Slack interactivity: an Acknowledge click", "hooks", {200: "text/plain"},
+        (401, 404, 413, 503), auth="none", body=SLACK_INTERACTION,
+        body_type="application/x-www-form-urlencoded",
+        description="The Slack app's Interactivity Request URL. Verified with X-Slack-Signature "
+        "and X-Slack-Request-Timestamp (v0, the signing secret, 5 minutes): 401 when it does "
+        "not verify, nothing changed; 404 without channels.slack.signing_secret. 200 with an "
+        "empty body once the click is acknowledged or refused (the clicker is told in Slack)."),
+    _op("POST", "/hooks/telegram", "telegramWebhook", "Telegram bot webhook: button presses",
+        "hooks", {200: "text/plain"}, (401, 404, 413, 503), auth="none",
+        body={"type": "object", "description": "A Telegram Update."},
+        description="Registered with setWebhook at start. Verified with "
+        "X-Telegram-Bot-Api-Secret-Token (401 when missing or wrong, nothing changed); 404 "
+        "without channels.telegram.webhook_secret. A callback_query of an Acknowledge button "
+        "is acknowledged and answered with answerCallbackQuery; other updates are ignored."),
 )
 
 _MODELS: tuple[type[BaseModel], ...] = (

@@ -139,7 +139,10 @@ def _slack(cfg: SlackSettings, deps: ChannelDeps) -> ChannelSender:
     if token is None:
         raise ChannelConfigError("enabled without a bot token: set channels.slack.bot_token "
                                  "or channels.slack.bot_token_file")
-    return SlackChannel(cfg, token, deps.session, deps.logger("channel.slack"))
+    signing = deps.secret(cfg.signing_secret, cfg.signing_secret_file,
+                          "channels.slack.signing_secret")
+    return SlackChannel(cfg, token, deps.session, deps.logger("channel.slack"),
+                            signing_secret=signing)
 
 
 def _push(channels: ChannelsSettings, deps: ChannelDeps) -> ChannelSender:

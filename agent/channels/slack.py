@@ -32,7 +32,8 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 
-from agent.channels import http
+from agent.channels import http, slack_interactions
+from agent.channels.ack import offers_ack
 from agent.channels.base import (
     AddressError,
     BaseUrl,
@@ -82,6 +83,10 @@ class SlackSettings(ChannelSettings):
     timeout_seconds: float = Field(default=10.0, gt=0)
     # Messages a second to one Slack channel (a token bucket per channel, burst 3).
     rate_per_second: float = Field(default=1.0, gt=0)
+    # The Slack app's signing secret: with it, firing alerts carry an Acknowledge button whose
+    # clicks arrive, signed, at POST /hooks/slack/interactive.
+    signing_secret: SecretStr | None = None
+    signing_secret_file: Path | None = None
 
 
 class SlackRefused(PermanentDeliveryError):
@@ -159,8 +164,10 @@ class SlackChannel:
                     overflow="split")
 
     def __init__(self, config: SlackSettings, token: str,
-                 session: Callable[[], aiohttp.ClientSession], logger: Any) -> None:
+                 session: Callable[[], aiohttp.ClientSession], logger: Any,
+                 signing_secret: str | None = None) -> None:
         self._api = config.api_url
+        self._signing = signing_secret.encode() if signing_secret else None
         self._rate = config.rate_per_second
         self._session = session
         self._log = logger
@@ -168,6 +175,35 @@ class SlackChannel:
         self._headers = {"Authorization": f"Bearer {token}",
                          "Content-Type": "application/json; charset=utf-8"}
         self._redact = http.Redactor([token])
+
+    @property
+    def interactive(self) -> bool:
+        """Whether clicks can be verified (a signing secret is set): only then are buttons
+        offered and POST /hooks/slack/interactive served."""
+        return self._signing is not None
+
+    def interaction_problem(self, timestamp: str | None, signature: str | None, body: bytes,
+                            now: float) -> str | None:
+        """Why an interactivity request is not signed by this Slack app (see
+        slack_interactions.signature_problem), or None when it is."""
+        if self._signing is None:
+            return slack_interactions.MISSING_SIGNATURE
+        return slack_interactions.signature_problem(self._signing, timestamp, signature, body,
+                                                    now)
+
+    async def respond(self, response_url: str, text: str) -> None:
+        """An ephemeral answer, seen only by the user who clicked, through the interaction's
+        ``response_url``: only on hooks.slack.com (or the configured api_url's host), never
+        to an address the payload names otherwise. Raises DeliveryError."""
+        if not slack_interactions.response_url_ok(response_url, self._api):
+            raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT,
+                                         "slack response_url is not on hooks.slack.com")
+        body = {"response_type": "ephemeral", "replace_original": False, "text": text}
+        # response_url is itself a credential (it posts into the conversation): the Redactor
+        # keeps every URL out of details.
+        await http.call(self._session(), "POST", response_url, data=orjson.dumps(body),
+                        headers={"Content-Type": "application/json; charset=utf-8"},
+                        timeout=self._timeout, redact=self._redact)
 
     def validate_address(self, to: str) -> str:
         """``#channel-name``, or a channel, group or DM id (C…, G…, D…) or a user id (U…, W…)
@@ -199,7 +235,9 @@ class SlackChannel:
             if message.replaces and message.replaces.get("deleted"):
                 # Retracted already (a resolved notification sent again): nothing to do.
                 return DeliveryResult(provider_ref=message.replaces, http_status=None)
-        parts = bodies(message, message.overflow or self.limits.overflow)
+        ack = (slack_interactions.ack_button(message.notification_id)
+               if self._signing is not None and offers_ack(message) else None)
+        parts = bodies(message, message.overflow or self.limits.overflow, ack)
         if ref is not None and message.update == "edit":
             return await self._edit(message, ref, parts)
         if ref is not None and message.update == "thread":

@@ -20,7 +20,8 @@ SECTION_LIMIT = 3_000
 HEADER_LIMIT = 150
 MAX_BLOCKS = 50
 # A part's sections: at least half of SECTION_LIMIT each (budget's cut rule), so a 40,000
-# character part needs at most 27; with the header and the context block that is well under 50.
+# character part needs at most 27; with the header, the context and the actions block that is well
+# under 50.
 
 _MARKERS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 _RESOLVED = "✅"
@@ -93,21 +94,25 @@ def _context(message: Message) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": line}]}
 
 
-def bodies(message: Message, overflow: OverflowMode) -> list[dict[str, Any]]:
+def bodies(message: Message, overflow: OverflowMode,
+           ack: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The ``chat.postMessage`` / ``chat.update`` fields (``text``, ``blocks``) of each part
     of ``message``: one when it fits, else numbered parts (``split``) or one part cut with a
-    visible marker and the link (``truncate``)."""
+    visible marker and the link (``truncate``). ``ack``, the Acknowledge ``actions`` block,
+    goes under the first part (the one in the channel; the others are thread replies)."""
     head = headline(message)
     # The fallback ``text`` is the headline and the part: keep both under TEXT_LIMIT.
     room = TEXT_LIMIT - escaped_len(head) - 1
     parts = budget.fit(message.text, room, overflow, link=message.link, measure=escaped_len)
-    out = []
+    out: list[dict[str, Any]] = []
     for part in parts:
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}}]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": escape(s)}}
                    for s in _sections(part)]
         blocks.append(_context(message))
+        if ack is not None and not out:
+            blocks.append(ack)
         text = escape(head) + ("\n" + escape(part) if part.strip() else "")
         out.append({"text": text, "blocks": blocks})
     return out

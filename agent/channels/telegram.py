@@ -36,7 +36,8 @@ import orjson
 from pydantic import Field, SecretStr
 
 from agent import addresses
-from agent.channels import budget, http
+from agent.channels import budget, http, telegram_updates
+from agent.channels.ack import offers_ack
 from agent.channels.base import (
     BaseUrl,
     ChannelConfigError,
@@ -86,6 +87,10 @@ class TelegramSettings(ChannelSettings):
     rate_per_second: float = Field(default=30.0, gt=0)
     chat_rate_per_second: float = Field(default=1.0, gt=0)
     group_rate_per_minute: float = Field(default=20.0, gt=0)
+    # setWebhook's secret_token: with it, firing alerts carry an Acknowledge button whose
+    # presses arrive at POST /hooks/telegram with X-Telegram-Bot-Api-Secret-Token.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
 
 
 class _ApiError(Exception):
@@ -198,12 +203,14 @@ class TelegramChannel:
     limits = Limits(overflow="split", can_edit=True, can_delete=True)
 
     def __init__(self, config: TelegramSettings, token: str,
-                 session: Callable[[], aiohttp.ClientSession], logger: Any) -> None:
+                 session: Callable[[], aiohttp.ClientSession], logger: Any,
+                 webhook_secret: str | None = None) -> None:
         self._base = f"{config.api_url}/bot{token}/"
+        self._webhook_secret = webhook_secret
         self._session = session
         self._log = logger
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
-        self._redact = http.Redactor([token])
+        self._redact = http.Redactor([token, webhook_secret])
         self._hook = _check(self._redact)
         self._bot_rate = config.rate_per_second
         self._chat_rate = config.chat_rate_per_second
@@ -235,19 +242,22 @@ class TelegramChannel:
 
     async def send(self, message: Message) -> DeliveryResult:
         texts = render(message)
+        markup = (telegram_updates.ack_keyboard(message.notification_id)
+                  if self._webhook_secret is not None and offers_ack(message) else None)
         ref = _parts_of(message.replaces)
         if ref is not None:
             chat, parts = ref
             if message.retract and message.status == "resolved":
                 return await self._retract(chat, parts, texts)
             if message.update == "edit":
-                edited = await self._edit(message.notification_id, chat, parts, texts)
+                edited = await self._edit(message.notification_id, chat, parts, texts, markup)
                 if edited is not None:
                     return edited
             elif message.update == "thread":
                 return await self._post(message.notification_id, chat, texts,
-                                        reply_to=parts[0])
-        return await self._post(message.notification_id, self._chat(message.to), texts)
+                                        reply_to=parts[0], markup=markup)
+        return await self._post(message.notification_id, self._chat(message.to), texts,
+                                markup=markup)
 
     def _chat(self, to: str) -> int | str:
         if to in self._migrated:
@@ -255,9 +265,11 @@ class TelegramChannel:
         return int(to) if _CHAT_ID.fullmatch(to) else to
 
     async def _post(self, nid: str, chat: int | str, texts: Sequence[str], *,
-                    reply_to: int | None = None, first_index: int = 0) -> DeliveryResult:
+                    reply_to: int | None = None, first_index: int = 0,
+                    markup: dict[str, Any] | None = None) -> DeliveryResult:
         """Post ``texts`` as new messages; a retry of the same notification resumes after the
-        parts already posted (in the chat they went to, should it have migrated since)."""
+        parts already posted (in the chat they went to, should it have migrated since).
+        ``markup`` (the Acknowledge keyboard) goes on the first part."""
         key = f"{nid}:{first_index}"
         digest = _digest(texts)
         done = self._progress.get(key)
@@ -270,6 +282,8 @@ class TelegramChannel:
             if reply_to is not None:
                 payload["reply_parameters"] = {"message_id": reply_to,
                                                "allow_sending_without_reply": True}
+            if markup is not None and not ids:
+                payload["reply_markup"] = markup
             try:
                 result = await self._send_message(chat, payload)
                 ids.append(_message_id(result))
@@ -298,14 +312,20 @@ class TelegramChannel:
             raise classify(err) from None
 
     async def _edit(self, nid: str, chat: int | str, parts: list[int],
-                    texts: Sequence[str]) -> DeliveryResult | None:
+                    texts: Sequence[str],
+                    markup: dict[str, Any] | None = None) -> DeliveryResult | None:
         """Edit each part in place; more parts now are posted, fewer delete the surplus. None
-        when Telegram refuses the edit (too old, deleted): the caller posts anew."""
-        for message_id, text in zip(parts, texts, strict=False):
+        when Telegram refuses the edit (too old, deleted): the caller posts anew. The first
+        part gets ``markup``; an edit without it takes the keyboard away (Telegram drops the
+        markup an edit does not repeat)."""
+        for i, (message_id, text) in enumerate(zip(parts, texts, strict=False)):
+            payload: dict[str, Any] = {
+                "chat_id": chat, "message_id": message_id, "text": text,
+                "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
+            if markup is not None and i == 0:
+                payload["reply_markup"] = markup
             try:
-                await self._api("editMessageText", {
-                    "chat_id": chat, "message_id": message_id, "text": text,
-                    "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}})
+                await self._api("editMessageText", payload)
             except _ApiError as err:
                 if err.says(NOT_MODIFIED):
                     continue
@@ -359,6 +379,42 @@ class TelegramChannel:
             redact=self._redact, body_hook=self._hook, auth_scope=ErrorScope.CHANNEL)
         return reply.json()["result"]
 
+    # -- acknowledge buttons (their presses reach POST /hooks/telegram) -------------------
+
+    @property
+    def interactive(self) -> bool:
+        """Whether button presses can be verified (a webhook secret is set): only then are
+        buttons offered, the webhook registered and POST /hooks/telegram served."""
+        return self._webhook_secret is not None
+
+    def webhook_secret_ok(self, given: str | None) -> bool:
+        """Whether ``given`` (the X-Telegram-Bot-Api-Secret-Token header) is the secret this
+        agent registered with setWebhook; compared in constant time."""
+        if self._webhook_secret is None:
+            return False
+        return telegram_updates.secret_ok(self._webhook_secret, given)
+
+    async def answer_callback_query(self, query_id: str, text: str) -> None:
+        """Answer a button press (the client shows a spinner until it is answered) with a
+        short notice. Raises DeliveryError."""
+        try:
+            await self._api("answerCallbackQuery", {
+                "callback_query_id": query_id,
+                "text": text[:telegram_updates.MAX_ANSWER_CHARS]})
+        except _ApiError as err:
+            raise classify(err) from None
+
+    async def set_webhook(self, url: str) -> None:
+        """Register ``url`` as the bot's webhook with the secret token, for button presses and
+        messages. Raises DeliveryError (ChannelConfigError without a secret)."""
+        if self._webhook_secret is None:
+            raise ChannelConfigError("channels.telegram.webhook_secret is not set")
+        try:
+            await self._api("setWebhook", {"url": url, "secret_token": self._webhook_secret,
+                                           "allowed_updates": list(telegram_updates.ALLOWED)})
+        except _ApiError as err:
+            raise classify(err) from None
+
     def _remember(self, key: str, progress: tuple[str, int | str, list[int]]) -> None:
         self._progress[key] = progress
         self._progress.move_to_end(key)
@@ -410,4 +466,9 @@ def build_telegram(config: TelegramSettings,
     if not _TOKEN.fullmatch(token):
         raise ChannelConfigError("channels.telegram.bot_token is not a bot token "
                                  "(<digits>:<letters, digits, _ and ->, as BotFather gives it)")
-    return TelegramChannel(config, token, session, logger)
+    secret_token = secret(config.webhook_secret, config.webhook_secret_file,
+                          "channels.telegram.webhook_secret")
+    if secret_token is not None and not telegram_updates.SECRET_TOKEN.fullmatch(secret_token):
+        raise ChannelConfigError("channels.telegram.webhook_secret must be 1-256 characters of "
+                                 "A-Z, a-z, 0-9, _ and - (Telegram's secret_token)")
+    return TelegramChannel(config, token, session, logger, webhook_secret=secret_token)

@@ -7,6 +7,12 @@
         emu.messages_in("#alerts")              # current messages, posted order
         emu.fail("ratelimited", times=3, retry_after=2)
 
+Interactivity: ``emu.click(url, message, user_id=...)`` posts to the agent what Slack posts when
+a user clicks a message's button: a form-encoded ``payload`` (a ``block_actions`` interaction
+naming the user, the action and a ``response_url`` this emulator serves), signed with the app's
+``signing_secret`` (``X-Slack-Signature``, ``X-Slack-Request-Timestamp``). What the agent posts
+to that ``response_url`` is kept in ``emu.responses``.
+
 Checked as Slack does (its method reference): POST only; ``Authorization: Bearer`` (or a
 ``token`` form field), else ``not_authed`` / ``invalid_auth``; JSON or form-encoded bodies
 (``blocks`` a JSON string in a form), else ``invalid_post_type``; ``channel`` a ``#name`` or an
@@ -19,14 +25,18 @@ at most 10 elements (``invalid_blocks``). Answers are Slack's shape, keys in Sla
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -39,6 +49,8 @@ HEADER_LIMIT = 150
 MAX_BLOCKS = 50
 METHODS = ("chat.postMessage", "chat.update", "chat.delete")
 STALL = 5.0  # longest a stalled request is held (released sooner by close())
+# Slack's documented example signing secret ("Verifying requests from Slack").
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 # Failure modes besides a Slack error code (answered as 200 {"ok": false, "error": code}).
 MODES = ("ratelimited", "ratelimited_200", "5xx", "stall", "malformed", "garbage")
 
@@ -58,6 +70,21 @@ class SlackMessage:
     def block_texts(self) -> list[str]:
         """The text of each section block, in order."""
         return [b["text"]["text"] for b in self.blocks if b.get("type") == "section"]
+
+
+@dataclass
+class Response:
+    """What the app posted to an interaction's response_url."""
+
+    path: str
+    body: dict[str, Any]
+    content_type: str
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's request signature: ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -90,6 +117,9 @@ class SlackEmulator:
     not_in: set[str] = field(default_factory=set)  # channel ids the bot is not a member of
     messages: dict[str, list[SlackMessage]] = field(default_factory=dict)  # by channel id
     requests: list[Request] = field(default_factory=list)
+    signing_secret: str = SIGNING_SECRET
+    responses: list[Response] = field(default_factory=list)  # posted to response_urls
+    base_url: str = ""  # set by running(): where response_urls point
     _failures: list[_Failure] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -129,6 +159,7 @@ class SlackEmulator:
         """Serve on 127.0.0.1 (random port); yields the API base URL (``.../api``)."""
         try:
             async with serve(self.handle) as base:
+                self.base_url = base
                 yield base + "/api"
         finally:
             self.close()
@@ -141,8 +172,78 @@ class SlackEmulator:
 
     # --- the API ----------------------------------------------------------------------
 
+    # --- interactivity ----------------------------------------------------------------
+
+    def interaction(self, message: SlackMessage, *, user_id: str, user_name: str = "ana",
+                    action_id: str = "ack", value: str | None = None,
+                    kind: str = "block_actions") -> dict[str, Any]:
+        """The ``block_actions`` payload Slack sends when ``user_id`` clicks the button
+        ``action_id`` of ``message`` (its value unless ``value`` is given), as Slack's
+        interactivity reference shows it."""
+        button = next((e for b in message.blocks if b.get("type") == "actions"
+                       for e in b.get("elements", []) if e.get("action_id") == action_id),
+                      None)
+        if value is None:
+            assert button is not None, f"message {message.ts} has no {action_id!r} button"
+            value = button["value"]
+        hook = f"{self.base_url}/actions/T0EMULATOR/{next(self._seq)}/{secrets.token_hex(8)}"
+        return {
+            "type": kind,
+            "user": {"id": user_id, "username": user_name, "name": user_name,
+                     "team_id": "T0EMULATOR"},
+            "api_app_id": "A0EMULATOR", "token": "verification-token-unused",
+            "container": {"type": "message", "message_ts": message.ts,
+                          "channel_id": message.channel, "is_ephemeral": False},
+            "trigger_id": f"{next(self._seq)}.{secrets.token_hex(4)}",
+            "team": {"id": "T0EMULATOR", "domain": "emulator"},
+            "channel": {"id": message.channel, "name": "alerts"},
+            "message": _shown(message),
+            "response_url": hook,
+            "actions": [{"action_id": action_id, "block_id": "alert_agent_ack",
+                         "text": {"type": "plain_text", "text": "Acknowledge"},
+                         "value": value, "type": "button",
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+
+    def signed(self, payload: dict[str, Any], *, at: float | None = None,
+               secret: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """(body, headers) of the request Slack makes for ``payload``, signed at ``at``
+        (default now) with ``secret`` (default the app's)."""
+        body = urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+        ts = str(int(time.time() if at is None else at))
+        return body, {"Content-Type": "application/x-www-form-urlencoded",
+                      "X-Slack-Request-Timestamp": ts,
+                      "X-Slack-Signature": sign(secret or self.signing_secret, ts, body)}
+
+    async def click(self, url: str, message: SlackMessage, *, user_id: str,
+                    user_name: str = "ana", at: float | None = None,
+                    headers: dict[str, str] | None = None) -> int:
+        """Post a signed click of ``message``'s Acknowledge button by ``user_id`` to ``url``
+        (the agent's /hooks/slack/interactive), as Slack does; the HTTP status it answered.
+        ``headers`` replace the signed ones (a forged or missing signature)."""
+        body, signed = self.signed(self.interaction(message, user_id=user_id,
+                                                    user_name=user_name), at=at)
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=body, headers={**signed, **(headers or {})},
+                timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            await resp.read()
+            return resp.status
+
+    async def _response_url(self, request: web.Request, raw: bytes) -> web.Response:
+        """Slack's response_url: JSON with ``text`` (or blocks), answered ``ok``."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return web.Response(status=400, text="invalid_payload")
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return web.Response(status=400, text="no_text")
+        self.responses.append(Response(request.path, body, request.content_type))
+        return web.Response(text="ok")
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        if request.path.startswith("/actions/") and request.method == "POST":
+            return await self._response_url(request, raw)
         method = request.path.removeprefix("/api/")
         if not request.path.startswith("/api/") or method not in METHODS:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -358,6 +459,28 @@ def _blocks_ok(blocks: list[Any]) -> bool:
                     _text_of(e) is None or len(_text_of(e) or "") > SECTION_LIMIT
                     for e in elements):
                 return False
+        elif kind == "actions":
+            if not _actions_ok(b.get("elements")):
+                return False
         elif kind != "divider":
+            return False
+    return True
+
+
+def _actions_ok(elements: Any) -> bool:
+    """Buttons as Block Kit allows them: 1..25 elements, a plain_text label up to 75
+    characters, an action_id up to 255, a value up to 2,000."""
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+        return False
+    for e in elements:
+        if not isinstance(e, dict) or e.get("type") != "button":
+            return False
+        label = _text_of(e.get("text"))
+        if label is None or e["text"]["type"] != "plain_text" or not 1 <= len(label) <= 75:
+            return False
+        if not isinstance(e.get("action_id"), str) or not 1 <= len(e["action_id"]) <= 255:
+            return False
+        value = e.get("value")
+        if value is not None and (not isinstance(value, str) or len(value) > 2000):
             return False
     return True

@@ -7,6 +7,13 @@ entity parsing, its entities, edit count and deleted flag. Failures can be scrip
 N requests or for a duration: ``429`` (``parameters.retry_after`` in the body and a
 ``Retry-After`` header), ``5xx``, a stall, a malformed (truncated) body, ``403`` and ``400``.
 
+Button presses: ``setWebhook`` (the URL, ``secret_token`` and ``allowed_updates`` are kept in
+``emu.webhook``), ``emu.press(chat, message_id, user_id=...)`` builds the ``callback_query`` update
+Telegram sends when a user presses a message's inline button, ``emu.deliver(update)`` posts it to
+the webhook with ``X-Telegram-Bot-Api-Secret-Token``, and ``answerCallbackQuery`` answers are kept
+in ``emu.answers`` (query id -> text). Messages keep their ``reply_markup``: an edit without one
+takes the keyboard away, as in Telegram.
+
 Use::
 
     emu = TelegramEmulator()
@@ -19,6 +26,7 @@ Use::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +34,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -37,6 +47,7 @@ TOKEN = "123456789:AAEmulatorToken_secret-0123456789"
 MAX_TEXT_UNITS = 4096
 STALL_SECONDS = 5.0  # a stall never outlasts this, and ends at once when the emulator stops
 _TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 ChatType = Literal["private", "group", "supergroup", "channel"]
 FailureKind = Literal["429", "5xx", "stall", "malformed", "403", "400"]
 # Tag -> entity type, as Telegram's HTML style lists them.
@@ -170,6 +181,12 @@ class StoredMessage:
     deleted: bool = False
     editable: bool = True
     deletable: bool = True
+    reply_markup: dict[str, Any] | None = None
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """The inline keyboard's buttons, row by row."""
+        rows = (self.reply_markup or {}).get("inline_keyboard") or []
+        return [b for row in rows for b in row]
 
 
 @dataclass
@@ -200,6 +217,11 @@ class TelegramEmulator:
     chats: dict[int, Chat] = field(default_factory=dict)
     messages: dict[int, list[StoredMessage]] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
+    # setWebhook's parameters, as last set (url, secret_token, allowed_updates).
+    webhook: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)  # callback query id -> answer text
+    _queries: set[str] = field(default_factory=set)  # pressed, not answered yet
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _failures: list[_Failure] = field(default_factory=list)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -241,6 +263,48 @@ class TelegramEmulator:
 
     def count(self, method: str | None = None) -> int:
         return sum(1 for r in self.requests if method is None or r.method == method)
+
+    # -- button presses -------------------------------------------------------------------
+
+    def press(self, chat_id: int, message_id: int, *, user_id: int, first_name: str = "Ana",
+              username: str | None = "ana", data: str | None = None) -> dict[str, Any]:
+        """The update Telegram sends when ``user_id`` presses the first inline button of the
+        message (its callback_data unless ``data`` is given): a ``callback_query`` as the Bot
+        API documents it (Update, CallbackQuery, User, Message)."""
+        msg = self.find(chat_id, message_id)
+        assert msg is not None, f"no message {message_id} in chat {chat_id}"
+        if data is None:
+            assert msg.buttons(), f"message {message_id} has no inline keyboard"
+            data = msg.buttons()[0]["callback_data"]
+        query_id = str(4_000_000_000_000_000 + next(self._ids))
+        self._queries.add(query_id)
+        sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name,
+                                  "language_code": "en"}
+        if username:
+            sender["username"] = username
+        chat = self.chats.get(chat_id) or Chat(chat_id, "private")
+        return {"update_id": 100_000 + next(self._ids), "callback_query": {
+            "id": query_id, "from": sender,
+            "message": {**self._message_json(chat, msg),
+                        **({"reply_markup": msg.reply_markup} if msg.reply_markup else {})},
+            "chat_instance": str(-7_000_000_000 - chat_id), "data": data}}
+
+    async def deliver(self, update: dict[str, Any], *, url: str | None = None,
+                      secret: str | None = None, send_secret: bool = True) -> int:
+        """Post ``update`` to the webhook (``url``, else the one registered) with the secret
+        token header (``secret``, else the registered one; none when ``send_secret`` is
+        False), as Telegram does; the HTTP status the webhook answered."""
+        target = url or self.webhook.get("url")
+        assert target, "no webhook registered"
+        headers = {"Content-Type": "application/json"}
+        token = secret if secret is not None else self.webhook.get("secret_token")
+        if send_secret and token:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = token
+        async with aiohttp.ClientSession() as session, session.post(
+                target, data=orjson.dumps(update), headers=headers,
+                timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            await resp.read()
+            return resp.status
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -294,7 +358,8 @@ class TelegramEmulator:
         if parts[0][3:] != self.token:
             return _error(401, "Unauthorized")
         handler = {"sendMessage": self._send, "editMessageText": self._edit,
-                   "deleteMessage": self._delete}.get(got.method)
+                   "deleteMessage": self._delete, "answerCallbackQuery": self._answer_query,
+                   "setWebhook": self._set_webhook}.get(got.method)
         if handler is None or request.method not in ("GET", "POST"):
             return _error(404, "Not Found")
         body = self._body(request, raw)
@@ -400,12 +465,16 @@ class TelegramEmulator:
                 reply_to = target.message_id
             elif not reply.get("allow_sending_without_reply"):
                 return _error(400, "Bad Request: message to be replied not found")
+        markup = _markup(body.get("reply_markup"))
+        if isinstance(markup, web.Response):
+            return markup
         preview = body.get("link_preview_options")
         stored = self.messages.setdefault(chat.id, [])
         msg = StoredMessage(
             message_id=(stored[-1].message_id + 1) if stored else 1, chat_id=chat.id, text=text,
             entities=entities, html=html, reply_to=reply_to, sent_at=time.time(),
-            link_preview_disabled=isinstance(preview, dict) and bool(preview.get("is_disabled")))
+            link_preview_disabled=isinstance(preview, dict) and bool(preview.get("is_disabled")),
+            reply_markup=markup)
         stored.append(msg)
         return _ok(self._message_json(chat, msg))
 
@@ -432,12 +501,16 @@ class TelegramEmulator:
             return parsed
         if not msg.editable:
             return _error(400, "Bad Request: message can't be edited")
+        markup = _markup(body.get("reply_markup"))
+        if isinstance(markup, web.Response):
+            return markup
         text, entities, html = parsed
-        if (text, entities) == (msg.text, msg.entities):
+        if (text, entities, markup) == (msg.text, msg.entities, msg.reply_markup):
             return _error(400, "Bad Request: message is not modified: specified new message "
                           "content and reply markup are exactly the same as a current content "
                           "and reply markup of the message")
         msg.text, msg.entities, msg.html = text, entities, html
+        msg.reply_markup = markup  # an edit without reply_markup takes the keyboard away
         msg.edits += 1
         return _ok({**self._message_json(chat, msg), "edit_date": int(time.time())})
 
@@ -451,6 +524,34 @@ class TelegramEmulator:
         msg.deleted = True
         return _ok(True)
 
+    def _answer_query(self, body: dict[str, Any]) -> web.Response:
+        query_id = str(body.get("callback_query_id") or "")
+        text = body.get("text", "")
+        if not isinstance(text, str) or len(text) > 200:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        if query_id not in self._queries:
+            return _error(400, "Bad Request: query is too old and response timeout expired or "
+                          "query ID is invalid")
+        self._queries.discard(query_id)
+        self.answers[query_id] = text
+        return _ok(True)
+
+    def _set_webhook(self, body: dict[str, Any]) -> web.Response:
+        url = body.get("url")
+        if not isinstance(url, str):
+            return _error(400, "Bad Request: bad webhook: Failed to resolve host")
+        parts = urlsplit(url)
+        # Telegram takes only https; the emulator also takes http to a loopback test server.
+        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost"):
+            return _error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for "
+                          "webhook")
+        token = body.get("secret_token")
+        if token is not None and not (isinstance(token, str) and _SECRET.fullmatch(token)):
+            return _error(400, "Bad Request: secret token contains unallowed characters")
+        self.webhook = {"url": url, "secret_token": token,
+                        "allowed_updates": body.get("allowed_updates")}
+        return _ok(True)
+
     @staticmethod
     def _message_json(chat: Chat, msg: StoredMessage) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -461,6 +562,24 @@ class TelegramEmulator:
         if msg.entities:
             out["entities"] = msg.entities
         return out
+
+
+def _markup(value: Any) -> dict[str, Any] | None | web.Response:
+    """An inline keyboard as Telegram checks it (callback_data 1-64 bytes), None when absent,
+    else the 400 Telegram answers."""
+    if value is None:
+        return None
+    rows = value.get("inline_keyboard") if isinstance(value, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        return _error(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    for button in (b for r in rows for b in r):
+        data = button.get("callback_data") if isinstance(button, dict) else None
+        if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+            return _error(400, "Bad Request: can't parse inline keyboard button")
+        if data is not None and not (isinstance(data, str)
+                                     and 1 <= len(data.encode()) <= 64):
+            return _error(400, "Bad Request: BUTTON_DATA_INVALID")
+    return dict(value)
 
 
 def _ok(result: Any) -> web.Response:

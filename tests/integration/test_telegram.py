@@ -124,7 +124,7 @@ def test_settings_defaults_and_api_url() -> None:
     with pytest.raises(ValidationError):
         TelegramSettings(api_url="api.telegram.org")
     with pytest.raises(ValidationError):
-        TelegramSettings.model_validate({"webhook_secret": "x"})  # issue 14, not here
+        TelegramSettings.model_validate({"webhook_url": "x"})  # unknown keys are refused
 
 
 async def test_addresses(tg: tuple[TelegramEmulator, TelegramChannel]) -> None:
