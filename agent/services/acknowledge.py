@@ -110,7 +110,7 @@ class AcknowledgeService:
         return member.id
 
     async def _acknowledged(self, done: Acked, actor: Actor) -> AckResult:
-        if done.all_resolved and not done.first:
+        if done.all_resolved and done.at is None:  # resolved, never acknowledged
             raise Conflict("alert_resolved", "The alert is resolved: there is nothing left to "
                            "acknowledge.", "id")
         if done.first:

@@ -58,14 +58,20 @@ class AckStore:
                 if found is None:
                     return None
                 n = notification_row(found)
-                first = _answer(conn, [n.id, *([n.parent_id] if n.parent_id else [])],
-                                by, now) > 0
                 alert_ids = [a for a in n.metadata.get("alert_ids", []) if isinstance(a, str)]
             else:
                 alert_ids = [alert_id] if alert_id is not None else []
             rows = _alerts(conn, alert_ids, mode)
             if notification_id is None and not rows:
                 return None
+            if rows and all(r[2] == "resolved" for r in rows) and not any(
+                    conn.execute("SELECT 1 FROM alerts WHERE seq = ? AND acknowledged_at IS "
+                                 "NOT NULL", (r[0],)).fetchone() for r in rows):
+                # Nothing left to take: a click on a resolved alert's button records nothing.
+                return Acked([r[1] for r in rows], False, None, None, None, all_resolved=True)
+            if notification_id is not None:
+                first = _answer(conn, [n.id, *([n.parent_id] if n.parent_id else [])],
+                                by, now) > 0
             seqs = [seq for seq, *_ in rows]
             if seqs:
                 marks = ",".join("?" * len(seqs))

@@ -230,3 +230,17 @@ def test_ack_by_must_name_the_directory(tmp_path: Any) -> None:
         load_rules(tmp_path)
     [problem] = info.value.problems
     assert problem.line == 3 and "no team or member 'team_nobody'" in problem.message
+
+
+async def test_a_resolved_alert_cannot_be_acknowledged_but_a_repeat_is_still_200(
+        agent: Client) -> None:
+    aid = await fire(agent)
+    await agent.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    resp = await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "alert_resolved"
+    assert (await alert(agent, aid))["acknowledged"] is False
+    other = await fire(agent)
+    assert (await agent.post(f"/v1/alerts/{other}/acknowledge", headers=auth())).status == 200
+    await agent.put(f"/v1/alerts/{other}", headers=auth(), json={"status": "resolved"})
+    again = await agent.post(f"/v1/alerts/{other}/acknowledge", headers=auth())
+    assert again.status == 200 and (await again.json())["data"]["acknowledged"] is True

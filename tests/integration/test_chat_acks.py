@@ -279,17 +279,29 @@ async def test_a_click_by_someone_not_allowed_is_refused_and_told(env: Env) -> N
 async def test_a_click_once_the_alert_is_resolved_is_told_so(env: Env) -> None:
     aid = await env.fire()
     payload = env.slack.interaction(env.slack_message(), user_id=ANA_SLACK)
-    body, headers = env.slack.signed(payload, at=env.clock.now())
-    assert (await env.client.post("/hooks/slack/interactive", data=body,
-                                  headers=headers)).status == 200
     await env.resolve(aid)
-    # The same button again, on a client that still shows it: the service's Conflict.
+    # A button still shown on a client after the alert resolved: nothing is recorded.
     body, headers = env.slack.signed(payload, at=env.clock.now())
     resp = await env.client.post("/hooks/slack/interactive", data=body, headers=headers)
     assert resp.status == 200
     await env.drain()
     assert [r.body["text"] for r in env.slack.responses] == [
         "This alert is resolved: there is nothing left to acknowledge"]
+    assert (await env.alert(aid))["acknowledged"] is False
+
+
+async def test_a_click_after_an_acknowledged_alert_resolved_says_who_took_it(env: Env) -> None:
+    aid = await env.fire()
+    payload = env.slack.interaction(env.slack_message(), user_id=ANA_SLACK)
+    body, headers = env.slack.signed(payload, at=env.clock.now())
+    assert (await env.client.post("/hooks/slack/interactive", data=body,
+                                  headers=headers)).status == 200
+    await env.resolve(aid)
+    body, headers = env.slack.signed(payload, at=env.clock.now())
+    resp = await env.client.post("/hooks/slack/interactive", data=body, headers=headers)
+    assert resp.status == 200
+    await env.drain()
+    assert [r.body["text"] for r in env.slack.responses] == ["Already acknowledged by mem_ana"]
     assert (await env.alert(aid))["acknowledged_by"] == "mem_ana"
 
 
