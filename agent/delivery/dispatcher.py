@@ -276,6 +276,9 @@ class Dispatcher:
             if n.parent_id is not None and isinstance(outcome, Delivered | Failed):
                 outcome.parent_id = n.parent_id  # settled with it (a team send's status)
             await self._outcomes.record(outcome)
+            if isinstance(outcome, Deferred | Retry):
+                # Due again sooner than the loop may look (a throttle of a few ms).
+                self._waker.wake_by(outcome.due_at)
         except Exception as exc:  # never lose the loop to one row; its claim lease expires
             log.error("delivery_record_failed", notification_id=n.id, error=str(exc))
             return

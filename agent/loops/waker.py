@@ -14,10 +14,18 @@ class Waker:
         self._event = asyncio.Event()
         self._poll = poll_interval
         self._clock = clock
+        # When the current idle wait ends (None: not idle): work due sooner must wake it.
+        self._idle_until: float | None = None
 
     def wake(self) -> None:
         """New work may be due: end the current or next idle wait now."""
         self._event.set()
+
+    def wake_by(self, at: float) -> None:
+        """Work becomes due at ``at``: wake the idle wait if it would sleep past it (a row
+        deferred for less than the poll interval while the loop waits)."""
+        if self._idle_until is not None and at < self._idle_until:
+            self._event.set()
 
     def clear(self) -> None:
         """Forget earlier wake-ups; call before looking for work, so none is lost."""
@@ -39,4 +47,8 @@ class Waker:
             nxt = await next_due()
             if nxt is not None:
                 wait = max(0.0, min(self._poll, nxt - self._clock.now()))
-        await self.sleep(wait)
+        self._idle_until = self._clock.now() + wait
+        try:
+            await self.sleep(wait)
+        finally:
+            self._idle_until = None

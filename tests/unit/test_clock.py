@@ -69,6 +69,23 @@ async def test_waker_sleeps_on_the_clock_it_is_given() -> None:
     await asyncio.wait_for(idle, 1.0)
 
 
+async def test_work_due_before_the_idle_wait_ends_wakes_it() -> None:
+    clock = FakeClock()
+    waker = Waker(1.0, clock)
+
+    async def nothing() -> None:
+        return None
+
+    waker.wake_by(clock.now())  # not idle: the loop will look anyway
+    idle = asyncio.create_task(waker.idle(nothing))
+    await settle()
+    waker.wake_by(clock.now() + 2.0)  # due after the wait ends: the poll comes first
+    await settle()
+    assert not idle.done()
+    waker.wake_by(clock.now() + 0.02)  # a 20 ms throttle: sooner than the 1 s poll
+    await asyncio.wait_for(idle, 1.0)
+
+
 async def test_wait_event_reports_what_ended_it() -> None:
     event = asyncio.Event()
     clock = FakeClock()
