@@ -229,10 +229,12 @@ def escalation_rows(directory: Directory, step: DueStep, now: float) -> list[New
     """A due step's notifications, made now: each target fans out through the directory as it
     is at this moment (``oncall:`` reaches whoever is on call now)."""
     n = step.notification
+    mark = f"[Escalation {step.step + 1}/{step.steps}]"
+    subject = n.get("subject")
     items = [NewNotification(
         id=new_id("ntf"), channel=t["channel"], recipient=t["to"],
-        message=f"[Escalation {step.step + 1}/{step.steps}] {n.get('message') or ''}",
-        subject=n.get("subject"), template_id=None, template_body=None,
+        message=f"{mark} {n.get('message') or ''}",
+        subject=f"{mark} {subject}" if subject else None, template_id=None, template_body=None,
         severity=n["severity"], priority="high",
         metadata={**n["metadata"], "reason": "escalation", "status": "firing",
                   "escalation": {"run": step.run, "step": step.step}, "update": "new",
