@@ -157,7 +157,9 @@ class Grouper:
         decision = plan(group.members, group.last_flush_at, route, t, muted, group.inhibited)
         result = build_flush(group, route, decision, t)
         if result.notifications:
-            result.notifications = flush_rows(rules.directory, result.notifications, new_id)
+            # `oncall:team_x` reaches whoever is on call at the flush, not when the alert came.
+            result.notifications = flush_rows(rules.directory, result.notifications, new_id,
+                                              at=t)
         if decision.notify:
             log.info("group_notified", group_key=group.key, route=route.get("name"),
                      reason=decision.reason, alerts=len(decision.alerts),
