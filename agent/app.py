@@ -40,6 +40,7 @@ from agent.observability import Metrics, get_logger
 from agent.private_files import create_private_file, private_dir, write_private_file
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
+from agent.services.acknowledge import AcknowledgeService
 from agent.services.ingest import Inhibition, Intake
 from agent.services.notifications import NotificationService, refresh_dead_letters
 from agent.services.receipts import ReceiptService
@@ -473,7 +474,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
     grouper = Grouper(store.alerts, holder.get, rt.metrics, dispatcher.wake,
                       lambda: inhibition.current,
                       batch=d.claim_batch, poll_interval=d.poll_interval_seconds,
-                      claim_lease=d.claim_lease_seconds, clock=clock)
+                      claim_lease=d.claim_lease_seconds, clock=clock,
+                      escalations=store.escalations)
     intake = Intake(store.alerts, holder.get, rt.metrics, clock.now, grouper.wake, inhibition)
     rt.store, rt.dispatcher, rt.grouper, rt.rules = store, dispatcher, grouper, holder
     app = web.Application(middlewares=list(api.MIDDLEWARES), client_max_size=s.api.max_body_bytes)
@@ -487,6 +489,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         intake=intake,
         notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake,
                                           channels, lambda: holder.get().directory),
+        acks=AcknowledgeService(store, rt.metrics, clock, lambda: holder.get().directory,
+                                channels, dispatcher.wake),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
         channels=channels,

@@ -36,7 +36,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--limit", type=int, help="at most this many (default 1000, max 10000)")
 
 
-def _post(url: str, key: str, path: str, body: dict[str, Any] | None) -> tuple[bool, str]:
+def post(url: str, key: str, path: str, body: dict[str, Any] | None) -> tuple[bool, str]:
+    """POST ``body`` to the daemon at ``url``; (accepted, the answer's text)."""
     req = urllib.request.Request(
         url.rstrip("/") + path, data=json.dumps(body or {}).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
@@ -62,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.all:
-            ok, text = _post(args.url, args.api_key, "/v1/notifications/retry", filters)
+            ok, text = post(args.url, args.api_key, "/v1/notifications/retry", filters)
             print(text, file=sys.stdout if ok else sys.stderr)
             return 0 if ok else 1
         code = 0
         for nid in args.ids:
             path = f"/v1/notifications/{urllib.parse.quote(nid, safe='')}/retry"
-            ok, text = _post(args.url, args.api_key, path, None)
+            ok, text = post(args.url, args.api_key, path, None)
             print(text, file=sys.stdout if ok else sys.stderr)
             code = code if ok else 1
         return code

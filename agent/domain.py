@@ -354,6 +354,11 @@ class StoredAlert:
     last_received_at: float
     receive_count: int
     mode: str = "live"  # "live" | "test": the mode of the key that created it
+    # The first acknowledgment: when, by whom (a member id or the caller's text), through what
+    # ("api", "cli", "slack", "telegram", "link", "sms").
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    acknowledged_via: str | None = None
 
 
 @dataclass(slots=True)
@@ -367,6 +372,7 @@ class GroupMember:
     seq: int = 0
     severity: str = "info"
     key: tuple[str, str] = ("", "")  # (source, fingerprint)
+    acknowledged: bool = False  # someone acknowledged the alert: the group does not repeat it
 
     def __post_init__(self) -> None:
         if self.alert is not None:
@@ -405,3 +411,6 @@ class FlushResult:
     last_flush_at: float | None
     next_flush_at: float | None  # None: the group is empty and goes away
     retry_at: float  # when to look again if new alerts arrived meanwhile
+    # A new incident of a route with an escalation policy: its steps, to store unless the group
+    # already escalates (dicts of run, step, steps, until, due_at, targets, notification).
+    escalation: list[dict[str, Any]] | None = None

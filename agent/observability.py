@@ -160,6 +160,33 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.acknowledgments = Counter(
+            "alert_agent_acknowledgments_total",
+            "First acknowledgments of alerts or notifications, by the channel they came "
+            "through (api, cli, slack, telegram, link, sms).",
+            ["channel"],
+            registry=r,
+        )
+        self.acks_refused = Counter(
+            "alert_agent_ack_refused_total",
+            "Acknowledgments refused, by channel and reason (not_allowed: not a member allowed "
+            "for the alert; bad_signature: the callback failed verification).",
+            ["channel", "reason"],
+            registry=r,
+        )
+        self.escalation_steps = Counter(
+            "alert_agent_escalation_steps_total",
+            "Escalation steps fired, and cancelled by an acknowledgment or because nothing was "
+            "left to escalate when due.",
+            ["outcome"],
+            registry=r,
+        )
+        self.time_to_acknowledge = Histogram(
+            "alert_agent_time_to_acknowledge_seconds",
+            "From an alert's first notification (its creation) to its first acknowledgment.",
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "alert_agent_outbox_depth",
             "Queued notifications; state=due is ready to send, scheduled waits for its time.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.api import (
+    acks,
     alerts,
     directory,
     health,
@@ -23,7 +24,7 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (health, notifications, templates, inbox, alerts, hooks, rules, directory,
+    for module in (health, notifications, acks, templates, inbox, alerts, hooks, rules, directory,
                    receipts, openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

@@ -62,6 +62,10 @@ def serialize(a: StoredAlert) -> dict[str, Any]:
         "created_at": iso(a.created_at), "updated_at": iso(a.updated_at),
         "resolved_at": iso(a.resolved_at), "last_received_at": iso(a.last_received_at),
         "receive_count": a.receive_count,
+        "acknowledged": a.acknowledged_at is not None,
+        "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": iso(a.acknowledged_at),
+        "acknowledged_via": a.acknowledged_via,
         # Alerts posted with an sk_test_ key: their notifications are simulated.
         "simulated": a.mode == TEST_MODE,
     }

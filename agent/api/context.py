@@ -14,6 +14,7 @@ from agent.channels.base import ChannelSender
 from agent.clock import Clock
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
+from agent.services.acknowledge import AcknowledgeService
 from agent.services.ingest import Intake
 from agent.services.notifications import NotificationService
 from agent.services.receipts import ReceiptService
@@ -35,6 +36,7 @@ class ApiContext:
     clock: Clock
     intake: Intake
     notifications: NotificationService
+    acks: AcknowledgeService
     rules_holder: RulesHolder
     hooks: Hooks
     reload_gate: IntervalGate

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from agent.observability import get_logger
-from agent.services.errors import Conflict, MissingField, NotFound, ServiceError
+from agent.services.errors import Conflict, Forbidden, MissingField, NotFound, ServiceError
 from agent.store import StoreError
 
 log = get_logger("api")
@@ -89,6 +89,8 @@ def from_service(exc: ServiceError, items: str = "", force_422: bool = False) ->
     where a single request answers 400 (seed 000)."""
     if isinstance(exc, NotFound):
         status = 404
+    elif isinstance(exc, Forbidden):
+        status = 403
     elif isinstance(exc, Conflict):
         status = 409
     elif isinstance(exc, MissingField) and not force_422:

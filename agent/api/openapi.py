@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from agent import __version__
 from agent.api import hookmodels as hm
 from agent.api import schemas as s
+from agent.api.acks import AckRequest
 from agent.api.alerts import AlertCreate, AlertUpdate
 from agent.api.context import ctx
 from agent.api.models import (
@@ -76,6 +77,7 @@ class Operation:
     description: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
     body_type: str = "application/json"  # Twilio's callbacks are form-encoded
+    body_required: bool = True
     # OpenAPI links from a success answer: operationId -> {parameter: runtime expression}.
     links: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -132,6 +134,14 @@ OPERATIONS: tuple[Operation, ...] = (
         body=RetryManyRequest,
         description="Failed notifications matching the filters, oldest first, at most limit "
         "per call; each as POST /v1/notifications/{id}/retry."),
+    _op("POST", "/v1/notifications/{id}/acknowledge", "acknowledgeNotification",
+        "Acknowledge one, and the alerts it is about", "notifications", {200: s.NotificationOut},
+        (*_BODY_ERRORS, 403, 404, 409, 422, *_KEY_ERRORS), body=AckRequest,
+        body_required=False, path_params=_ID,
+        description="The first acknowledgment wins and is the one recorded (acknowledged_by, "
+        "acknowledged_at); a repeat answers 200 too. A delivered notification becomes "
+        "acknowledged (terminal); its alerts stop repeating and their delivered messages on "
+        "channels that can edit are edited to say who acknowledged."),
     # templates
     _op("POST", "/v1/templates", "createTemplate", "Create", "templates",
         {201: s.TemplateOut, 200: s.TemplateOut}, (*_BODY_ERRORS, 403, 409, 422, *_KEY_ERRORS),
@@ -169,6 +179,15 @@ OPERATIONS: tuple[Operation, ...] = (
         body=AlertCreate, links={"getAlert": _BY_DATA_ID, "updateAlert": _BY_DATA_ID},
         description="type 'up' resolves the monitor's open alert (409 when "
         "there is none); 200 when an open alert was re-reported."),
+    _op("POST", "/v1/alerts/{id}/acknowledge", "acknowledgeAlert", "Acknowledge an alert",
+        "alerts", {200: s.AlertData}, (*_BODY_ERRORS, 404, 409, 422, *_KEY_ERRORS),
+        body=AckRequest, body_required=False, path_params=_ID,
+        description="As acknowledgeNotification, for the alert; 200 on a repeat; 409 "
+        "alert_resolved when the alert is resolved and was never acknowledged."),
+    _op("POST", "/v1/alerts/{id}/unacknowledge", "unacknowledgeAlert",
+        "Clear an alert's acknowledgment", "alerts", {200: s.AlertData},
+        (404, *_KEY_ERRORS), path_params=_ID,
+        description="The group repeats the alert again."),
     _op("PUT", "/v1/alerts/{id}", "updateAlert", "Resolve, or change the message", "alerts",
         {200: s.AlertData}, (*_BODY_ERRORS, 404, 422, *_KEY_ERRORS), body=AlertUpdate,
         path_params=_ID),
@@ -202,7 +221,7 @@ OPERATIONS: tuple[Operation, ...] = (
 _MODELS: tuple[type[BaseModel], ...] = (
     s.ErrorEnvelope, SendRequest, BatchRequest, TemplateCreate, TemplateUpdate, AlertCreate,
     AlertUpdate, hm.AlertmanagerWebhook, hm.GrafanaWebhook, hm.GrafanaLegacyWebhook,
-    RetryManyRequest,
+    RetryManyRequest, AckRequest,
 )
 
 
@@ -335,7 +354,7 @@ def _operation(op: Operation, defs: dict[str, Any], settings: ApiSettings) -> di
         out["parameters"] = params
     body = _body_schema(op, settings)
     if body is not None:
-        out["requestBody"] = {"required": True,
+        out["requestBody"] = {"required": op.body_required,
                               "content": {op.body_type: {"schema": body}}}
     out["responses"] = {str(code): _response(op, code) for code in sorted(op.statuses)}
     return out

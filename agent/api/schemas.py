@@ -249,6 +249,12 @@ class AlertOut(_Out):
     receive_count: int
     simulated: bool = Field(description="Posted with an sk_test_ key: its notifications are "
                             "simulated.")
+    acknowledged: bool = False
+    acknowledged_by: str | None = Field(default=None, description="The first acknowledgment's "
+                                        "`by` (a member id for a chat click or link).")
+    acknowledged_at: Timestamp | None = None
+    acknowledged_via: str | None = Field(default=None, description="api, cli, slack, telegram, "
+                                         "link or sms.")
 
 
 class AlertWithNotifications(AlertOut):

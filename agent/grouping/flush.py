@@ -64,7 +64,9 @@ def plan(members: Sequence[GroupMember], last_flush_at: float | None, route: Map
     if told_resolved and send_resolved:
         return Plan(True, "resolved", about)
     repeat = float(route.get("repeat_interval", 14400.0))
-    if firing and last_flush_at is not None and now - last_flush_at >= repeat:
+    # Someone took it: an acknowledged alert is not repeated (a new alert of the group is).
+    unacknowledged = any(not m.acknowledged for m in firing)
+    if unacknowledged and last_flush_at is not None and now - last_flush_at >= repeat:
         return Plan(True, "repeat", about)
     return Plan(False, "nothing", about)
 
@@ -140,6 +142,34 @@ def default_text(ctx: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# A repeated policy whose run would be shorter wastes nobody's attention: one run lasts at
+# least this long.
+MIN_ESCALATION_RUN = 60.0
+
+
+def escalation_plan(route: Mapping[str, Any], first: NewNotification,
+                    now: float) -> list[dict[str, Any]] | None:
+    """The steps of the route's escalation policy for a new incident, each run after the
+    last: due ``after`` the first notification (``now``), the next run one last step later.
+    ``first`` lends them its text and alert fields."""
+    policy = route.get("escalation")
+    if not policy:
+        return None
+    steps = policy["steps"]
+    run_length = max(float(steps[-1]["after"]), MIN_ESCALATION_RUN)
+    about = {k: first.metadata[k] for k in ("route", "group_key", "group_id", "alert_ids",
+                                            "alert_count", "group_labels", "ack_by")
+             if k in first.metadata}
+    notification = {"message": first.message, "subject": first.subject,
+                    "severity": first.severity, "priority": first.priority,
+                    "simulated": first.simulated, "metadata": about}
+    return [{"run": run, "step": i, "steps": len(steps), "until": policy["until"],
+             "due_at": now + run * run_length + float(step["after"]),
+             "targets": step["notify"], "notification": notification}
+            for run in range(int(policy.get("repeat", 0)) + 1)
+            for i, step in enumerate(steps)]
+
+
 def build_flush(
     group: GroupSnapshot,
     route: Mapping[str, Any],
@@ -179,7 +209,9 @@ def build_flush(
                              if tpl and tpl.get("content_sid") else {}),
                           # The target's delivery options (update, retract, overflow,
                           # content_sid) when set.
-                          **{k: target[k] for k in DELIVERY_OPTIONS if k in target}},
+                          **{k: target[k] for k in DELIVERY_OPTIONS if k in target},
+                          # Who may acknowledge from a chat click or link.
+                          **({"ack_by": route["ack_by"]} if route.get("ack_by") else {})},
                 idempotency_key=None, request_hash=None,
                 simulated=route.get("mode") == TEST_MODE, api_key_id=None,
                 schedule_at=None, due_at=now, created_at=now,
@@ -200,8 +232,11 @@ def build_flush(
         nxt = max(nxt, now + interval) if not decision.notify else nxt
     else:
         nxt = None if len(remove) == len(group.members) else now + interval
+    escalation = (escalation_plan(route, notifications[0], now)
+                  if decision.reason == "new" and notifications else None)
     return FlushResult(
         group_id=group.id, version_seen=group.version, notifications=notifications,
+        escalation=escalation,
         alert_seqs=[m.seq for m in decision.alerts] if decision.notify else [],
         notified=notified, remove=remove, last_flush_at=now if decision.notify else None,
         next_flush_at=nxt, retry_at=max(now, (last if last is not None else now) + interval),

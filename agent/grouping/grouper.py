@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.clock import SYSTEM_CLOCK, Clock, as_clock, wait_event
-from agent.directory import flush_rows
-from agent.domain import FlushResult, GroupSnapshot, new_id
+from agent.directory import Directory, flush_rows
+from agent.domain import FlushResult, GroupSnapshot, NewNotification, new_id
 from agent.grouping.flush import build_flush, plan
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
@@ -29,6 +29,7 @@ from agent.routing.router import restrict
 from agent.routing.ruleset import RuleSet
 from agent.routing.timeintervals import in_any
 from agent.store.alerts import AlertStore
+from agent.store.escalations import DueStep, EscalationStore
 
 log = get_logger("grouper")
 
@@ -48,8 +49,11 @@ class Grouper:
         clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
+        escalations: EscalationStore | None = None,
     ) -> None:
         self._store = alerts
+        # Due escalation steps fire in the grouper's rounds: it has the clock and the rules.
+        self._escalations = escalations
         self._rules = rules
         self._metrics = metrics
         self._on_queued = on_queued
@@ -100,6 +104,32 @@ class Grouper:
 
     async def _round(self) -> int:
         t = self._clock.now()
+        fired = await self._escalate(t)
+        return fired + await self._flush_round(t)
+
+    async def _escalate(self, t: float) -> int:
+        """Fire the escalation steps due at ``t``; how many steps were handled."""
+        if self._escalations is None:
+            return 0
+        rules = self._rules()
+        fired, cancelled, queued = await self._escalations.fire_due(
+            t, self._batch, lambda step: escalation_rows(rules.directory, step, t))
+        if fired:
+            self._metrics.escalation_steps.labels("fired").inc(fired)
+            log.info("escalation_steps_fired", steps=fired, notifications=queued)
+        if cancelled:
+            self._metrics.escalation_steps.labels("cancelled").inc(cancelled)
+        if queued:
+            self._on_queued()
+        return fired + cancelled
+
+    async def _next_due(self) -> float | None:
+        due = [await self._store.next_group_due()]
+        if self._escalations is not None:
+            due.append(await self._escalations.next_due())
+        return min((d for d in due if d is not None), default=None)
+
+    async def _flush_round(self, t: float) -> int:
         inhibitor = self._inhibitor()
         groups = await self._store.claim_groups(
             t, self._batch, self._lease, muted=inhibitor.inhibited if inhibitor.rules else None)
@@ -194,4 +224,22 @@ class Grouper:
                 continue
             self._round_backoff.succeeded("round")
             if n < self._batch and not self._stopping:
-                await self._waker.idle(self._store.next_group_due)
+                await self._waker.idle(self._next_due)
+
+
+def escalation_rows(directory: Directory, step: DueStep, now: float) -> list[NewNotification]:
+    """A due step's notifications, made now: each target fans out through the directory as it
+    is at this moment (``oncall:`` reaches whoever is on call now)."""
+    n = step.notification
+    items = [NewNotification(
+        id=new_id("ntf"), channel=t["channel"], recipient=t["to"],
+        message=f"[Escalation {step.step + 1}/{step.steps}] {n.get('message') or ''}",
+        subject=n.get("subject"), template_id=None, template_body=None,
+        severity=n["severity"], priority="high",
+        metadata={**n["metadata"], "reason": "escalation", "status": "firing",
+                  "escalation": {"run": step.run, "step": step.step}, "update": "new",
+                  **{k: t[k] for k in ("overflow", "content_sid") if k in t}},
+        idempotency_key=None, request_hash=None, simulated=bool(n.get("simulated")),
+        api_key_id=None, schedule_at=None, due_at=now, created_at=now)
+        for t in step.targets]
+    return flush_rows(directory, items, new_id, at=now)

@@ -25,6 +25,7 @@ from agent.routing.matchers import Matcher, MatcherError, parse_matcher
 from agent.routing.rotations import compile_rotation
 from agent.routing.router import build_index
 from agent.routing.ruleset import (
+    Escalation,
     InhibitRule,
     Route,
     RuleSet,
@@ -282,6 +283,34 @@ class _Compiler:
                 self.fail(f, f"bad matcher {text!r}: {exc}", *loc, i)
         return tuple(out)
 
+    def escalation(self, f: _Parsed, spec: RouteSpec, parent: Route,
+                   loc: tuple[int | str, ...]) -> Escalation | None:
+        e = spec.escalation
+        if e is None:
+            return parent.escalation
+        steps = []
+        for i, step in enumerate(e.steps):
+            where = (*loc, "escalation", "steps", i)
+            if i and step.after < e.steps[i - 1].after:
+                self.fail(f, "escalation steps must be in the order they fire (after: "
+                          "not less than the step before)", *where, "after")
+            self.targets(f, step.notify, *where)
+            steps.append((step.after, tuple(n.target() for n in step.notify)))
+        if e.repeat and e.steps[-1].after <= 0:
+            self.fail(f, "a repeated escalation needs a last step with after: > 0 (the "
+                      "length of one run)", *loc, "escalation", "repeat")
+        return Escalation(e.until, e.repeat, tuple(steps))
+
+    def ack_by(self, f: _Parsed, spec: RouteSpec, parent: Route,
+               loc: tuple[int | str, ...]) -> tuple[str, ...]:
+        if spec.ack_by is None:
+            return parent.ack_by
+        for i, ref in enumerate(spec.ack_by):
+            if ref not in self.directory.teams and ref not in self.directory.members:
+                self.fail(f, f"ack_by: no team or member '{ref}' in the directory", *loc,
+                          "ack_by", i)
+        return tuple(spec.ack_by)
+
     def group_by(self, f: _Parsed, spec: RouteSpec, parent: Route,
                  loc: tuple[int | str, ...]) -> tuple[str, ...] | None:
         if spec.group_by is None:
@@ -338,6 +367,8 @@ class _Compiler:
             active_time_intervals=tuple(spec.active_time_intervals or ()),
             mute_time_intervals=tuple(spec.mute_time_intervals or ()),
             continue_=spec.continue_,
+            ack_by=self.ack_by(f, spec, parent, loc),
+            escalation=self.escalation(f, spec, parent, loc),
         )
         children = tuple(self.route(f, c, shell, (*loc, "routes", i))
                          for i, c in enumerate(spec.routes))

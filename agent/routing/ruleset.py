@@ -38,6 +38,18 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    until: str  # "acknowledged" | "resolved"
+    repeat: int
+    steps: tuple[tuple[float, tuple[Target, ...]], ...]  # (after seconds, targets)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"until": self.until, "repeat": self.repeat,
+                "steps": [{"after": after, "notify": [t.snapshot() for t in targets]}
+                          for after, targets in self.steps]}
+
+
+@dataclass(frozen=True, slots=True)
 class Template:
     name: str
     body: str
@@ -67,6 +79,9 @@ class Route:
     continue_: bool
     children: tuple[Route, ...] = ()
     index: ChildIndex | None = None
+    # Teams and members whose chat clicks and links may acknowledge the route's alerts.
+    ack_by: tuple[str, ...] = ()
+    escalation: Escalation | None = None
 
     def accepts(self, source: str, labels: Mapping[str, str]) -> bool:
         if self.sources is not None and source not in self.sources and (
@@ -159,6 +174,8 @@ class RuleSet:
             "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
             "active_time_intervals": list(route.active_time_intervals),
             "mute_time_intervals": list(route.mute_time_intervals),
+            **({"ack_by": list(route.ack_by)} if route.ack_by else {}),
+            **({"escalation": route.escalation.snapshot()} if route.escalation else {}),
             "templates": {n: _template_snapshot(self.templates[n])
                           for n in names if n in self.templates},
         }

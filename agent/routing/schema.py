@@ -86,6 +86,19 @@ class NotifySpec(_Strict):
                       self.overflow, self.content_sid)
 
 
+class EscalationStepSpec(_Strict):
+    after: Duration  # from the group's first notification
+    notify: list[NotifySpec] = Field(min_length=1)
+
+
+class EscalationSpec(_Strict):
+    """Louder until someone answers: ordered steps, each ``after`` the first notification."""
+
+    until: Literal["acknowledged", "resolved"] = "acknowledged"
+    repeat: int = Field(default=0, ge=0, le=100)  # runs of the whole policy after the first
+    steps: list[EscalationStepSpec] = Field(min_length=1, max_length=20)
+
+
 class RouteSpec(_Strict):
     name: str | None = None
     matchers: list[str] = []
@@ -102,6 +115,10 @@ class RouteSpec(_Strict):
     mute_time_intervals: list[str] | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteSpec] = []
+    # Teams and members (team_x, mem_y) allowed to acknowledge from a chat click or a link;
+    # inherited by nested routes.
+    ack_by: list[str] | None = None
+    escalation: EscalationSpec | None = None  # inherited by nested routes
 
 
 class SeverityMapSpec(_Strict):

@@ -32,3 +32,7 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     """The resource's state forbids the change (already sent, key reused with another body)."""
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not do this (a chat click by someone not on the team)."""

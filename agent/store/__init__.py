@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.observability import Metrics
+from agent.store.acks import AckStore
 from agent.store.alerts import AlertStore
 from agent.store.db import Database, StoreError
+from agent.store.escalations import EscalationStore
 from agent.store.idempotency import IdempotencyConflict, IdempotencyStore
 from agent.store.inbox import InboxStore
 from agent.store.keys import KeyStore
@@ -39,6 +41,8 @@ class Store:
         self.alerts = AlertStore(self.db)
         self.deliveries = self.notifications.deliveries
         self.receipts = ReceiptStore(self.db)
+        self.acks = AckStore(self.db)
+        self.escalations = EscalationStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -22,6 +22,7 @@ from agent.domain import (
     StoredAlert,
     new_id,
 )
+from agent.store import escalations
 from agent.store.db import Database
 from agent.store.idempotency import IdemRequest, check_key, remember_key
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
@@ -30,14 +31,15 @@ from agent.store.notifications import insert_notification, notification_row
 _COLUMNS = (
     "seq, id, source, fingerprint, status, type, monitor_id, alertname, message, severity, "
     "labels, annotations, extra, generator_url, starts_at, ends_at, created_at, updated_at, "
-    "resolved_at, last_received_at, receive_count, mode"
+    "resolved_at, last_received_at, receive_count, mode, acknowledged_at, acknowledged_by, "
+    "acknowledged_via"
 )
 ACTIVE, RESOLVED = "active", "resolved"
 # Bound parameters per lookup statement (SQLite allows 32,766; fewer keeps each plan small).
 _LOOKUP_CHUNK = 500
 _INSERT_ALERT = (
     f"INSERT INTO alerts ({_COLUMNS}) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)"
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?,NULL,NULL,NULL)"
 )
 _INSERT_MEMBER = (
     "INSERT INTO group_members (group_id, alert_seq, status, severity) VALUES (?,?,?,?) "
@@ -45,7 +47,8 @@ _INSERT_MEMBER = (
 )
 # With an inhibitor: the labels of every member, to ask it.
 _MEMBER_STATES = (
-    "SELECT m.alert_seq, m.status, m.notified, a.severity, a.source, a.fingerprint, a.labels "
+    "SELECT m.alert_seq, m.status, m.notified, a.severity, m.acknowledged, a.source, "
+    "a.fingerprint, a.labels "
     "FROM group_members m JOIN alerts a ON a.seq = m.alert_seq WHERE m.group_id = ? "
     "ORDER BY m.alert_seq"
 )
@@ -53,7 +56,7 @@ _MEMBER_STATES = (
 # membership stored before the severity column.
 _MEMBER_STATES_ONLY = (
     "SELECT m.alert_seq, m.status, m.notified, COALESCE(m.severity, "
-    "(SELECT a.severity FROM alerts a WHERE a.seq = m.alert_seq)) "
+    "(SELECT a.severity FROM alerts a WHERE a.seq = m.alert_seq)), m.acknowledged "
     "FROM group_members m WHERE m.group_id = ? ORDER BY m.alert_seq"
 )
 
@@ -70,18 +73,21 @@ def _members(conn: sqlite3.Connection, group_id: int, display: int,
     inhibited = set()
     firing = AlertStatus.FIRING
     if muted is None:
-        for seq, status, notified, severity in conn.execute(_MEMBER_STATES_ONLY, (group_id,)):
-            m = GroupMember(None, status, notified, seq=seq, severity=severity)
+        for seq, status, notified, severity, acked in conn.execute(_MEMBER_STATES_ONLY,
+                                                                   (group_id,)):
+            m = GroupMember(None, status, notified, seq=seq, severity=severity,
+                            acknowledged=bool(acked))
             members.append(m)
             if len(shown) < display and (status == firing or notified == firing):
                 shown.append(m)
     else:
-        for seq, status, notified, severity, source, fp, labels in conn.execute(
+        for seq, status, notified, severity, acked, source, fp, labels in conn.execute(
                 _MEMBER_STATES, (group_id,)):
             # Labels are looked at here and dropped: a storm's group never holds them all.
             if status == firing and muted((source, fp), orjson.loads(labels)):
                 inhibited.add(seq)
-            m = GroupMember(None, status, notified, seq=seq, severity=severity, key=(source, fp))
+            m = GroupMember(None, status, notified, seq=seq, severity=severity, key=(source, fp),
+                            acknowledged=bool(acked))
             members.append(m)
             if len(shown) < display and (status == firing or notified == firing):
                 shown.append(m)
@@ -168,6 +174,11 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
             "json_extract(route, '$.group_interval'), ?)) END, pending = 1 WHERE id = ?",
             (now, now, gid),
         )
+    # A group with nothing firing any more stops escalating, in this transaction.
+    quiet = [gid for gid in gids if not conn.execute(
+        "SELECT 1 FROM group_members WHERE group_id = ? AND status = 'firing'",
+        (gid,)).fetchone()]
+    escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
     return len(gids)
 
 
@@ -635,6 +646,8 @@ def _apply(conn: sqlite3.Connection, r: FlushResult) -> int:
         insert_notification(conn, n)
         conn.execute("INSERT OR IGNORE INTO alert_notifications (alert_seq, notification_id) "
                      "SELECT value, ? FROM json_each(?)", (n.id, seqs))
+    if r.escalation and r.last_flush_at is not None:
+        escalations.start(conn, r.group_id, r.escalation, r.last_flush_at)
     by_status: dict[str, list[int]] = {}
     for seq, status in r.notified.items():
         by_status.setdefault(status, []).append(seq)

@@ -47,7 +47,8 @@ def settle(conn: sqlite3.Connection, parent_ids: Iterable[str], now: float) -> N
             "delivered_at = CASE WHEN ? = 'delivered' THEN COALESCE(delivered_at, ?) END, "
             "failed_at = CASE WHEN ? = 'failed' THEN COALESCE(failed_at, ?) END, "
             "cancelled_at = CASE WHEN ? = 'cancelled' THEN COALESCE(cancelled_at, ?) END "
-            "WHERE id = ? AND fanout > 0",
+            # An acknowledged send keeps its terminal status (seed 000).
+            "WHERE id = ? AND fanout > 0 AND status != 'acknowledged'",
             (status, details, reason, "permanent" if reason else None,
              status, now, status, now, status, now, status, now, pid))
 

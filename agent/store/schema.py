@@ -288,4 +288,35 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX notifications_provider_id ON notifications (provider_id)
         WHERE provider_id IS NOT NULL;
     """,
+    # 15: acknowledgment (issue 14). The first acknowledgment of an alert is kept with who gave
+    # it and through what; a group member whose alert is acknowledged stops the group's repeats.
+    """
+    ALTER TABLE alerts ADD COLUMN acknowledged_at REAL;
+    ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+    ALTER TABLE alerts ADD COLUMN acknowledged_via TEXT;
+    ALTER TABLE group_members ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 16: escalation (issue 14). Each step of a route's escalation policy, for each run of it,
+    # is a durable row due at a time: it survives restarts, is claimed when due, and an
+    # acknowledgment or a resolve cancels it in the transaction that records them.
+    """
+    CREATE TABLE escalation_steps (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id     INTEGER NOT NULL,
+        run          INTEGER NOT NULL,
+        step         INTEGER NOT NULL,
+        steps        INTEGER NOT NULL,
+        until        TEXT NOT NULL CHECK (until IN ('acknowledged', 'resolved')),
+        due_at       REAL NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('pending', 'fired', 'cancelled')),
+        notification TEXT NOT NULL,
+        targets      TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        fired_at     REAL,
+        cancelled_at REAL,
+        cancelled_by TEXT
+    );
+    CREATE INDEX escalation_steps_due ON escalation_steps (due_at) WHERE status = 'pending';
+    CREATE INDEX escalation_steps_group ON escalation_steps (group_id, status);
+    """,
 )

@@ -233,3 +233,35 @@ def test_cli_reports_rule_problems_with_file_and_line(
     config = config_for(tmp_path, PEOPLE.replace("Europe/Lisbon", "Europe/Lisboa"))
     assert main(["oncall", "team_platform", "--config", str(config)]) == 1
     assert "people.yaml:9: teams.0.oncall.timezone" in capsys.readouterr().err
+
+
+async def test_an_escalation_step_reaches_who_is_on_call_when_it_fires(
+        settings: Settings) -> None:
+    # The alert comes ten minutes before Ana's week ends: the 5m step fires in her week, the
+    # 15m step after the 09:00 handoff, in Raj's.
+    write_rules(settings, PEOPLE + """\
+routes:
+  - name: db
+    matchers: ['monitor_id="db-1"']
+    group_wait: 0s
+    notify: [{channel: console, to: ops}]
+    escalation:
+      until: acknowledged
+      steps:
+        - {after: 5m, notify: [{channel: in-app, to: "oncall:team_platform"}]}
+        - {after: 15m, notify: [{channel: in-app, to: "oncall:team_platform"}]}
+""")
+    clock = FakeClock(utc("2026-12-14T08:50:00"))
+    app = create_app(settings, clock=clock, loops=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        resp = await c.post("/v1/alerts", headers=auth(), json={
+            "monitor_id": "db-1", "type": "down", "severity": "critical", "message": "db down"})
+        assert resp.status == 201, await resp.text()
+        await runtime(c).run_until_idle()
+        assert (await inbox(c, "mem_ana"), await inbox(c, "mem_raj")) == (0, 0)
+        clock.advance(300)
+        await runtime(c).run_until_idle()
+        assert (await inbox(c, "mem_ana"), await inbox(c, "mem_raj")) == (1, 0)
+        clock.advance(600)
+        await runtime(c).run_until_idle()
+        assert (await inbox(c, "mem_ana"), await inbox(c, "mem_raj")) == (1, 1)

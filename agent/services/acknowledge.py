@@ -1,0 +1,188 @@
+"""The acknowledge use case: API calls, the CLI, chat buttons and ack links all end here.
+
+The first acknowledgment of an alert wins and is recorded with who gave it and through what;
+it stops the group's repeats, and every delivered message about it on a channel that can edit is
+edited to say so (a notification that edits in place, through the dispatcher like any other).
+A click in a chat is honoured only from an approved member allowed for the alert: members of
+the route's ``ack_by`` teams and members, else of the team or member it was sent to, else (a
+route to a room with no ``ack_by``) any approved member of the directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agent.channels.base import ChannelSender
+from agent.clock import Clock
+from agent.directory import MEMBER_ID, TEAM_ID, Directory
+from agent.domain import NewNotification, Notification, Priority, new_id
+from agent.observability import Metrics, get_logger
+from agent.services.errors import Conflict, Forbidden, NotFound
+from agent.store import Store
+from agent.store.acks import Acked
+
+log = get_logger("acknowledge")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acknowledges, as the way in knows them."""
+
+    channel: str  # "api" | "cli" | "slack" | "telegram" | "link" | "sms"
+    user_id: str | None = None  # the provider's user id (Slack U…, Telegram digits)
+    name: str | None = None  # a display name, as the provider gave it
+    member_id: str | None = None  # known already (an ack link is issued to a member)
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    alert_ids: list[str]
+    acknowledged_by: str | None
+    acknowledged_at: float | None
+    first: bool  # this call recorded the acknowledgment
+
+
+class AcknowledgeService:
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock,
+                 directory: Callable[[], Directory], channels: Mapping[str, ChannelSender],
+                 on_due: Callable[[], None]) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._directory = directory
+        self._channels = channels
+        self._on_due = on_due
+
+    async def acknowledge_notification(self, notification_id: str, actor: Actor,
+                                       by: str | None = None,
+                                       simulated: bool = False) -> AckResult:
+        """Acknowledge a notification and the alerts it is about."""
+        if actor.user_id is not None or actor.member_id is not None:
+            n = await self._store.notifications.get(notification_id, simulated)
+            if n is None:
+                raise _missing("notification", notification_id)
+            parent = (await self._store.notifications.get(n.parent_id)
+                      if n.parent_id is not None else None)
+            by = self._allowed(actor, n, parent)
+        done = await self._store.acks.acknowledge(
+            notification_id=notification_id, alert_id=None, by=_who(actor, by), via=actor.channel,
+            now=self._clock.now(), simulated=simulated)
+        if done is None:
+            raise _missing("notification", notification_id)
+        return await self._acknowledged(done, actor)
+
+    async def acknowledge_alert(self, alert_id: str, actor: Actor, by: str | None = None,
+                                simulated: bool = False) -> AckResult:
+        """Acknowledge an alert (API and CLI callers, authenticated by their key)."""
+        done = await self._store.acks.acknowledge(
+            notification_id=None, alert_id=alert_id, by=_who(actor, by), via=actor.channel,
+            now=self._clock.now(), simulated=simulated)
+        if done is None:
+            raise _missing("alert", alert_id)
+        return await self._acknowledged(done, actor)
+
+    async def unacknowledge_alert(self, alert_id: str, simulated: bool = False) -> bool:
+        """Clear an alert's acknowledgment: its group repeats again. Whether one was there."""
+        done = await self._store.acks.unacknowledge(alert_id, self._clock.now(), simulated)
+        if done is None:
+            raise _missing("alert", alert_id)
+        if done.cleared:
+            log.info("alert_unacknowledged", alert_id=alert_id)
+        return done.cleared
+
+    def _allowed(self, actor: Actor, n: Notification, parent: Notification | None) -> str:
+        """The member id of a chat or link actor allowed to acknowledge ``n``; else Forbidden
+        (logged and counted)."""
+        d = self._directory()
+        mid = actor.member_id or (d.owners.get((actor.channel, actor.user_id))
+                                  if actor.user_id is not None else None)
+        member = d.members.get(mid) if mid is not None else None
+        allowed = _allowed_members(d, n, parent)
+        if member is None or not member.approved or (allowed is not None
+                                                     and member.id not in allowed):
+            log.warning("acknowledgment_refused", channel=actor.channel, user_id=actor.user_id,
+                        member_id=mid, notification_id=n.id)
+            self._metrics.acks_refused.labels(actor.channel, "not_allowed").inc()
+            raise Forbidden("ack_not_allowed", "Only members of the alert's team may "
+                            "acknowledge it.", "by")
+        return member.id
+
+    async def _acknowledged(self, done: Acked, actor: Actor) -> AckResult:
+        if done.all_resolved and not done.first:
+            raise Conflict("alert_resolved", "The alert is resolved: there is nothing left to "
+                           "acknowledge.", "id")
+        if done.first:
+            self._metrics.acknowledgments.labels(actor.channel).inc()
+            if done.since is not None and done.at is not None:
+                self._metrics.time_to_acknowledge.observe(max(0.0, done.at - done.since))
+            log.info("acknowledged", alert_ids=done.alert_ids, by=done.by, via=actor.channel,
+                     escalation_steps_cancelled=done.escalations_cancelled)
+            if done.escalations_cancelled:
+                self._metrics.escalation_steps.labels("cancelled").inc(
+                    done.escalations_cancelled)
+            await self._edit_delivered(done)
+        return AckResult(done.alert_ids, done.by, done.at, done.first)
+
+    async def _edit_delivered(self, done: Acked) -> None:
+        """Edit each thread's latest delivered message, on channels that can edit, to say who
+        acknowledged (the dispatcher finds the message by the group's thread)."""
+        name = self._name(done.by)
+        at = datetime.fromtimestamp(done.at or self._clock.now(), tz=UTC).strftime("%H:%M UTC")
+        latest: dict[tuple[object, str, str], Notification] = {}
+        for n in done.delivered:  # newest first
+            channel = self._channels.get(n.channel)
+            if channel is None or not channel.limits.can_edit or "group_id" not in n.metadata:
+                continue
+            latest.setdefault((n.metadata["group_id"], n.channel, n.recipient), n)
+        now = self._clock.now()
+        edits = [_edit(n, f"Acknowledged by {name} at {at}", done.by, now)
+                 for n in latest.values()]
+        if edits:
+            await self._store.notifications.create(edits)
+            self._on_due()
+
+    def _name(self, by: str | None) -> str:
+        member = self._directory().members.get(by or "")
+        return member.name if member is not None else (by or "someone")
+
+
+def _who(actor: Actor, by: str | None) -> str:
+    return by or actor.member_id or actor.name or actor.channel
+
+
+def _missing(what: str, ident: str) -> NotFound:
+    code = "alert_not_found" if what == "alert" else "resource_missing"
+    return NotFound(code, f"No such {what}: '{ident}'.", "id")
+
+
+def _allowed_members(d: Directory, n: Notification,
+                     parent: Notification | None) -> set[str] | None:
+    """Who may acknowledge ``n`` from a chat or link: the route's ``ack_by``, else the team or
+    member it was sent to; None: any approved member (a room, with no ``ack_by``)."""
+    named = [x for x in n.metadata.get("ack_by", []) if isinstance(x, str)]
+    sent_to = parent.recipient if parent is not None else n.recipient
+    if not named and (TEAM_ID.fullmatch(sent_to) or MEMBER_ID.fullmatch(sent_to)):
+        named = [sent_to]
+    if not named:
+        return None
+    out: set[str] = set()
+    for ref in named:
+        team = d.teams.get(ref)
+        out.update(team.members if team is not None else (ref,))
+    return out
+
+
+def _edit(n: Notification, line: str, by: str | None, now: float) -> NewNotification:
+    """A notification that edits ``n``'s message in place to carry ``line``."""
+    text = f"{n.message or ''}\n\n{line}".strip()
+    return NewNotification(
+        id=new_id("ntf"), channel=n.channel, recipient=n.recipient, message=text,
+        subject=n.subject, template_id=None, template_body=None, severity=n.severity,
+        priority=Priority.HIGH.value, metadata={**n.metadata, "reason": "acknowledged",
+                                                "update": "edit", "acknowledged_by": by},
+        idempotency_key=None, request_hash=None, simulated=n.simulated, api_key_id=None,
+        schedule_at=None, due_at=now, created_at=now, member_id=n.member_id)
+
+

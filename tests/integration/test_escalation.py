@@ -1,0 +1,196 @@
+"""Escalation (issue 14): a route's policy stores its steps as durable rows when an incident
+starts; each fires on time as notifications made then; an acknowledgment or a resolve cancels
+what is pending, in its own transaction; the steps survive a restart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent.app import create_app
+from agent.clock import FakeClock
+from agent.settings import Settings
+from tests.helpers import auth, runtime
+
+Client = TestClient[Any, Any]
+RULES = """
+defaults:
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 1h
+  notify: [{channel: console, to: ops}]
+routes:
+  - name: db
+    matchers: ['monitor_id=~"db-.*"']
+    group_by: [monitor_id]
+    notify: [{channel: in-app, to: mem_ana}]
+    escalation:
+      until: acknowledged
+      repeat: 1
+      steps:
+        - {after: 5m, notify: [{channel: in-app, to: mem_raj}]}
+        - {after: 15m, notify: [{channel: in-app, to: team_db}]}
+teams:
+  - id: team_db
+    members: [mem_ana, mem_raj]
+members:
+  - {id: mem_ana, name: Ana, approved: true}
+  - {id: mem_raj, name: Raj, approved: true}
+"""
+
+
+def write(settings: Settings, text: str = RULES) -> None:
+    settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (settings.rules_dir / "r.yaml").write_text(text)
+
+
+@pytest.fixture
+async def agent(settings: Settings, clock: FakeClock) -> AsyncIterator[Client]:
+    write(settings)
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        yield c
+
+
+async def fire(c: Client) -> str:
+    resp = await c.post("/v1/alerts", headers=auth(), json={
+        "monitor_id": "db-1", "type": "down", "severity": "critical", "message": "db down"})
+    assert resp.status == 201, await resp.text()
+    await runtime(c).run_until_idle()
+    return str((await resp.json())["data"]["id"])
+
+
+async def inbox(c: Client, member: str) -> list[str]:
+    resp = await c.get("/v1/inbox", params={"to": member}, headers=auth())
+    return [i["body"] for i in (await resp.json())["data"]]
+
+
+async def steps(c: Client) -> list[tuple[int, int, str, float]]:
+    store = runtime(c).store
+    groups = {r[0] for r in await store.db.read(
+        lambda conn: conn.execute("SELECT DISTINCT group_id FROM escalation_steps").fetchall())}
+    [gid] = groups
+    return list(await store.escalations.of_group(gid))
+
+
+async def test_steps_fire_on_time_until_acknowledged(agent: Client, clock: FakeClock) -> None:
+    t0 = clock.now()
+    await fire(agent)
+    # Two steps, two runs (repeat: 1); a run lasts the last step's 15 minutes.
+    assert [(run, step, status, due - t0) for run, step, status, due in await steps(agent)] == [
+        (0, 0, "pending", 300.0), (0, 1, "pending", 900.0),
+        (1, 0, "pending", 1200.0), (1, 1, "pending", 1800.0)]
+    assert await inbox(agent, "mem_raj") == []
+    clock.advance(299)
+    await runtime(agent).run_until_idle()
+    assert await inbox(agent, "mem_raj") == []  # not a second early
+    clock.advance(1)
+    await runtime(agent).run_until_idle()
+    [first] = await inbox(agent, "mem_raj")
+    assert first.startswith("[Escalation 1/2] ")
+    clock.advance(600)
+    await runtime(agent).run_until_idle()
+    # Step 2 reaches the team: Ana and Raj.
+    assert len(await inbox(agent, "mem_raj")) == 2 and len(await inbox(agent, "mem_ana")) == 2
+    resp = await agent.post("/v1/alerts", headers=auth(), json={
+        "monitor_id": "db-1", "type": "down", "message": "db down"})
+    aid = (await resp.json())["data"]["id"]
+    assert (await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())).status == 200
+    assert [s[2] for s in await steps(agent)] == ["fired", "fired", "cancelled", "cancelled"]
+    clock.advance(3600)
+    await runtime(agent).run_until_idle()
+    assert len(await inbox(agent, "mem_raj")) == 2
+    metrics = await (await agent.get("/metrics")).text()
+    assert 'alert_agent_escalation_steps_total{outcome="fired"} 2.0' in metrics
+    assert 'alert_agent_escalation_steps_total{outcome="cancelled"} 2.0' in metrics
+
+
+async def test_resolving_cancels_the_pending_steps(agent: Client, clock: FakeClock) -> None:
+    aid = await fire(agent)
+    resp = await agent.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    assert resp.status == 200
+    assert {s[2] for s in await steps(agent)} == {"cancelled"}
+    clock.advance(3600)
+    await runtime(agent).run_until_idle()
+    assert await inbox(agent, "mem_raj") == []
+
+
+async def test_unacknowledging_rearms_the_steps_still_ahead(agent: Client,
+                                                            clock: FakeClock) -> None:
+    aid = await fire(agent)
+    await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())
+    clock.advance(600)  # step 1 (5 min) passed while acknowledged: it stays cancelled
+    await agent.post(f"/v1/alerts/{aid}/unacknowledge", headers=auth())
+    assert [s[2] for s in await steps(agent)] == ["cancelled", "pending", "pending", "pending"]
+    clock.advance(300)
+    await runtime(agent).run_until_idle()
+    assert len(await inbox(agent, "mem_raj")) == 1  # step 2, to the team
+
+
+async def test_steps_survive_a_restart_and_fire_on_time(settings: Settings,
+                                                        clock: FakeClock) -> None:
+    write(settings)
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        await fire(c)
+        clock.advance(300)
+        await runtime(c).run_until_idle()
+        assert len(await inbox(c, "mem_raj")) == 1
+    clock.advance(599)  # the daemon is down; step 2 is due at 900 s
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        await runtime(c).run_until_idle()
+        assert len(await inbox(c, "mem_raj")) == 1
+        clock.advance(1)
+        await runtime(c).run_until_idle()
+        assert len(await inbox(c, "mem_raj")) == 2
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("routes:\n  - escalation: {steps: [{after: 5m, notify: [{channel: console, to: a}]},"
+     " {after: 1m, notify: [{channel: console, to: a}]}]}\n", "in the order they fire"),
+    ("routes:\n  - escalation: {steps: []}\n", "at least 1"),
+    ("routes:\n  - escalation: {until: never, steps: [{after: 1m, notify: "
+     "[{channel: console, to: a}]}]}\n", "'acknowledged' or 'resolved'"),
+    ("routes:\n  - escalation: {steps: [{after: 1m, notify: [{channel: sms, to: team_x}]}]}\n",
+     "No such team"),
+])
+def test_escalation_problems_are_rule_errors(tmp_path: Any, text: str, words: str) -> None:
+    from agent.routing.loader import RulesError, load_rules
+
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(RulesError) as info:
+        load_rules(tmp_path)
+    assert any(words in p.message for p in info.value.problems), info.value.problems
+
+
+async def test_rows_of_a_three_step_policy_run_three_times(settings: Settings,
+                                                           clock: FakeClock) -> None:
+    write(settings, RULES.replace("""      repeat: 1
+      steps:
+        - {after: 5m, notify: [{channel: in-app, to: mem_raj}]}
+        - {after: 15m, notify: [{channel: in-app, to: team_db}]}""", """      repeat: 2
+      steps:
+        - {after: 5m, notify: [{channel: console, to: oncall}]}
+        - {after: 10m, notify: [{channel: console, to: oncall}]}
+        - {after: 15m, notify: [{channel: console, to: oncall}]}"""))
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        store = runtime(c).store
+
+        def count(table: str) -> Any:
+            return store.db.read(lambda conn: conn.execute(
+                f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        await fire(c)
+        before = await count("notifications")
+        assert await count("escalation_steps") == 9  # 3 steps x 3 runs, stored at once
+        for _ in range(10):
+            clock.advance(300)
+            await runtime(c).run_until_idle()
+        assert [s[2] for s in await steps(c)] == ["fired"] * 9
+        # Each fired step to one address is one notification.
+        assert await count("notifications") - before == 9
