@@ -1,4 +1,4 @@
-"""``alert-agent run | check | routes test | send | retry | ack | keys``."""
+"""``alert-agent run | check | routes test | send | retry | ack | keys | oncall``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, cli_ack, cli_keys, cli_retry
+from agent import __version__, cli_ack, cli_keys, cli_oncall, cli_retry
 from agent.observability import configure_logging
 from agent.settings import ConfigError, Settings, load_settings
 
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="metadata entry (repeatable)")
     cli_retry.add_parser(sub)
     cli_ack.add_parser(sub)
+    cli_oncall.add_parser(sub)
     return p
 
 
@@ -191,5 +192,6 @@ def _send(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _run, "check": _check, "send": _send, "routes": _routes_test,
-                "keys": cli_keys.run, "retry": cli_retry.run, "ack": cli_ack.run}
+                "keys": cli_keys.run, "retry": cli_retry.run, "ack": cli_ack.run,
+                "oncall": cli_oncall.run}
     return handlers[args.command](args)

@@ -8,6 +8,8 @@ the grouper and the dispatcher ask the same questions of the same immutable valu
 - ``team_…``: every approved member of the team with an address on the channel, one
   notification each (linked to a parent notification by ``parent_id``);
 - ``mem_…``: that member's address on the channel, if the member is approved;
+- ``oncall:team_…``: as a team, but only the member(s) of its rotation on call at the instant of
+  resolution (agent/oncall.py), which every caller passes in;
 - anything else: a literal address, allowed when it belongs to an approved member, or when the
   channel accepts unlisted addresses (``recipients.allow_unlisted``).
 """
@@ -20,12 +22,15 @@ from dataclasses import dataclass, field, replace
 
 from agent import addresses
 from agent.addresses import AddressError
-from agent.domain import Channel, FailureReason, NewNotification
+from agent.domain import Channel, FailureReason, NewNotification, iso
+from agent.oncall import OnCall, Rotation, who
 
 # A team or member id (as the rule-file schema requires them); anything else in ``to`` is an
 # address, also one that starts alike (``team_ops@example.com``).
 TEAM_ID = re.compile(r"team_[A-Za-z0-9_-]{1,64}")
 MEMBER_ID = re.compile(r"mem_[A-Za-z0-9_-]{1,64}")
+# Whoever of the team's rotation is on call when the target is resolved.
+ONCALL = re.compile(r"oncall:(team_[A-Za-z0-9_-]{1,64})")
 # Channels that reach a person's own phone or mailbox take only approved members' addresses
 # unless the operator says otherwise; the others reach rooms, topics and endpoints.
 UNLISTED_REFUSED_BY_DEFAULT = frozenset({"sms", "whatsapp", "email"})
@@ -67,6 +72,8 @@ class Team:
     id: str
     name: str
     members: tuple[str, ...]
+    # The on-call rotation (``oncall:`` in the rule file), over members of the team.
+    oncall: Rotation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,31 +138,43 @@ def canonical(channel: str, address: str) -> str:
 
 
 def is_reference(to: str) -> bool:
-    """``to`` names a team or a member rather than an address."""
-    return TEAM_ID.fullmatch(to) is not None or MEMBER_ID.fullmatch(to) is not None
+    """``to`` names a team, a member or a team's on-call rather than an address."""
+    return any(p.fullmatch(to) is not None for p in (TEAM_ID, MEMBER_ID, ONCALL))
 
 
-def resolve(directory: Directory, channel: str, to: str) -> Resolution:
-    """Who ``to`` reaches on ``channel``. Raises Refused (``recipient_not_found``,
-    ``recipient_not_approved``, ``recipient_has_no_address``) or AddressError (syntax)."""
+def on_call(directory: Directory, team_id: str, at: float) -> OnCall | None:
+    """Who of team ``team_id`` is on call at ``at`` (unix seconds); None for an unknown team or
+    one without a rotation. Raises ValueError for an instant beyond the years ``datetime``
+    holds."""
+    team = directory.teams.get(team_id)
+    if team is None or team.oncall is None:
+        return None
+    return who(team.oncall, at)
+
+
+def resolve(directory: Directory, channel: str, to: str, at: float | None = None
+            ) -> Resolution:
+    """Who ``to`` reaches on ``channel``; ``at`` (unix seconds) is the instant an
+    ``oncall:team_x`` target is resolved for, required for one. Raises Refused
+    (``recipient_not_found``, ``recipient_not_approved``, ``recipient_has_no_address``) or
+    AddressError (syntax)."""
     if TEAM_ID.fullmatch(to):
         team = directory.teams.get(to)
         if team is None:
             raise Refused("recipient_not_found", f"No such team: '{to}'.")
-        reached, skipped = [], []
-        for mid in team.members:
-            member = directory.members[mid]
-            address = member.address(channel)
-            if not member.approved:
-                skipped.append((mid, "not approved"))
-            elif address is None:
-                skipped.append((mid, f"no {channel} address"))
-            else:
-                reached.append(Recipient(address, mid))
-        if not reached:
-            raise Refused("recipient_not_approved",
-                          f"Team '{to}' has no approved member with a {channel} address.")
-        return Resolution(tuple(reached), True, tuple(skipped))
+        return _reach(directory, channel, team.members,
+                      f"Team '{to}' has no approved member with a {channel} address.")
+    oncall = ONCALL.fullmatch(to)
+    if oncall:
+        if at is None:  # a caller's bug: the pure directory has no clock to fall back on
+            raise ValueError("resolving an on-call target needs the instant ('at')")
+        found = on_call(directory, oncall.group(1), at)
+        if found is None:
+            raise Refused("recipient_not_found",
+                          f"No such team with an on-call rotation: '{oncall.group(1)}'.")
+        return _reach(directory, channel, found.members,
+                      f"Nobody on call for '{oncall.group(1)}' at {iso(at)} "
+                      f"({', '.join(found.members)}) is approved with a {channel} address.")
     if MEMBER_ID.fullmatch(to):
         return Resolution((Recipient(_member_address(directory, channel, to), to),), True)
     address = canonical(channel, to)
@@ -170,6 +189,25 @@ def resolve(directory: Directory, channel: str, to: str) -> Resolution:
                       f"'{to}' is not the {channel} address of an approved member, and "
                       f"recipients.allow_unlisted does not allow unlisted {channel} addresses.")
     return Resolution((Recipient(to),), False)
+
+
+def _reach(directory: Directory, channel: str, member_ids: Iterable[str],
+           nobody: str) -> Resolution:
+    """A fan-out to the approved ones of ``member_ids`` with an address on ``channel``; Refused
+    (``recipient_not_approved``, ``nobody`` its message) when there is none."""
+    reached, skipped = [], []
+    for mid in member_ids:
+        member = directory.members[mid]
+        address = member.address(channel)
+        if not member.approved:
+            skipped.append((mid, "not approved"))
+        elif address is None:
+            skipped.append((mid, f"no {channel} address"))
+        else:
+            reached.append(Recipient(address, mid))
+    if not reached:
+        raise Refused("recipient_not_approved", nobody)
+    return Resolution(tuple(reached), True, tuple(skipped))
 
 
 def _member_address(directory: Directory, channel: str, mid: str) -> str:
@@ -209,10 +247,11 @@ def still_approved(directory: Directory, channel: str, recipient: str,
 
 
 def fan_out(directory: Directory, item: NewNotification,
-            make_id: Callable[[str], str]) -> list[NewNotification]:
+            make_id: Callable[[str], str], at: float | None = None) -> list[NewNotification]:
     """``item`` as the rows to store: itself for a literal address (with its owner when one is
-    listed), or a parent plus one child per recipient. Raises Refused or AddressError."""
-    resolution = resolve(directory, item.channel, item.recipient)
+    listed), or a parent plus one child per recipient (on call at ``at``, for an
+    ``oncall:team_x``). Raises Refused or AddressError."""
+    resolution = resolve(directory, item.channel, item.recipient, at)
     if not resolution.fan_out:
         return [replace(item, member_id=resolution.recipients[0].member_id)]
     parent = replace(item, fanout=len(resolution.recipients))
@@ -224,14 +263,15 @@ def fan_out(directory: Directory, item: NewNotification,
 
 
 def flush_rows(directory: Directory, items: Iterable[NewNotification],
-               make_id: Callable[[str], str]) -> list[NewNotification]:
-    """A group flush's notifications as the rows to store (``fan_out`` each); a target nobody
-    can be reached through any more (its team lost its approved members in a reload) is stored
-    failed, so the operator sees it."""
+               make_id: Callable[[str], str], at: float | None = None
+               ) -> list[NewNotification]:
+    """A group flush's notifications as the rows to store (``fan_out`` each, on-call targets
+    resolved at ``at``); a target nobody can be reached through any more (its team lost its
+    approved members in a reload) is stored failed, so the operator sees it."""
     out: list[NewNotification] = []
     for item in items:
         try:
-            out.extend(fan_out(directory, item, make_id))
+            out.extend(fan_out(directory, item, make_id, at))
         except (Refused, AddressError) as exc:
             out.append(failed_parent(item, exc))
     return out

@@ -1,7 +1,8 @@
 """``/v1/teams`` and ``/v1/members``: the team directory as loaded from the rule files.
 
 Test keys read it too (to see whom a test send would reach), with the personal addresses
-(sms, whatsapp, email) masked.
+(sms, whatsapp, email) masked. ``/v1/teams/{id}/oncall`` says who of a team's rotation is on
+call (agent/oncall.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from aiohttp import web
 from agent.api.context import ctx
 from agent.api.errors import ApiError, json_response
 from agent.api.middleware import API_KEY
-from agent.directory import Directory, Member, Team, mask
+from agent.directory import Directory, Member, Team, mask, on_call
+from agent.domain import iso, parse_iso
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -69,3 +71,27 @@ async def get_member(request: web.Request) -> web.Response:
     out = _member(member, request[API_KEY].simulated)
     out["team_ids"] = sorted(t.id for t in d.teams.values() if member.id in t.members)
     return json_response(out)
+
+
+@routes.get("/v1/teams/{id}/oncall")
+async def get_on_call(request: web.Request) -> web.Response:
+    c = ctx(request)
+    team = _found(request, c.rules().directory.teams, "team")
+    at = c.clock.now()
+    if "at" in request.query:
+        try:
+            at = parse_iso(request.query["at"])
+        except ValueError:
+            raise ApiError(400, "invalid_value", "'at' must be an ISO 8601 timestamp.",
+                           "at") from None
+    try:
+        found = on_call(c.rules().directory, team.id, at)
+    except ValueError:  # beyond the years a calendar computes
+        raise ApiError(400, "invalid_value", "'at' is outside the years a rotation can be "
+                       "computed for.", "at") from None
+    if found is None:
+        raise ApiError(404, "resource_missing",
+                       f"Team '{team.id}' has no on-call rotation (oncall: in the rule files).",
+                       "id")
+    return json_response({"on_call": list(found.members), "next": list(found.next),
+                          "until": iso(found.until)})

@@ -166,6 +166,9 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: s.TeamList}, _KEY_ERRORS),
     _op("GET", "/v1/teams/{id}", "getTeam", "One team with its members", "directory",
         {200: s.TeamOut}, (404, *_KEY_ERRORS), path_params=_ID),
+    _op("GET", "/v1/teams/{id}/oncall", "getTeamOnCall", "Who of the team's rotation is on "
+        "call, until when, and who is next", "directory", {200: s.OnCallOut},
+        (400, 404, *_KEY_ERRORS), path_params=_ID, query=s.OnCallQuery),
     _op("GET", "/v1/members/{id}", "getMember", "One member of the directory", "directory",
         {200: s.MemberOut}, (404, *_KEY_ERRORS), path_params=_ID),
     # alerts

@@ -218,6 +218,13 @@ class TeamList(_Out):
     data: list[TeamOut]
 
 
+class OnCallOut(_Out):
+    on_call: list[str] = Field(description="The member ids on call at the instant.")
+    next: list[str] = Field(description="Who takes over at 'until' (empty when nobody will).")
+    until: Timestamp | None = Field(
+        description="When someone else comes on call; null when nobody else ever will.")
+
+
 class AlertOut(_Out):
     id: str = Field(pattern=r"^alt_")
     object: Literal["alert"]
@@ -355,6 +362,11 @@ class TemplateListQuery(CursorQuery):
 
 class InboxQuery(CursorQuery):
     to: str = Field(min_length=1, description="The recipient (alias: recipient).")
+
+
+class OnCallQuery(_Query):
+    at: datetime | None = Field(default=None,
+                                description="The instant asked about (ISO 8601); default: now.")
 
 
 class AlertListQuery(_Query):

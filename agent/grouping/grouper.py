@@ -187,7 +187,9 @@ class Grouper:
         decision = plan(group.members, group.last_flush_at, route, t, muted, group.inhibited)
         result = build_flush(group, route, decision, t)
         if result.notifications:
-            result.notifications = flush_rows(rules.directory, result.notifications, new_id)
+            # `oncall:team_x` reaches whoever is on call at the flush, not when the alert came.
+            result.notifications = flush_rows(rules.directory, result.notifications, new_id,
+                                              at=t)
         if decision.notify:
             log.info("group_notified", group_key=group.key, route=route.get("name"),
                      reason=decision.reason, alerts=len(decision.alerts),
@@ -242,4 +244,4 @@ def escalation_rows(directory: Directory, step: DueStep, now: float) -> list[New
         idempotency_key=None, request_hash=None, simulated=bool(n.get("simulated")),
         api_key_id=None, schedule_at=None, due_at=now, created_at=now)
         for t in step.targets]
-    return flush_rows(directory, items, new_id)
+    return flush_rows(directory, items, new_id, at=now)

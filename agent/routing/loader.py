@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from agent.observability import get_logger
 from agent.rendering import TemplateError, extract_variables
 from agent.routing import ruleyaml
 from agent.routing.matchers import Matcher, MatcherError, parse_matcher
+from agent.routing.rotations import compile_rotation
 from agent.routing.router import build_index
 from agent.routing.ruleset import (
     Escalation,
@@ -148,12 +149,14 @@ class _Compiler:
     def target_problem(self, channel: str, to: str) -> str | None:
         # A team or member is looked up in the directory; only a literal address is the
         # channel's to check. A team without approved members is no error here: its
-        # notifications fail (recipient_not_approved) until one is approved again.
+        # notifications fail (recipient_not_approved) until one is approved again. Nor is an
+        # on-call target whose member on call at the instant asked (any) is unreachable: the
+        # check is that the team and its rotation exist.
         if people.is_reference(to):
             try:
-                people.resolve(self.directory, channel, to)
+                people.resolve(self.directory, channel, to, at=0.0)
             except people.Refused as exc:
-                if exc.code != "recipient_not_approved" or not people.TEAM_ID.fullmatch(to):
+                if exc.code != "recipient_not_approved" or people.MEMBER_ID.fullmatch(to):
                     return exc.message
             return None
         problem = self.check_target(channel, to) if self.check_target is not None else None
@@ -183,6 +186,17 @@ class _Compiler:
             found[channel.value] = address
         return found
 
+    def rotations(self, teams: dict[str, tuple[_Parsed, int, people.Team]],
+                  members: Mapping[str, people.Member]) -> None:
+        """Each team's ``oncall:`` rotation, checked against its members."""
+        for tf, ti, team in teams.values():
+            spec = tf.rules.teams[ti].oncall
+            if spec is not None:
+                rotation, found = compile_rotation(spec, team.members, members)
+                for message, loc in found:
+                    self.fail(tf, f"team '{team.id}': {message}", "teams", ti, "oncall", *loc)
+                teams[team.id] = (tf, ti, replace(team, oncall=rotation))
+
     def compile_directory(self) -> None:
         """Teams and members of every file, each address checked as the API checks it."""
         teams: dict[str, tuple[_Parsed, int, people.Team]] = {}
@@ -204,6 +218,7 @@ class _Compiler:
                     self.fail(f, f"team '{t.id}' is defined twice", "teams", i, "id")
                     continue
                 teams[t.id] = (f, i, people.Team(t.id, t.name or t.id, tuple(t.members)))
+        self.rotations(teams, members)
         for tf, ti, team in teams.values():
             for j, mid in enumerate(team.members):
                 if mid not in members:
@@ -214,8 +229,8 @@ class _Compiler:
                               ti, "members", j)
         known = [t for _, _, t in teams.values()]
         self.directory = people.Directory.build(
-            [people.Team(t.id, t.name, tuple(m for m in t.members if m in members))
-             for t in known], members.values(), self.directory.allow_unlisted)
+            [replace(t, members=tuple(m for m in t.members if m in members)) for t in known],
+            members.values(), self.directory.allow_unlisted)
 
     def single(self, attr: str) -> tuple[_Parsed | None, Any]:
         found = [(f, getattr(f.rules, attr)) for f in self.files

@@ -9,9 +9,18 @@ Alertmanager users should feel at home: ``routes`` with ``matchers``, ``group_by
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agent.domain import Channel, Priority, Severity
 from agent.routing.ruleset import Target
@@ -169,12 +178,81 @@ _TEAM_ID = r"^team_[A-Za-z0-9_-]{1,64}$"
 _MEMBER_ID = r"^mem_[A-Za-z0-9_-]{1,64}$"
 
 
+def parse_date_time(value: Any) -> datetime:
+    """ISO 8601 date and time ('2026-12-07T09:00:00', with or without an offset or 'Z')."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a date and time like '2026-12-07T09:00:00' is required")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"invalid date and time {value!r} (use e.g. '2026-12-07T09:00:00')"
+                         ) from None
+
+
+# Naive: a wall-clock time in the rotation's time zone; with an offset: that instant.
+DateTime = Annotated[datetime, BeforeValidator(parse_date_time)]
+# The shortest shift: shorter ones are not shifts anyone works, and would make a two-week
+# listing (alert-agent oncall) tens of thousands of lines.
+MIN_SHIFT_SECONDS = 3600.0
+
+
+class OverrideSpec(_Strict):
+    """``member`` on call from ``start`` to ``end`` instead of the rotation's member."""
+
+    member: str = Field(pattern=_MEMBER_ID)
+    start: DateTime
+    end: DateTime
+
+
+class OnCallSpec(_Strict):
+    """A team's on-call rotation (agent/oncall.py has the semantics)."""
+
+    members: list[str] = Field(min_length=1)
+    length: Duration
+    # The first shift's start, on the wall clock of ``timezone``.
+    handoff: DateTime
+    timezone: str
+    overrides: list[OverrideSpec] = []
+
+    @field_validator("length")
+    @classmethod
+    def _long_enough(cls, value: float) -> float:
+        if value < MIN_SHIFT_SECONDS:
+            raise ValueError("a rotation's length must be at least 1h")
+        return value
+
+    @field_validator("handoff")
+    @classmethod
+    def _wall_clock(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            raise ValueError("handoff is a wall-clock time in the rotation's timezone: "
+                             "write it without an offset")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use e.g. 'Europe/Lisbon')"
+                             ) from None
+        return value
+
+
 class TeamSpec(_Strict):
     """A team of the directory: ``to: team_x`` reaches each approved member."""
 
     id: str = Field(pattern=_TEAM_ID)
     name: str | None = Field(default=None, max_length=200)
     members: list[str] = []
+    # ``to: oncall:team_x`` reaches whoever of the rotation is on call when it is resolved.
+    oncall: OnCallSpec | None = None
 
 
 class MemberSpec(_Strict):

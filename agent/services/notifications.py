@@ -270,7 +270,9 @@ class NotificationService:
         if item.replay_only or (item.simulated and simulated_outcome(item.recipient)):
             return [item]
         try:
-            rows = fan_out(self._directory(), item, new_id)
+            # `oncall:team_x` reaches whoever is on call when the send is accepted (also
+            # for a scheduled one: its rows are made now).
+            rows = fan_out(self._directory(), item, new_id, at=self._clock.now())
         except (Refused, AddressError) as exc:
             raise Invalid(exc.code, exc.message, "to") from None
         channel = self._channels.get(item.channel)

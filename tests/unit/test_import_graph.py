@@ -17,7 +17,10 @@ AGENT = ROOT / "agent"
 # Modules any stage may import: the vocabulary (address syntax and the team directory included),
 # the leaf renderer and its sandbox.
 SHARED = frozenset({"agent.domain", "agent.addresses", "agent.directory", "agent.rendering",
-                    "agent.sandbox"})
+                    "agent.sandbox",
+                    # on-call rotations: the directory's teams carry them, the API, the CLI and
+                    # (later) escalation ask who is on call; pure, time passed in
+                    "agent.oncall"})
 
 # Debts the layout still carries, each with the reason it is not fixed yet. An entry that is no
 # longer needed fails the test, so the list cannot outlive the debt.
