@@ -15,12 +15,10 @@ so it is at most 2 ms late). Every wait is bounded by ``--timeout``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.emulato
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_api import Daemon, log  # noqa: E402
+from emulator_thread import EmulatorThread  # noqa: E402
 
 from tests.emulators.slack import SlackEmulator, SlackMessage  # noqa: E402
 from tests.emulators.telegram import TOKEN as TELEGRAM_TOKEN  # noqa: E402
@@ -63,38 +62,18 @@ members:
 """
 
 
-class Emulators:
+class Emulators(EmulatorThread):
     """Slack and Telegram, served from a thread of their own."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.slack = SlackEmulator(token=SLACK_TOKEN)
         self.telegram = TelegramEmulator()
         self.telegram.add_chat(CHAT)
-        self.urls: dict[str, str] = {}
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with AsyncExitStack() as stack:
-            self.urls["slack"] = await stack.enter_async_context(self.slack.running())
-            self.urls["telegram"] = await stack.enter_async_context(self.telegram.serve())
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> Emulators:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("emulators did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+    async def serve(self, stack: AsyncExitStack) -> None:
+        self.urls["slack"] = await stack.enter_async_context(self.slack.running())
+        self.urls["telegram"] = await stack.enter_async_context(self.telegram.serve())
 
 
 def post(url: str, data: bytes, headers: dict[str, str]) -> int:

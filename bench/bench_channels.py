@@ -27,7 +27,6 @@ import asyncio
 import json
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -49,6 +48,7 @@ from bench_api import (  # noqa: E402
     span_rates,
     wait_outcomes,
 )
+from emulator_thread import EmulatorThread  # noqa: E402
 
 from tests.emulators.apprise_json import AppriseJsonEmulator  # noqa: E402
 from tests.emulators.fcm import FcmEmulator, ServiceAccountKey  # noqa: E402
@@ -69,10 +69,11 @@ TEAMS_ALIASES = 400
 APPRISE_ALIASES = 50
 
 
-class Emulators:
+class Emulators(EmulatorThread):
     """The four provider emulators, served from a thread of their own."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.slack = SlackEmulator(token=SLACK_TOKEN)
         for i in range(SLACK_DESTINATIONS):
             self.slack.add_channel(f"b{i}", f"C0BENCH{i:04d}")
@@ -87,41 +88,20 @@ class Emulators:
         self.fcm = FcmEmulator(ServiceAccountKey(token_uri=""))
         self.apprise = AppriseJsonEmulator()
         self.key_dir = Path(tempfile.mkdtemp(prefix="bench-fcm-"))
-        self.urls: dict[str, str] = {}
         self.teams_hooks: dict[str, str] = {}
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with AsyncExitStack() as stack:
-            self.urls["slack"] = await stack.enter_async_context(self.slack.running())
-            self.urls["telegram"] = await stack.enter_async_context(self.telegram.serve())
-            await stack.enter_async_context(self.teams.serve())
-            self.urls["push"] = await stack.enter_async_context(self.ntfy.serve())
-            self.teams_hooks = {f"t{i}": self.teams.add_webhook(f"t{i}")
-                                for i in range(TEAMS_ALIASES)}
-            self.urls["smtp_port"] = str(await stack.enter_async_context(self.smtp.serve()))
-            self.urls["twilio"] = await stack.enter_async_context(self.twilio.serve())
-            self.urls["fcm"] = await stack.enter_async_context(self.fcm.serve())
-            self.fcm.account.token_uri = self.urls["fcm"] + "/token"
-            self.urls["apprise"] = await stack.enter_async_context(self.apprise.serve())
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> Emulators:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("emulators did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+    async def serve(self, stack: AsyncExitStack) -> None:
+        self.urls["slack"] = await stack.enter_async_context(self.slack.running())
+        self.urls["telegram"] = await stack.enter_async_context(self.telegram.serve())
+        await stack.enter_async_context(self.teams.serve())
+        self.urls["push"] = await stack.enter_async_context(self.ntfy.serve())
+        self.teams_hooks = {f"t{i}": self.teams.add_webhook(f"t{i}")
+                            for i in range(TEAMS_ALIASES)}
+        self.urls["smtp_port"] = str(await stack.enter_async_context(self.smtp.serve()))
+        self.urls["twilio"] = await stack.enter_async_context(self.twilio.serve())
+        self.urls["fcm"] = await stack.enter_async_context(self.fcm.serve())
+        self.fcm.account.token_uri = self.urls["fcm"] + "/token"
+        self.urls["apprise"] = await stack.enter_async_context(self.apprise.serve())
 
     def env(self, raised: bool) -> dict[str, str]:
         """The daemon's channel settings; ``raised``: provider buckets out of the way."""
