@@ -111,6 +111,9 @@ class Grouper:
         """Fire the escalation steps due at ``t``; how many steps were handled."""
         if self._escalations is None:
             return 0
+        due = await self._escalations.next_due()  # a read: no write transaction per round
+        if due is None or due > t:
+            return 0
         rules = self._rules()
         fired, cancelled, queued = await self._escalations.fire_due(
             t, self._batch, lambda step: escalation_rows(rules.directory, step, t))
