@@ -40,6 +40,7 @@ from agent.observability import Metrics, get_logger
 from agent.private_files import create_private_file, private_dir, write_private_file
 from agent.routing.loader import RulesError
 from agent.routing.ruleset import RuleSet
+from agent.services.acklinks import AckLinks
 from agent.services.acknowledge import AcknowledgeService
 from agent.services.chatacks import ChatAcks
 from agent.services.ingest import Inhibition, Intake
@@ -53,6 +54,7 @@ from agent.store.retention import prune
 
 log = get_logger("app")
 WEBHOOK_SECRET_FILE = "webhook-signing-secret"
+ACK_LINK_SECRET_FILE = "ack-link-secret"  # signs acknowledge links (services/acklinks.py)
 # Plaintext of the keys made on a first start: 0600, the only copy (the database has hashes).
 FIRST_RUN_KEYS_FILE = "first-run-api-keys"
 
@@ -463,6 +465,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
     rt.keyring = KeyRing([], key_source, interval=CHECK_INTERVAL_S, clock=clock.monotonic)
     channels: dict[str, ChannelSender] = {}  # filled at startup (secrets are read there)
     d = s.delivery
+    ack_links = AckLinks(lambda: _generated_secret(s.data_dir, ACK_LINK_SECRET_FILE).encode(),
+                         s.base_url, s.ack.link_ttl, clock)
     dispatcher = Dispatcher(
         store.notifications, channels, rt.metrics,
         retry=RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds,
@@ -473,6 +477,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
         replaces=replaces_lookup(store.deliveries), link_base=s.base_url,
+        ack_link=lambda n: ack_links.url_for(n),
         recipient_problem=lambda n: still_approved(holder.get().directory, n.channel,
                                                    n.recipient, n.member_id),
     )
@@ -500,6 +505,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         intake=intake,
         notifications=NotificationService(store, s.api, rt.metrics, clock, dispatcher.wake,
                                           channels, lambda: holder.get().directory),
+        ack_links=ack_links,
         acks=AcknowledgeService(store, rt.metrics, clock, lambda: holder.get().directory,
                                 channels, dispatcher.wake),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),

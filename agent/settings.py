@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +30,7 @@ from pydantic_settings import (
 from agent.channels.registry import ChannelsSettings
 from agent.directory import allow_unlisted_setting
 from agent.domain import Channel
+from agent.routing.schema import parse_duration
 
 
 class _Section(BaseModel):
@@ -156,6 +165,14 @@ class SourcesSettings(_Section):
     generic: dict[str, SourceSettings] = {}
 
 
+class AckSettings(_Section):
+    """``ack:``: acknowledging from links."""
+
+    # How long an acknowledge link works ("24h", "90m" or seconds); it stops working earlier
+    # when its alert resolves.
+    link_ttl: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 86400.0
+
+
 class RecipientsSettings(_Section):
     """``recipients:``: who may be sent to besides the directory's approved members."""
 
@@ -195,6 +212,7 @@ class Settings(BaseSettings):
     channels: ChannelsSettings = ChannelsSettings()
     sources: SourcesSettings = SourcesSettings()
     recipients: RecipientsSettings = RecipientsSettings()
+    ack: AckSettings = AckSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.api import (
+    acklinks,
     acks,
     alerts,
     chathooks,
@@ -25,7 +26,7 @@ MIDDLEWARES = (metrics_middleware, error_middleware, auth_middleware)
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (health, notifications, acks, templates, inbox, alerts, hooks, rules, directory,
-                   receipts, chathooks, openapi):
+    for module in (health, notifications, acks, acklinks, templates, inbox, alerts, hooks,
+                   rules, directory, receipts, chathooks, openapi):
         app.router.add_routes(module.routes)
     app[openapi.DOCUMENT_CACHE] = []

@@ -14,6 +14,7 @@ from agent.channels.base import ChannelSender
 from agent.clock import Clock
 from agent.observability import Metrics
 from agent.routing.ruleset import RuleSet
+from agent.services.acklinks import AckLinks
 from agent.services.acknowledge import AcknowledgeService
 from agent.services.chatacks import ChatAcks
 from agent.services.ingest import Intake
@@ -38,6 +39,7 @@ class ApiContext:
     intake: Intake
     notifications: NotificationService
     acks: AcknowledgeService
+    ack_links: AckLinks
     rules_holder: RulesHolder
     hooks: Hooks
     reload_gate: IntervalGate

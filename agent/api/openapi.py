@@ -40,6 +40,12 @@ TWILIO_STATUS: dict[str, Any] = {"type": "object", "properties": {
                                           "AccountSid", "To", "From")}}
 SLACK_INTERACTION: dict[str, Any] = {"type": "object", "properties": {
     "payload": {"type": "string", "description": "A block_actions interaction, as JSON."}}}
+ACK_FORM: dict[str, Any] = {"type": "object", "properties": {
+    "csrf": {"type": "string", "description": "The value of the page's hidden field."}}}
+_PAGE = "text/html"
+# An acknowledge link's answers are pages for people: every status is HTML.
+_ACK_PAGES: dict[int, type[BaseModel] | str] = {c: _PAGE for c in (200, 403, 404, 409, 410)}
+_TOKEN = {"token": "The signed token of the link."}
 REF = "#/components/schemas/{model}"
 
 Auth = Literal["key", "hook", "none"]
@@ -218,6 +224,16 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Moves a sent sms or whatsapp notification to delivered or failed. "
         "Verified with X-Twilio-Signature (403 when it does not verify); 404 when Twilio is "
         "not configured."),
+    _op("GET", "/ack/{token}", "ackLinkPage", "An acknowledge link's page", "acknowledge",
+        _ACK_PAGES, (503,), auth="none", path_params=_TOKEN,
+        description="Shows the alert and a button; changes nothing (scanners fetch links). "
+        "404 for a token that is not valid, 410 once it expired."),
+    _op("POST", "/ack/{token}", "ackLinkConfirm", "Acknowledge through a link's page",
+        "acknowledge", _ACK_PAGES, (413, 503), auth="none", path_params=_TOKEN,
+        body=ACK_FORM, body_type="application/x-www-form-urlencoded",
+        description="The page's form: acknowledges as the member the link was issued to. 403 "
+        "without the page's csrf value or when the member may no longer acknowledge; 409 when "
+        "the alert resolved."),
     _op("POST", "/hooks/slack/interactive", "slackInteractive",
         "Slack interactivity: an Acknowledge click", "hooks", {200: "text/plain"},
         (401, 404, 413, 503), auth="none", body=SLACK_INTERACTION,

@@ -69,6 +69,9 @@ class Message:
     # Where the whole notification can be read on the agent (``public_url``): a truncated
     # message links to it.
     link: str | None = None
+    # A signed link that acknowledges the alert as the member this message reaches (channels
+    # without buttons show it); None when there is none.
+    ack_url: str | None = None
     # Only channels that deliver into the agent itself (``local = True``) see simulated
     # messages; they keep them apart for test keys.
     simulated: bool = False

@@ -97,6 +97,8 @@ def body_text(message: Message) -> str:
     text = budget.truncate(message.text, MAX_TEXT_CHARS, link=message.link)
     if message.link and message.link not in text:
         text = f"{text}\n\n{message.link}"
+    if message.ack_url:
+        text = f"{text}\n\nAcknowledge: {message.ack_url}"
     return text
 
 

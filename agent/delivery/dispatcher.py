@@ -47,6 +47,8 @@ from agent.store.notifications import (
 )
 
 log = get_logger("dispatcher")
+# Channels that get an acknowledge link (no buttons of their own).
+ACK_LINK_CHANNELS = frozenset({"email"})
 
 
 def _pause_key(channel: ChannelSender, name: str, to: str) -> str:
@@ -79,6 +81,7 @@ class Dispatcher:
         replaces: ReplacesLookup | None = None,
         link_base: str | None = None,
         recipient_problem: Callable[[Notification], str | None] | None = None,
+        ack_link: Callable[[Notification], str | None] | None = None,
         record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         clock = as_clock(clock)
@@ -92,6 +95,8 @@ class Dispatcher:
         self._simulator = SimulatorChannel()
         # Why a queued row may no longer go out (its member was unapproved by a reload since).
         self._recipient_problem = recipient_problem
+        # The acknowledge link of a notification that reaches a member (links.py), or None.
+        self._ack_link = ack_link
         self._channels = channels
         self._metrics = metrics
         self._retry = retry
@@ -435,6 +440,8 @@ class Dispatcher:
             overflow="split" if overflow == "split" else "truncate" if overflow == "truncate"
             else None,
             link=None if self._link_base is None else f"{self._link_base}/v1/notifications/{n.id}",
+            ack_url=(self._ack_link(n) if self._ack_link is not None and channel.name in
+                     ACK_LINK_CHANNELS and n.metadata.get("status") != "resolved" else None),
         )
 
     async def _send(self, channel: ChannelSender, message: Message,

@@ -1,0 +1,82 @@
+"""``/ack/{token}``: the page an acknowledge link opens. ``GET`` shows it and changes nothing;
+its form ``POST``s back with the page's CSRF value and acknowledges, as the member the link was
+issued to. Answers are small HTML pages, never a traceback."""
+
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+
+from agent.api.context import ctx
+from agent.services.acklinks import Claim, LinkRefused
+from agent.services.acknowledge import Actor
+from agent.services.errors import ServiceError
+
+routes = web.RouteTableDef()
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, content_type="text/html", charset="utf-8",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                 "X-Frame-Options": "DENY",
+                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                            "form-action 'self'"},
+        text=("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+              "content=\"width=device-width\"><meta name=\"robots\" content=\"noindex\">"
+              f"<title>{html.escape(title)}</title></head><body style=\"font-family:sans-serif;"
+              f"max-width:36em;margin:2em auto\"><h1>{html.escape(title)}</h1>{body}"
+              "</body></html>\n"))
+
+
+def _claim(request: web.Request) -> Claim | web.Response:
+    links = ctx(request).ack_links
+    try:
+        return links.open(request.match_info["token"])
+    except LinkRefused as exc:
+        if exc.expired:
+            return _page("Link expired", "<p>This acknowledge link has expired.</p>", 410)
+        return _page("Not found", "<p>This acknowledge link is not valid.</p>", 404)
+
+
+@routes.get("/ack/{token}")
+async def show(request: web.Request) -> web.Response:
+    c, token = ctx(request), request.match_info["token"]
+    claim = _claim(request)
+    if isinstance(claim, web.Response):
+        return claim
+    n = await c.store.notifications.get(claim.notification_id)
+    if n is None:
+        return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
+    what = html.escape(n.subject or (n.message or "").split("\n", 1)[0])
+    return _page("Acknowledge this alert?", (
+        f"<p>{what}</p>"
+        f"<form method=\"post\" action=\"/ack/{html.escape(token)}\">"
+        f"<input type=\"hidden\" name=\"csrf\" value=\"{c.ack_links.csrf(token)}\">"
+        "<button type=\"submit\">Acknowledge</button></form>"))
+
+
+@routes.post("/ack/{token}")
+async def acknowledge(request: web.Request) -> web.Response:
+    c, token = ctx(request), request.match_info["token"]
+    claim = _claim(request)
+    if isinstance(claim, web.Response):
+        return claim
+    form = await request.post()
+    value = form.get("csrf")
+    if not isinstance(value, str) or not c.ack_links.csrf_ok(token, value):
+        return _page("Not acknowledged", "<p>Open the link again and use its button.</p>", 403)
+    n = await c.store.notifications.get(claim.notification_id)
+    if n is None:
+        return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
+    try:
+        done = await c.acks.acknowledge_notification(
+            n.id, Actor("link", member_id=claim.member_id), simulated=n.simulated)
+    except ServiceError as exc:
+        status = {"ack_not_allowed": 403, "alert_resolved": 409}.get(exc.code, 404)
+        return _page("Not acknowledged", f"<p>{html.escape(exc.message)}</p>", status)
+    who = html.escape(done.acknowledged_by or "")
+    if done.first:
+        return _page("Acknowledged", "<p>Thank you: the alert is acknowledged.</p>")
+    return _page("Already acknowledged", f"<p>Acknowledged already by {who}.</p>")
