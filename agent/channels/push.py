@@ -115,6 +115,8 @@ def headers_for(message: Message, token: str | None) -> dict[str, str]:
         headers["Title"] = header_value(subject)
     if message.link:
         headers["Click"] = header_value(message.link)
+    if message.ack_url:  # opens the link's page; its button acknowledges
+        headers["Actions"] = header_value(f"view, Acknowledge, {message.ack_url}, clear=true")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers

@@ -109,7 +109,8 @@ class SmsChannel(twilio.TwilioMessaging):
             raise PermanentDeliveryError(FailureReason.INVALID_RECIPIENT,
                                          "not an E.164 phone number",
                                          scope=ErrorScope.RECIPIENT) from None
-        body = fit(twilio.compose(message), self._max_segments, message.link)
+        body = fit(twilio.with_ack_link(message), self._max_segments,
+                   message.ack_url or message.link)
         return await self._account.create_message({"To": to, "Body": body,
                                                    **self._sender.form})
 

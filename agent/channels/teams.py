@@ -187,9 +187,15 @@ def card(message: Message, text: str) -> dict[str, Any]:
             {"type": "TextBlock", "text": text, "wrap": True},
         ],
     }
+    actions = []
+    if message.ack_url:  # opens the link's page; its button acknowledges
+        actions.append({"type": "Action.OpenUrl", "title": "Acknowledge",
+                        "url": message.ack_url})
     if message.link:
-        content["actions"] = [{"type": "Action.OpenUrl", "title": "Open in alert-agent",
-                               "url": message.link}]
+        actions.append({"type": "Action.OpenUrl", "title": "Open in alert-agent",
+                        "url": message.link})
+    if actions:
+        content["actions"] = actions
     return content
 
 

@@ -156,6 +156,13 @@ def compose(message: Message) -> str:
     return text or f"({message.severity})"
 
 
+def with_ack_link(message: Message) -> str:
+    """``compose``, and the acknowledge link last when there is one (a text cut to its budget
+    ends with the link instead, so the link always arrives)."""
+    text = compose(message)
+    return f"{text}\nAck: {message.ack_url}" if message.ack_url else text
+
+
 # -- signatures ----------------------------------------------------------------------------
 
 

@@ -91,8 +91,9 @@ class WhatsAppChannel(twilio.TwilioMessaging):
                                              "content_sid must be 'HX' and 32 hex digits")
             form |= {"ContentSid": content_sid, "ContentVariables": content_variables(message)}
         else:
-            form["Body"] = budget.truncate(twilio.compose(message), MAX_BODY_CHARS,
-                                           link=message.link, measure=budget.utf16_units)
+            form["Body"] = budget.truncate(twilio.with_ack_link(message), MAX_BODY_CHARS,
+                                           link=message.ack_url or message.link,
+                                           measure=budget.utf16_units)
         return await self._account.create_message(form)
 
     async def close(self) -> None:

@@ -48,7 +48,7 @@ from agent.store.notifications import (
 
 log = get_logger("dispatcher")
 # Channels that get an acknowledge link (no buttons of their own).
-ACK_LINK_CHANNELS = frozenset({"email"})
+ACK_LINK_CHANNELS = frozenset({"email", "sms", "whatsapp", "push", "teams"})
 
 
 def _pause_key(channel: ChannelSender, name: str, to: str) -> str:

@@ -318,3 +318,11 @@ async def test_the_emulator_refuses_what_ntfy_would(session: aiohttp.ClientSessi
             assert (await r.json())["priority"] == 5
     assert [n.message for n in e.current("alerts")] == [
         "You received a file: attachment.txt", "m"]
+
+
+async def test_an_acknowledge_link_is_a_view_action(emu: tuple[NtfyEmulator, str],
+                                                   session: aiohttp.ClientSession) -> None:
+    e, url = emu
+    ack = "https://agent.example/ack/token.sig"
+    await channel(url, session).send(message(ack_url=ack))
+    assert e.requests[-1].headers["Actions"] == f"view, Acknowledge, {ack}, clear=true"

@@ -316,3 +316,12 @@ async def test_parts_are_posted_in_order(emu: TeamsEmulator,
     await ch.send(replace(message(text=group_text()), notification_id="ntf_2"))
     posted = emu.cards["ops"]
     assert [p.at for p in posted] == sorted(p.at for p in posted)
+
+
+async def test_an_acknowledge_link_is_the_cards_first_action(
+        emu: TeamsEmulator, session: aiohttp.ClientSession) -> None:
+    ack = "https://agent.example/ack/token.sig"
+    await channel(emu, session).send(message(ack_url=ack))
+    [posted] = emu.cards["ops"]
+    assert posted.urls == [ack, LINK]
+    assert posted.content["actions"][0]["title"] == "Acknowledge"

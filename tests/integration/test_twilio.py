@@ -301,3 +301,17 @@ def test_reading_a_status_callback(params: dict[str, str], outcome: str | None,
     if params.get("ErrorCode") == "63016":
         assert receipt.details is not None and "content_sid" in receipt.details
     assert receipt_of({"MessageSid": "SM1", **params}) is None
+
+
+async def test_the_acknowledge_link_ends_the_sms_and_survives_its_budget(
+        emu: tuple[TwilioEmulator, str], session: aiohttp.ClientSession) -> None:
+    e, url = emu
+    ack = f"{PUBLIC}/ack/eyJuIjoibnRmXzEifQ.sig"
+    await _sms(url, session).send(_msg(ack_url=ack))
+    await _sms(url, session, max_segments=2).send(_msg(text="disk full on db1. " * 200,
+                                                       ack_url=ack))
+    short, long = e.messages[TO]
+    assert short.body == f"db1\ndisk full\nAck: {ack}"
+    assert long.segments == 2 and long.body is not None and long.body.endswith(ack)
+    await _wa(url, session).send(_msg(ack_url=ack, channel="whatsapp"))
+    assert e.all_messages()[-1].body == f"db1\ndisk full\nAck: {ack}"
