@@ -90,6 +90,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
+def ack_code(notification_id: str) -> str:
+    """The code a text reply ``ACK <code>`` names a notification by: the first six hex digits
+    of its id (the reply comes from the member's own number, checked; the code only picks
+    among that member's open alerts)."""
+    return notification_id.removeprefix("ntf_")[:6]
+
+
 def now() -> float:
     """Wall-clock seconds since the epoch; the one clock the daemon stores."""
     return time.time()

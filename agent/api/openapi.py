@@ -38,6 +38,8 @@ routes = web.RouteTableDef()
 TWILIO_STATUS: dict[str, Any] = {"type": "object", "properties": {
     name: {"type": "string"} for name in ("MessageSid", "MessageStatus", "ErrorCode",
                                           "AccountSid", "To", "From")}}
+TWILIO_INBOUND: dict[str, Any] = {"type": "object", "properties": {
+    name: {"type": "string"} for name in ("From", "To", "Body", "MessageSid", "AccountSid")}}
 SLACK_INTERACTION: dict[str, Any] = {"type": "object", "properties": {
     "payload": {"type": "string", "description": "A block_actions interaction, as JSON."}}}
 ACK_FORM: dict[str, Any] = {"type": "object", "properties": {
@@ -234,6 +236,13 @@ OPERATIONS: tuple[Operation, ...] = (
         description="The page's form: acknowledges as the member the link was issued to. 403 "
         "without the page's csrf value or when the member may no longer acknowledge; 409 when "
         "the alert resolved."),
+    _op("POST", "/hooks/twilio/inbound", "twilioInbound",
+        "An SMS or WhatsApp message to the agent's number", "hooks", {200: "text/xml"},
+        (403, 404, 413, 503), auth="none", body=TWILIO_INBOUND,
+        body_type="application/x-www-form-urlencoded",
+        description="The number's \"A message comes in\" webhook. ACK, or ACK and the code the "
+        "alert's message gave, from a member's number acknowledges its newest (or that) open "
+        "alert; the TwiML answer's <Message> is the reply. Verified with X-Twilio-Signature."),
     _op("POST", "/hooks/slack/interactive", "slackInteractive",
         "Slack interactivity: an Acknowledge click", "hooks", {200: "text/plain"},
         (401, 404, 413, 503), auth="none", body=SLACK_INTERACTION,

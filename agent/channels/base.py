@@ -72,6 +72,8 @@ class Message:
     # A signed link that acknowledges the alert as the member this message reaches (channels
     # without buttons show it); None when there is none.
     ack_url: str | None = None
+    # A short code a text reply "ACK <code>" names this message's alert by (SMS, WhatsApp).
+    ack_code: str | None = None
     # Only channels that deliver into the agent itself (``local = True``) see simulated
     # messages; they keep them apart for test keys.
     simulated: bool = False

@@ -61,6 +61,8 @@ from agent.domain import FailureReason, NotificationFailureClass
 
 API_URL = "https://api.twilio.com"
 STATUS_PATH = "/hooks/twilio/status"
+# Incoming messages (the number's "A message comes in" webhook): "ACK <code>" acknowledges.
+INBOUND_PATH = "/hooks/twilio/inbound"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
@@ -160,7 +162,10 @@ def with_ack_link(message: Message) -> str:
     """``compose``, and the acknowledge link last when there is one (a text cut to its budget
     ends with the link instead, so the link always arrives)."""
     text = compose(message)
-    return f"{text}\nAck: {message.ack_url}" if message.ack_url else text
+    if not message.ack_url:
+        return text
+    reply = f" or reply ACK {message.ack_code}" if message.ack_code else ""
+    return f"{text}\nAck: {message.ack_url}{reply}"
 
 
 # -- signatures ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from agent.delivery.ratelimit import RateLimiter
 from agent.delivery.retry import RetryPolicy
 from agent.delivery.slots import Keys, Slots
 from agent.delivery.threads import ReplacesLookup, thread_of, update_mode
-from agent.domain import FailureReason, Notification
+from agent.domain import FailureReason, Notification, ack_code
 from agent.domain import NotificationFailureClass as Class
 from agent.loops.backoff import Backoff
 from agent.loops.waker import Waker
@@ -425,6 +425,8 @@ class Dispatcher:
     async def _message(self, n: Notification, channel: ChannelSender, text: str,
                        thread_key: str | None) -> Message:
         overflow = n.metadata.get("overflow")
+        ack_url = (self._ack_link(n) if self._ack_link is not None and channel.name in
+                   ACK_LINK_CHANNELS and n.metadata.get("status") != "resolved" else None)
         return Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
@@ -440,8 +442,7 @@ class Dispatcher:
             overflow="split" if overflow == "split" else "truncate" if overflow == "truncate"
             else None,
             link=None if self._link_base is None else f"{self._link_base}/v1/notifications/{n.id}",
-            ack_url=(self._ack_link(n) if self._ack_link is not None and channel.name in
-                     ACK_LINK_CHANNELS and n.metadata.get("status") != "resolved" else None),
+            ack_url=ack_url, ack_code=ack_code(n.id) if ack_url else None,
         )
 
     async def _send(self, channel: ChannelSender, message: Message,

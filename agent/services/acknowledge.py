@@ -10,20 +10,25 @@ route to a room with no ``ack_by``) any approved member of the directory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agent.addresses import AddressError
 from agent.channels.base import ChannelSender
 from agent.clock import Clock
-from agent.directory import MEMBER_ID, TEAM_ID, Directory
-from agent.domain import NewNotification, Notification, Priority, new_id
+from agent.directory import MEMBER_ID, TEAM_ID, Directory, canonical
+from agent.domain import NewNotification, Notification, Priority, ack_code, new_id
 from agent.observability import Metrics, get_logger
 from agent.services.errors import Conflict, Forbidden, NotFound
 from agent.store import Store
 from agent.store.acks import Acked
 
 log = get_logger("acknowledge")
+# "ACK", "ack 3f9a1c": the reply a text message acknowledges with (its optional code names one
+# of the member's open alerts: domain.ack_code).
+_ACK_TEXT = re.compile(r"(?i)ack(?:\s+([0-9a-f]{6}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,38 @@ class AcknowledgeService:
         if done is None:
             raise _missing("alert", alert_id)
         return await self._acknowledged(done, actor)
+
+    async def acknowledge_by_text(self, channel: str, sender: str, body: str) -> str | None:
+        """A text message ``ACK`` or ``ACK <code>`` from a member's number acknowledges the
+        newest (or the named) open alert sent to it; the reply to send back, None when the
+        text is not an acknowledgment."""
+        found = _ACK_TEXT.fullmatch(body.strip())
+        if found is None:
+            return None
+        d = self._directory()
+        try:
+            number = canonical(channel, sender)
+        except AddressError:
+            number = sender
+        mid = d.owners.get((channel, number))
+        member = d.members.get(mid) if mid is not None else None
+        if member is None or not member.approved:
+            self._metrics.acks_refused.labels(channel, "not_allowed").inc()
+            log.warning("acknowledgment_refused", channel=channel, member_id=mid)
+            return "This number may not acknowledge alerts."
+        code = (found.group(1) or "").lower()
+        candidates = [n for n in await self._store.acks.open_to(channel, number)
+                      if not code or ack_code(n.id) == code]
+        if not candidates:
+            return (f"No open alert with code {code}." if code
+                    else "No open alert to acknowledge.")
+        try:
+            done = await self.acknowledge_notification(
+                candidates[0].id, Actor(channel, member_id=member.id))
+        except (Forbidden, Conflict) as exc:
+            return exc.message
+        return ("Acknowledged." if done.first
+                else f"Already acknowledged by {self._name(done.acknowledged_by)}.")
 
     async def unacknowledge_alert(self, alert_id: str, simulated: bool = False) -> bool:
         """Clear an alert's acknowledgment: its group repeats again. Whether one was there."""

@@ -73,13 +73,13 @@ class ReceiptService:
         return self._verifier() is not None
 
     def twilio_signature_ok(self, raw_query: str, params: Sequence[tuple[str, str]],
-                            given: str | None) -> bool:
-        """Whether the callback is signed by the configured account; ``raw_query`` is the
-        query string as requested (empty for none)."""
+                            given: str | None, path: str = twilio.STATUS_PATH) -> bool:
+        """Whether a request Twilio made to ``path`` is signed by the configured account;
+        ``raw_query`` is the query string as requested (empty for none)."""
         verifier = self._verifier()
         if verifier is None:
             return False
-        url = self._public_url + twilio.STATUS_PATH + (f"?{raw_query}" if raw_query else "")
+        url = self._public_url + path + (f"?{raw_query}" if raw_query else "")
         return verifier.receipt_signature_ok(url, params, given)
 
     async def twilio_status(self, params: Sequence[tuple[str, str]]) -> ReceiptResult:

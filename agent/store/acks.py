@@ -107,6 +107,22 @@ class AckStore:
 
         return await self._db.write(op)
 
+    async def open_to(self, channel: str, recipient: str, limit: int = 20,
+                      scan: int = 2000) -> list[Notification]:
+        """The newest notifications about alerts sent or delivered to ``recipient`` on
+        ``channel`` and not acknowledged yet (at most ``limit``, among the channel's newest
+        ``scan`` rows: a reply answers a recent message)."""
+
+        def op(conn: sqlite3.Connection) -> list[Notification]:
+            return [notification_row(r) for r in conn.execute(
+                f"SELECT {NTF_COLUMNS} FROM (SELECT * FROM notifications INDEXED BY "
+                "notifications_channel_seq WHERE channel = ? ORDER BY seq DESC LIMIT ?) "
+                "WHERE recipient = ? AND status IN ('sent', 'delivered', 'read') "
+                "AND acknowledged_at IS NULL AND json_extract(metadata, '$.alert_ids') "
+                "IS NOT NULL ORDER BY seq DESC LIMIT ?", (channel, scan, recipient, limit))]
+
+        return await self._db.read(op)
+
     async def unacknowledge(self, alert_id: str, now: float, simulated: bool) -> Unacked | None:
         """Clear an alert's acknowledgment (its group repeats again); None when unknown."""
 
