@@ -52,7 +52,8 @@ async def show(request: web.Request) -> web.Response:
     what = html.escape(n.subject or (n.message or "").split("\n", 1)[0])
     return _page("Acknowledge this alert?", (
         f"<p>{what}</p>"
-        f"<form method=\"post\" action=\"/ack/{html.escape(token)}\">"
+        # No action: the form posts back to the URL as opened (a public_url with a path).
+        "<form method=\"post\">"
         f"<input type=\"hidden\" name=\"csrf\" value=\"{c.ack_links.csrf(token)}\">"
         "<button type=\"submit\">Acknowledge</button></form>"))
 
