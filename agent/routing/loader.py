@@ -306,7 +306,13 @@ class _Compiler:
         if spec.ack_by is None:
             return parent.ack_by
         for i, ref in enumerate(spec.ack_by):
-            if ref not in self.directory.teams and ref not in self.directory.members:
+            rota = people.ONCALL.fullmatch(ref)
+            if rota is not None:
+                team = self.directory.teams.get(rota.group(1))
+                if team is None or team.oncall is None:
+                    self.fail(f, f"ack_by: '{ref}' names no team with an on-call rotation",
+                              *loc, "ack_by", i)
+            elif ref not in self.directory.teams and ref not in self.directory.members:
                 self.fail(f, f"ack_by: no team or member '{ref}' in the directory", *loc,
                           "ack_by", i)
         return tuple(spec.ack_by)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from agent.addresses import AddressError
 from agent.channels.base import ChannelSender
 from agent.clock import Clock
-from agent.directory import MEMBER_ID, TEAM_ID, Directory, canonical
+from agent.directory import MEMBER_ID, ONCALL, TEAM_ID, Directory, canonical, on_call
 from agent.domain import NewNotification, Notification, Priority, ack_code, new_id
 from agent.observability import Metrics, get_logger
 from agent.services.errors import Conflict, Forbidden, NotFound
@@ -136,7 +136,7 @@ class AcknowledgeService:
         mid = actor.member_id or (d.owners.get((actor.channel, actor.user_id))
                                   if actor.user_id is not None else None)
         member = d.members.get(mid) if mid is not None else None
-        allowed = _allowed_members(d, n, parent)
+        allowed = _allowed_members(d, n, parent, self._clock.now())
         if member is None or not member.approved or (allowed is not None
                                                      and member.id not in allowed):
             log.warning("acknowledgment_refused", channel=actor.channel, user_id=actor.user_id,
@@ -194,18 +194,23 @@ def _missing(what: str, ident: str) -> NotFound:
     return NotFound(code, f"No such {what}: '{ident}'.", "id")
 
 
-def _allowed_members(d: Directory, n: Notification,
-                     parent: Notification | None) -> set[str] | None:
+def _allowed_members(d: Directory, n: Notification, parent: Notification | None,
+                     now: float) -> set[str] | None:
     """Who may acknowledge ``n`` from a chat or link: the route's ``ack_by``, else the team or
     member it was sent to; None: any approved member (a room, with no ``ack_by``)."""
     named = [x for x in n.metadata.get("ack_by", []) if isinstance(x, str)]
     sent_to = parent.recipient if parent is not None else n.recipient
-    if not named and (TEAM_ID.fullmatch(sent_to) or MEMBER_ID.fullmatch(sent_to)):
+    if not named and any(p.fullmatch(sent_to) for p in (TEAM_ID, MEMBER_ID, ONCALL)):
         named = [sent_to]
     if not named:
         return None
     out: set[str] = set()
     for ref in named:
+        rota = ONCALL.fullmatch(ref)
+        if rota is not None:  # whoever is on call at the click, not when the alert came
+            shift = on_call(d, rota.group(1), now)
+            out.update(shift.members if shift is not None else ())
+            continue
         team = d.teams.get(ref)
         out.update(team.members if team is not None else (ref,))
     return out

@@ -244,3 +244,49 @@ async def test_a_resolved_alert_cannot_be_acknowledged_but_a_repeat_is_still_200
     await agent.put(f"/v1/alerts/{other}", headers=auth(), json={"status": "resolved"})
     again = await agent.post(f"/v1/alerts/{other}/acknowledge", headers=auth())
     assert again.status == 200 and (await again.json())["data"]["acknowledged"] is True
+
+
+async def test_ack_by_oncall_follows_the_rotation_at_the_click(
+        settings: Settings, clock: FakeClock, emu: tuple[TelegramEmulator, str]) -> None:
+    rules = RULES.replace("    group_by: [monitor_id]\n",
+                          "    group_by: [monitor_id]\n    ack_by: ['oncall:team_db']\n")
+    rules = rules.replace("    members: [mem_ana, mem_raj]\n", (
+        "    members: [mem_ana, mem_raj]\n"
+        "    oncall: {members: [mem_ana, mem_raj], length: 1w, handoff: '2020-01-06T09:00:00',"
+        " timezone: UTC}\n"))
+    rules = rules.replace("  - id: mem_raj\n    name: Raj\n    approved: true\n",
+                          "  - id: mem_raj\n    name: Raj\n    approved: true\n"
+                          "    addresses: {telegram: '888'}\n")
+    settings.rules_dir.mkdir(parents=True)
+    (settings.rules_dir / "r.yaml").write_text(rules)
+    settings.channels.telegram = settings.channels.telegram.model_validate({
+        "enabled": True, "bot_token": TOKEN, "api_url": emu[1], "timeout_seconds": 2.0})
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        acks = c.app[CTX].acks
+        d = c.app[CTX].rules().directory
+        from agent.directory import on_call
+
+        shift = on_call(d, "team_db", clock.now())
+        assert shift is not None and shift.until is not None
+        on, off = ("4242", "888") if shift.members == ("mem_ana",) else ("888", "4242")
+        aid = await fire(c)
+        [tg] = [n for n in (await alert(c, aid))["notifications"] if n["channel"] == "telegram"]
+        with pytest.raises(Forbidden):  # on the team, but not on call now
+            await acks.acknowledge_notification(tg["id"], Actor("telegram", user_id=off))
+        clock.advance(shift.until - clock.now() + 1)  # the handoff: the other one is on call
+        with pytest.raises(Forbidden):
+            await acks.acknowledge_notification(tg["id"], Actor("telegram", user_id=on))
+        done = await acks.acknowledge_notification(tg["id"], Actor("telegram", user_id=off))
+        assert done.first
+
+
+def test_ack_by_oncall_needs_a_rotation(tmp_path: Any) -> None:
+    from agent.routing.loader import RulesError, load_rules
+
+    (tmp_path / "r.yaml").write_text("teams:\n  - id: team_x\nroutes:\n  - name: x\n"
+                                     "    ack_by: ['oncall:team_x']\n")
+    with pytest.raises(RulesError) as info:
+        load_rules(tmp_path)
+    [problem] = info.value.problems
+    assert problem.line == 5 and "no team with an on-call rotation" in problem.message
