@@ -27,6 +27,9 @@ from agent.oncall import OnCall, Rotation, who
 
 # A team or member id (as the rule-file schema requires them); anything else in ``to`` is an
 # address, also one that starts alike (``team_ops@example.com``).
+# The channel of a rule-file target that names people but no channel: each member's
+# preferences choose (``by_preference``); expanded before a notification is stored.
+PREFERRED = "preferred"
 TEAM_ID = re.compile(r"team_[A-Za-z0-9_-]{1,64}")
 MEMBER_ID = re.compile(r"mem_[A-Za-z0-9_-]{1,64}")
 # Whoever of the team's rotation is on call when the target is resolved.
@@ -58,6 +61,18 @@ class Member:
     timezone: str | None
     # channel -> the member's address on it, canonical (see ``canonical``).
     addresses: Mapping[str, str]
+    # severity -> the channels a target without a channel reaches the member on.
+    preferences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def preferred(self, severity: str) -> tuple[str, ...]:
+        """The member's channels for an alert of ``severity``: its own entry, else the next
+        lower severity's, else in-app (every member has an inbox)."""
+        ladder = ("critical", "warning", "info")
+        start = ladder.index(severity) if severity in ladder else len(ladder) - 1
+        for level in ladder[start:]:
+            if self.preferences.get(level):
+                return self.preferences[level]
+        return ("in-app",)
 
     def address(self, channel: str) -> str | None:
         """The member's address on ``channel``; in-app reaches a member by id by default."""
@@ -262,14 +277,46 @@ def fan_out(directory: Directory, item: NewNotification,
     return [parent, *children]
 
 
+def by_preference(directory: Directory, item: NewNotification,
+                  at: float | None = None) -> list[NewNotification]:
+    """A target without a channel (``PREFERRED``): one item per member it names and channel
+    that member prefers for the alert's severity (within the target's ``channels``), each to
+    the member. Raises Refused when nobody is left."""
+    resolution = resolve(directory, "in-app", item.recipient, at)
+    allowed = item.metadata.get("preferred_channels")
+    out = []
+    for r in resolution.recipients:
+        member = directory.members[r.member_id] if r.member_id else None
+        if member is None:
+            continue
+        for channel in member.preferred(item.severity):
+            if allowed is None or channel in allowed:
+                out.append(replace(item, channel=channel, recipient=member.id))
+    if not out:
+        raise Refused("recipient_not_approved",
+                      f"Nobody '{item.recipient}' names prefers a channel this target allows.")
+    return out
+
+
 def flush_rows(directory: Directory, items: Iterable[NewNotification],
                make_id: Callable[[str], str], at: float | None = None
                ) -> list[NewNotification]:
     """A group flush's notifications as the rows to store (``fan_out`` each, on-call targets
-    resolved at ``at``); a target nobody can be reached through any more (its team lost its
-    approved members in a reload) is stored failed, so the operator sees it."""
+    resolved at ``at``, targets without a channel by each member's preferences); a target
+    nobody can be reached through any more (its team lost its approved members in a reload) is
+    stored failed, so the operator sees it."""
     out: list[NewNotification] = []
+    expanded: list[NewNotification] = []
     for item in items:
+        if item.channel != PREFERRED:
+            expanded.append(item)
+            continue
+        try:
+            expanded.extend(replace(x, id=make_id("ntf")) if i else x
+                            for i, x in enumerate(by_preference(directory, item, at)))
+        except (Refused, AddressError) as exc:  # stored on the inbox nobody can miss
+            out.append(failed_parent(replace(item, channel="in-app"), exc))
+    for item in expanded:
         try:
             out.extend(fan_out(directory, item, make_id, at))
         except (Refused, AddressError) as exc:

@@ -210,6 +210,8 @@ def build_flush(
                           # The target's delivery options (update, retract, overflow,
                           # content_sid) when set.
                           **{k: target[k] for k in DELIVERY_OPTIONS if k in target},
+                          **({"preferred_channels": target["channels"]}
+                             if target.get("channels") else {}),
                           # Who may acknowledge from a chat click or link.
                           **({"ack_by": route["ack_by"]} if route.get("ack_by") else {})},
                 idempotency_key=None, request_hash=None,

@@ -243,7 +243,8 @@ def escalation_rows(directory: Directory, step: DueStep, now: float) -> list[New
         severity=n["severity"], priority="high",
         metadata={**n["metadata"], "reason": "escalation", "status": "firing",
                   "escalation": {"run": step.run, "step": step.step}, "update": "new",
-                  **{k: t[k] for k in ("overflow", "content_sid") if k in t}},
+                  **{k: t[k] for k in ("overflow", "content_sid") if k in t},
+                  **({"preferred_channels": t["channels"]} if t.get("channels") else {})},
         idempotency_key=None, request_hash=None, simulated=bool(n.get("simulated")),
         api_key_id=None, schedule_at=None, due_at=now, created_at=now)
         for t in step.targets]

@@ -142,7 +142,8 @@ class _Compiler:
 
     def targets(self, f: _Parsed, notify: list[NotifySpec], *loc: int | str) -> None:
         for i, n in enumerate(notify):
-            problem = self.target_problem(n.channel.value, n.to)
+            # Without a channel, the people must exist (in-app reaches every member).
+            problem = self.target_problem(n.channel.value if n.channel else "in-app", n.to)
             if problem is not None:
                 self.fail(f, f"notify[{i}]: {problem}", *loc, "notify", i)
 
@@ -197,6 +198,17 @@ class _Compiler:
                     self.fail(tf, f"team '{team.id}': {message}", "teams", ti, "oncall", *loc)
                 teams[team.id] = (tf, ti, replace(team, oncall=rotation))
 
+    def preferences(self, f: _Parsed, i: int, m: MemberSpec,
+                    found: dict[str, str]) -> dict[str, tuple[str, ...]]:
+        """Member ``m``'s channels by severity; one it has no address on is a problem."""
+        for severity, channels in m.preferences.items():
+            for j, ch in enumerate(channels):
+                if ch.value not in found and ch.value != "in-app":
+                    self.fail(f, f"member '{m.id}': prefers {ch.value} for {severity.value} "
+                              f"alerts but has no {ch.value} address",
+                              "members", i, "preferences", severity.value, j)
+        return {sev.value: tuple(c.value for c in chans) for sev, chans in m.preferences.items()}
+
     def compile_directory(self) -> None:
         """Teams and members of every file, each address checked as the API checks it."""
         teams: dict[str, tuple[_Parsed, int, people.Team]] = {}
@@ -211,8 +223,9 @@ class _Compiler:
                 if m.timezone is not None and not _valid_zone(m.timezone):
                     self.fail(f, f"member '{m.id}': unknown time zone '{m.timezone}'",
                               "members", i, "timezone")
+                found = self.member_addresses(f, i, m, owners)
                 members[m.id] = people.Member(m.id, m.name or m.id, m.approved, m.timezone,
-                                              self.member_addresses(f, i, m, owners))
+                                              found, self.preferences(f, i, m, found))
             for i, t in enumerate(f.rules.teams):
                 if t.id in teams:
                     self.fail(f, f"team '{t.id}' is defined twice", "teams", i, "id")

@@ -14,13 +14,14 @@ from agent.routing.timeintervals import TimeInterval
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    channel: str
+    channel: str  # a channel, or PREFERRED
     to: str
     template: str | None = None
     update: str | None = None  # "edit" | "thread" | "new"; None: edit where the channel can
     retract: bool = False
     overflow: str | None = None  # "split" | "truncate"; None: the channel's default
     content_sid: str | None = None  # whatsapp: the pre-approved template to send
+    channels: tuple[str, ...] | None = None  # PREFERRED: within these channels only
 
     def snapshot(self) -> dict[str, Any]:
         """As stored with a group: the delivery options only when set, so old snapshots and
@@ -34,6 +35,8 @@ class Target:
             out["overflow"] = self.overflow
         if self.content_sid is not None:
             out["content_sid"] = self.content_sid
+        if self.channels is not None:
+            out["channels"] = list(self.channels)
         return out
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.directory import PREFERRED
 from agent.domain import Channel, Priority, Severity
 from agent.routing.ruleset import Target
 
@@ -60,8 +61,11 @@ class _Strict(BaseModel):
 
 
 class NotifySpec(_Strict):
-    channel: Channel
+    # None: a team, member or on-call target reaches each member on the channels of their
+    # ``preferences`` for the alert's severity (within ``channels`` when given).
+    channel: Channel | None = None
     to: str = Field(min_length=1)
+    channels: list[Channel] | None = None
     template: str | None = None
     # How a later notification of the same group reaches this target: edit the first message
     # (the default where the channel can edit), reply in its thread, or post anew.
@@ -79,11 +83,19 @@ class NotifySpec(_Strict):
     def _whatsapp_only(self) -> Self:
         if self.content_sid is not None and self.channel is not Channel.WHATSAPP:
             raise ValueError("content_sid applies to the whatsapp channel only")
+        if self.channel is None and not re.fullmatch(_PEOPLE, self.to):
+            raise ValueError("a target without a channel names a team, a member or "
+                             "oncall:team_x: their preferences choose the channels")
+        if self.channel is not None and self.channels is not None:
+            raise ValueError("channels: limits the preferred channels of a target without "
+                             "a channel")
         return self
 
     def target(self) -> Target:
-        return Target(self.channel.value, self.to, self.template, self.update, self.retract,
-                      self.overflow, self.content_sid)
+        return Target(self.channel.value if self.channel is not None else PREFERRED, self.to,
+                      self.template, self.update, self.retract, self.overflow,
+                      self.content_sid,
+                      tuple(c.value for c in self.channels) if self.channels else None)
 
 
 class EscalationStepSpec(_Strict):
@@ -255,6 +267,9 @@ class TeamSpec(_Strict):
     oncall: OnCallSpec | None = None
 
 
+_PEOPLE = r"(team_|mem_|oncall:team_)[A-Za-z0-9_-]{1,64}"
+
+
 class MemberSpec(_Strict):
     """A person of the directory and their address per channel (``addresses: {sms: "+351…"}``)."""
 
@@ -264,6 +279,10 @@ class MemberSpec(_Strict):
     approved: bool = False
     timezone: str | None = None
     addresses: dict[Channel, str] = {}
+    # Severity -> the channels a target without a channel reaches this member on
+    # (``{warning: [email], critical: [sms, push]}``); a severity not listed takes the next
+    # lower one's, and nothing listed means in-app.
+    preferences: dict[Severity, list[Channel]] = {}
 
 
 class RuleFile(_Strict):

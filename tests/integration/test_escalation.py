@@ -157,6 +157,7 @@ async def test_steps_survive_a_restart_and_fire_on_time(settings: Settings,
      "[{channel: console, to: a}]}]}\n", "'acknowledged' or 'resolved'"),
     ("routes:\n  - escalation: {steps: [{after: 1m, notify: [{channel: sms, to: team_x}]}]}\n",
      "No such team"),
+    ("routes:\n  - notify: [{to: ops}]\n", "a target without a channel names a team"),
 ])
 def test_escalation_problems_are_rule_errors(tmp_path: Any, text: str, words: str) -> None:
     from agent.routing.loader import RulesError, load_rules
@@ -194,3 +195,37 @@ async def test_rows_of_a_three_step_policy_run_three_times(settings: Settings,
         assert [s[2] for s in await steps(c)] == ["fired"] * 9
         # Each fired step to one address is one notification.
         assert await count("notifications") - before == 9
+
+
+async def test_a_step_without_a_channel_follows_each_members_preferences(
+        settings: Settings, clock: FakeClock) -> None:
+    write(settings, RULES.replace(
+        "        - {after: 5m, notify: [{channel: in-app, to: mem_raj}]}\n",
+        "        - {after: 5m, notify: [{to: team_db, channels: [in-app, email]}]}\n").replace(
+        "  - {id: mem_raj, name: Raj, approved: true}\n",
+        "  - {id: mem_raj, name: Raj, approved: true, addresses: {email: raj@example.com,"
+        " sms: '+14155552671'},\n"
+        "     preferences: {critical: [sms, email], warning: [in-app]}}\n"))
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        await fire(c)  # critical
+        clock.advance(300)
+        await runtime(c).run_until_idle()
+        listed = await c.get("/v1/notifications", params={"limit": 100}, headers=auth())
+        rows = [n for n in (await listed.json())["data"]
+                if n["metadata"].get("reason") == "escalation" and n["parent_id"]]
+        # Raj: his critical channels within the step's (sms is not allowed there); Ana: no
+        # preferences, so her inbox.
+        assert sorted((n["member_id"], n["channel"], n["to"]) for n in rows) == [
+            ("mem_ana", "in-app", "mem_ana"), ("mem_raj", "email", "raj@example.com")]
+
+
+def test_a_preferred_channel_needs_an_address(tmp_path: Any) -> None:
+    from agent.routing.loader import RulesError, load_rules
+
+    (tmp_path / "r.yaml").write_text(
+        "members:\n  - id: mem_a\n    preferences: {critical: [sms]}\n")
+    with pytest.raises(RulesError) as info:
+        load_rules(tmp_path)
+    [problem] = info.value.problems
+    assert problem.line == 3 and "has no sms address" in problem.message

@@ -257,7 +257,8 @@ def test_parse_duration_rejects(value: object) -> None:
         ("{channel: pager, to: x}", "channel: Input should be"),
         ("{channel: console, to: ''}", "to: String should have at least 1 character"),
         ("{channel: console}", "to: Field required"),
-        ("{to: ops}", "channel: Field required"),
+        # Without a channel a target names people (their preferences choose): not an address.
+        ("{to: ops}", "a target without a channel names a team, a member or oncall:"),
     ],
 )
 def test_invalid_notify_target(tmp_path: Path, notify: str, fragment: str) -> None:
@@ -270,7 +271,7 @@ def test_invalid_notify_target(tmp_path: Path, notify: str, fragment: str) -> No
     """
     p = only_problem(tmp_path, text)
     assert p.line == 5
-    assert p.message.startswith("routes.0.notify.1.")
+    assert p.message.startswith("routes.0.notify.1")
     assert fragment in p.message
 
 
