@@ -40,6 +40,14 @@ def _claim(request: web.Request) -> Claim | web.Response:
         return _page("Not found", "<p>This acknowledge link is not valid.</p>", 404)
 
 
+async def _all_resolved(request: web.Request, alert_ids: list[object]) -> bool:
+    """Every alert the link is about is resolved (the link expired with them)."""
+    store = ctx(request).store
+    found = [await store.alerts.get(a) for a in alert_ids[:20] if isinstance(a, str)]
+    alerts = [f[0] for f in found if f is not None]
+    return bool(alerts) and all(a.status == "resolved" for a in alerts)
+
+
 @routes.get("/ack/{token}")
 async def show(request: web.Request) -> web.Response:
     c, token = ctx(request), request.match_info["token"]
@@ -49,6 +57,9 @@ async def show(request: web.Request) -> web.Response:
     n = await c.store.notifications.get(claim.notification_id)
     if n is None:
         return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
+    if await _all_resolved(request, n.metadata.get("alert_ids") or []):
+        return _page("Alert resolved", "<p>This alert is resolved: the link no longer "
+                     "acknowledges.</p>", 410)
     what = html.escape(n.subject or (n.message or "").split("\n", 1)[0])
     return _page("Acknowledge this alert?", (
         f"<p>{what}</p>"
@@ -77,7 +88,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     except ServiceError as exc:
         status = {"ack_not_allowed": 403, "alert_resolved": 409}.get(exc.code, 404)
         return _page("Not acknowledged", f"<p>{html.escape(exc.message)}</p>", status)
-    who = html.escape(done.acknowledged_by or "")
+    who = html.escape(done.acknowledged_by_name or "")
     if done.first:
         return _page("Acknowledged", "<p>Thank you: the alert is acknowledged.</p>")
     return _page("Already acknowledged", f"<p>Acknowledged already by {who}.</p>")

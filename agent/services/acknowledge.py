@@ -47,6 +47,8 @@ class AckResult:
     acknowledged_by: str | None
     acknowledged_at: float | None
     first: bool  # this call recorded the acknowledgment
+    # For people: the member's name when ``acknowledged_by`` is a member id.
+    acknowledged_by_name: str | None = None
 
 
 class AcknowledgeService:
@@ -118,7 +120,7 @@ class AcknowledgeService:
         except (Forbidden, Conflict) as exc:
             return exc.message
         return ("Acknowledged." if done.first
-                else f"Already acknowledged by {self._name(done.acknowledged_by)}.")
+                else f"Already acknowledged by {done.acknowledged_by_name}.")
 
     async def unacknowledge_alert(self, alert_id: str, simulated: bool = False) -> bool:
         """Clear an alert's acknowledgment: its group repeats again. Whether one was there."""
@@ -160,7 +162,8 @@ class AcknowledgeService:
                 self._metrics.escalation_steps.labels("cancelled").inc(
                     done.escalations_cancelled)
             await self._edit_delivered(done)
-        return AckResult(done.alert_ids, done.by, done.at, done.first)
+        return AckResult(done.alert_ids, done.by, done.at, done.first,
+                         self._name(done.by) if done.by else None)
 
     async def _edit_delivered(self, done: Acked) -> None:
         """Edit each thread's latest delivered message, on channels that can edit, to say who

@@ -187,7 +187,7 @@ class ChatAcks:
             return Outcome(FAILED, FAILED)
         if result.first:
             return Outcome(None, ACKNOWLEDGED)
-        already = f"Already acknowledged by {result.acknowledged_by or 'someone'}"
+        already = f"Already acknowledged by {result.acknowledged_by_name or 'someone'}"
         return Outcome(already, already)
 
     def _unverified(self, channel: str, problem: str) -> Unverified:

@@ -119,6 +119,8 @@ async def test_a_resolved_alerts_link_does_not_acknowledge(
     csrf = re.search(r'name="csrf" value="([^"]+)"', await (await c.get(path)).text())
     assert csrf is not None
     await c.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    page = await c.get(path)  # the link expired with its alert: no button any more
+    assert page.status == 410 and "<form" not in await page.text()
     resp = await c.post(path, data={"csrf": csrf.group(1)})
     assert resp.status == 409
     assert (await alert(c, aid))["acknowledged"] is False

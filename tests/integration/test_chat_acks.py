@@ -222,7 +222,7 @@ async def test_a_signed_click_by_a_member_acknowledges_and_the_messages_are_edit
     await env.drain()
     [reply] = env.slack.responses
     assert reply.body == {"response_type": "ephemeral", "replace_original": False,
-                          "text": "Already acknowledged by mem_ana"}
+                          "text": "Already acknowledged by Ana"}
     assert (await env.alert(aid))["acknowledged_at"] == detail["acknowledged_at"]
 
 
@@ -301,7 +301,7 @@ async def test_a_click_after_an_acknowledged_alert_resolved_says_who_took_it(env
     resp = await env.client.post("/hooks/slack/interactive", data=body, headers=headers)
     assert resp.status == 200
     await env.drain()
-    assert [r.body["text"] for r in env.slack.responses] == ["Already acknowledged by mem_ana"]
+    assert [r.body["text"] for r in env.slack.responses] == ["Already acknowledged by Ana"]
     assert (await env.alert(aid))["acknowledged_by"] == "mem_ana"
 
 
