@@ -40,14 +40,6 @@ def _claim(request: web.Request) -> Claim | web.Response:
         return _page("Not found", "<p>This acknowledge link is not valid.</p>", 404)
 
 
-async def _all_resolved(request: web.Request, alert_ids: list[object]) -> bool:
-    """Every alert the link is about is resolved (the link expired with them)."""
-    store = ctx(request).store
-    found = [await store.alerts.get(a) for a in alert_ids[:20] if isinstance(a, str)]
-    alerts = [f[0] for f in found if f is not None]
-    return bool(alerts) and all(a.status == "resolved" for a in alerts)
-
-
 @routes.get("/ack/{token}")
 async def show(request: web.Request) -> web.Response:
     c, token = ctx(request), request.match_info["token"]
@@ -57,7 +49,8 @@ async def show(request: web.Request) -> web.Response:
     n = await c.store.notifications.get(claim.notification_id)
     if n is None:
         return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
-    if await _all_resolved(request, n.metadata.get("alert_ids") or []):
+    ids = [a for a in n.metadata.get("alert_ids") or [] if isinstance(a, str)]
+    if await c.store.acks.all_resolved(ids, n.simulated):
         return _page("Alert resolved", "<p>This alert is resolved: the link no longer "
                      "acknowledges.</p>", 410)
     what = html.escape(n.subject or (n.message or "").split("\n", 1)[0])

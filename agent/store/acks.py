@@ -64,9 +64,7 @@ class AckStore:
             rows = _alerts(conn, alert_ids, mode)
             if notification_id is None and not rows:
                 return None
-            if rows and all(r[2] == "resolved" for r in rows) and not any(
-                    conn.execute("SELECT 1 FROM alerts WHERE seq = ? AND acknowledged_at IS "
-                                 "NOT NULL", (r[0],)).fetchone() for r in rows):
+            if rows and all(r[2] == "resolved" and r[4] is None for r in rows):
                 # Nothing left to take: a click on a resolved alert's button records nothing.
                 return Acked([r[1] for r in rows], False, None, None, None, all_resolved=True)
             if notification_id is not None:
@@ -107,6 +105,16 @@ class AckStore:
 
         return await self._db.write(op)
 
+    async def all_resolved(self, alert_ids: Sequence[str], simulated: bool) -> bool:
+        """Every one of these alerts (of this key mode) that is stored is resolved, and one
+        is: an acknowledge link about them has expired with them."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            rows = _alerts(conn, alert_ids, "test" if simulated else "live")
+            return bool(rows) and all(r[2] == "resolved" for r in rows)
+
+        return await self._db.read(op)
+
     async def open_to(self, channel: str, recipient: str, limit: int = 20,
                       scan: int = 2000) -> list[Notification]:
         """The newest notifications about alerts sent or delivered to ``recipient`` on
@@ -143,13 +151,13 @@ class AckStore:
 
 
 def _alerts(conn: sqlite3.Connection, ids: Sequence[str],
-            mode: str) -> list[tuple[int, str, str, float]]:
-    """(seq, id, status, created_at) of the alerts of this mode among ``ids``, in the order
-    given."""
+            mode: str) -> list[tuple[int, str, str, float, float | None]]:
+    """(seq, id, status, created_at, acknowledged_at) of the alerts of this mode among
+    ``ids``, in the order given."""
     if not ids:
         return []
-    found = {r[1]: (r[0], r[1], r[2], r[3]) for r in conn.execute(
-        "SELECT seq, id, status, created_at FROM alerts WHERE id IN "
+    found = {r[1]: (r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(
+        "SELECT seq, id, status, created_at, acknowledged_at FROM alerts WHERE id IN "
         f"({','.join('?' * len(ids))}) AND mode = ?", (*ids, mode))}
     return [found[i] for i in ids if i in found]
 
