@@ -477,7 +477,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         poll_interval=d.poll_interval_seconds, claim_lease=d.claim_lease_seconds, clock=clock,
         pause=ChannelPause(rt.metrics, d.channel_pause_seconds, d.channel_pause_max_seconds),
         replaces=replaces_lookup(store.deliveries), link_base=s.base_url,
-        ack_link=lambda n: ack_links.url_for(n),
+        ack_link=ack_links.link_for,
         recipient_problem=lambda n: still_approved(holder.get().directory, n.channel,
                                                    n.recipient, n.member_id),
     )
@@ -507,7 +507,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
                                           channels, lambda: holder.get().directory),
         ack_links=ack_links,
         acks=AcknowledgeService(store, rt.metrics, clock, lambda: holder.get().directory,
-                                channels, dispatcher.wake),
+                                channels, dispatcher.wake, button_ttl=s.ack.link_ttl),
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
         channels=channels,

@@ -170,14 +170,15 @@ class Metrics:
         self.acks_refused = Counter(
             "alert_agent_ack_refused_total",
             "Acknowledgments refused, by channel and reason (not_allowed: not a member allowed "
-            "for the alert; bad_signature: the callback failed verification).",
+            "for the alert; bad_signature: the callback failed verification; expired: a chat "
+            "button older than ack.link_ttl).",
             ["channel", "reason"],
             registry=r,
         )
         self.escalation_steps = Counter(
             "alert_agent_escalation_steps_total",
-            "Escalation steps fired, and cancelled by an acknowledgment or because nothing was "
-            "left to escalate when due.",
+            "Escalation steps fired, and cancelled: by an acknowledgment, by the resolve of the "
+            "group's last firing alert, or because nothing was left to escalate when due.",
             ["outcome"],
             registry=r,
         )

@@ -166,10 +166,10 @@ class SourcesSettings(_Section):
 
 
 class AckSettings(_Section):
-    """``ack:``: acknowledging from links."""
+    """``ack:``: acknowledging from links and chat buttons."""
 
-    # How long an acknowledge link works ("24h", "90m" or seconds); it stops working earlier
-    # when its alert resolves.
+    # How long an acknowledge link or a Slack/Telegram button works after its message was sent
+    # ("24h", "90m" or seconds); it stops working earlier when its alert resolves.
     link_ttl: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 86400.0
 
 

@@ -9,7 +9,7 @@ import html
 from aiohttp import web
 
 from agent.api.context import ctx
-from agent.services.acklinks import Claim, LinkRefused
+from agent.services.acklinks import CSRF_FIELD, Claim, LinkRefused
 from agent.services.acknowledge import Actor
 from agent.services.errors import ServiceError
 
@@ -58,7 +58,7 @@ async def show(request: web.Request) -> web.Response:
         f"<p>{what}</p>"
         # No action: the form posts back to the URL as opened (a public_url with a path).
         "<form method=\"post\">"
-        f"<input type=\"hidden\" name=\"csrf\" value=\"{c.ack_links.csrf(token)}\">"
+        f"<input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{c.ack_links.csrf(token)}\">"
         "<button type=\"submit\">Acknowledge</button></form>"))
 
 
@@ -69,7 +69,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     if isinstance(claim, web.Response):
         return claim
     form = await request.post()
-    value = form.get("csrf")
+    value = form.get(CSRF_FIELD)
     if not isinstance(value, str) or not c.ack_links.csrf_ok(token, value):
         return _page("Not acknowledged", "<p>Open the link again and use its button.</p>", 403)
     n = await c.store.notifications.get(claim.notification_id)

@@ -39,6 +39,15 @@ OverflowMode = Literal["split", "truncate"]
 
 
 @dataclass(frozen=True, slots=True)
+class AckLink:
+    """A signed acknowledge link: ``url`` (GET shows a page) and the form body a POST to it
+    acknowledges with."""
+
+    url: str
+    form: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """What a channel delivers: the rendered text, where it goes, and what it belongs to."""
 
@@ -70,8 +79,12 @@ class Message:
     # message links to it.
     link: str | None = None
     # A signed link that acknowledges the alert as the member this message reaches (channels
-    # without buttons show it); None when there is none.
+    # without buttons show it); None when there is none. A GET shows a page, never changing
+    # anything; a POST of ``ack_form`` (form-encoded) acknowledges.
     ack_url: str | None = None
+    # The form body a one-tap POST to ``ack_url`` carries ("csrf=…"): for a channel whose
+    # button makes the request itself, only when tapped (ntfy's ``http`` action).
+    ack_form: str | None = None
     # A short code a text reply "ACK <code>" names this message's alert by (SMS, WhatsApp).
     ack_code: str | None = None
     # Only channels that deliver into the agent itself (``local = True``) see simulated

@@ -99,6 +99,16 @@ def header_value(text: str) -> str:
     return " ".join(f"=?UTF-8?B?{base64.b64encode(w.encode()).decode()}?=" for w in words)
 
 
+def ack_action(url: str, form: str | None) -> str:
+    """The Acknowledge button, in ntfy's simple action format: one tap POSTs the link's form
+    (an ``http`` action, made by the phone only when tapped); without a form, a ``view``
+    action opens the link's page."""
+    if form is None:
+        return f"view, Acknowledge, {url}, clear=true"
+    return (f"http, Acknowledge, {url}, method=POST, "
+            f"headers.Content-Type=application/x-www-form-urlencoded, body={form}, clear=true")
+
+
 def headers_for(message: Message, token: str | None) -> dict[str, str]:
     """The publish headers of ``message`` (no sequence id)."""
     resolved = message.status == "resolved"
@@ -115,8 +125,8 @@ def headers_for(message: Message, token: str | None) -> dict[str, str]:
         headers["Title"] = header_value(subject)
     if message.link:
         headers["Click"] = header_value(message.link)
-    if message.ack_url:  # opens the link's page; its button acknowledges
-        headers["Actions"] = header_value(f"view, Acknowledge, {message.ack_url}, clear=true")
+    if message.ack_url:
+        headers["Actions"] = header_value(ack_action(message.ack_url, message.ack_form))
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from agent.channels.base import (
+    AckLink,
     ChannelSender,
     DeliveryError,
     DeliveryResult,
@@ -81,7 +82,7 @@ class Dispatcher:
         replaces: ReplacesLookup | None = None,
         link_base: str | None = None,
         recipient_problem: Callable[[Notification], str | None] | None = None,
-        ack_link: Callable[[Notification], str | None] | None = None,
+        ack_link: Callable[[Notification], AckLink | None] | None = None,
         record_retry_pauses: tuple[float, ...] = (0.1, 0.5, 2.0),
     ) -> None:
         clock = as_clock(clock)
@@ -425,8 +426,8 @@ class Dispatcher:
     async def _message(self, n: Notification, channel: ChannelSender, text: str,
                        thread_key: str | None) -> Message:
         overflow = n.metadata.get("overflow")
-        ack_url = (self._ack_link(n) if self._ack_link is not None and channel.name in
-                   ACK_LINK_CHANNELS and n.metadata.get("status") != "resolved" else None)
+        ack = (self._ack_link(n) if self._ack_link is not None and channel.name in
+               ACK_LINK_CHANNELS and n.metadata.get("status") != "resolved" else None)
         return Message(
             notification_id=n.id, channel=n.channel, to=n.recipient, text=text,
             subject=n.subject, severity=n.severity, priority=n.priority,
@@ -442,7 +443,8 @@ class Dispatcher:
             overflow="split" if overflow == "split" else "truncate" if overflow == "truncate"
             else None,
             link=None if self._link_base is None else f"{self._link_base}/v1/notifications/{n.id}",
-            ack_url=ack_url, ack_code=ack_code(n.id) if ack_url else None,
+            ack_url=ack.url if ack else None, ack_form=ack.form if ack else None,
+            ack_code=ack_code(n.id) if ack else None,
         )
 
     async def _send(self, channel: ChannelSender, message: Message,

@@ -1,11 +1,15 @@
 """Signed, expiring acknowledge links, ``{public_url}/ack/{token}``, for the channels with no
-buttons (email now; SMS, WhatsApp, ntfy, Teams next).
+chat buttons (email, SMS, WhatsApp, ntfy, Teams).
 
 A token names the notification and the member it was issued to, and when it expires
 (``ack.link_ttl``), signed with HMAC-SHA256 under a secret the agent keeps in its data dir. The
 page a ``GET`` shows never changes anything (mail scanners and chat unfurlers fetch links); its
 form ``POST``s back with a CSRF value bound to the token, so only someone who opened the page
 acknowledges. No cookie, no ``Origin`` header needed: mail clients open links in any browser.
+
+ntfy's one-tap ``http`` action carries the form body itself (``AckLink.form``). That gives no
+one more than the link does (opening the page shows the same value); what the CSRF value keeps
+out is a fetch of the bare URL, and an ntfy client makes the request only when tapped.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from dataclasses import dataclass
 
 import orjson
 
+from agent.channels.base import AckLink
 from agent.clock import Clock
 from agent.domain import Notification
+
+CSRF_FIELD = "csrf"
 
 
 class LinkRefused(Exception):
@@ -62,13 +69,14 @@ class AckLinks:
     def _mac(self, purpose: bytes, data: bytes) -> str:
         return _b64(hmac.new(self._key(), purpose + b"\0" + data, hashlib.sha256).digest())
 
-    def url_for(self, n: Notification) -> str | None:
+    def link_for(self, n: Notification) -> AckLink | None:
         """The link for a notification about alerts that reached a member; else None."""
         if n.member_id is None or not n.metadata.get("alert_ids"):
             return None
         body = _b64(orjson.dumps({"n": n.id, "m": n.member_id,
                                   "e": int(self._clock.now() + self._ttl)}))
-        return f"{self._base}/ack/{body}.{self._mac(b'link', body.encode())}"
+        token = f"{body}.{self._mac(b'link', body.encode())}"
+        return AckLink(f"{self._base}/ack/{token}", f"{CSRF_FIELD}={self.csrf(token)}")
 
     def open(self, token: str) -> Claim:
         """What a token grants; raises LinkRefused."""

@@ -29,6 +29,9 @@ log = get_logger("acknowledge")
 # "ACK", "ack 3f9a1c": the reply a text message acknowledges with (its optional code names one
 # of the member's open alerts: domain.ack_code).
 _ACK_TEXT = re.compile(r"(?i)ack(?:\s+([0-9a-f]{6}))?")
+# Ways in whose buttons name a notification for as long as the message shows them: a click is
+# honoured for ``ack.link_ttl`` after that message was sent, as a link is.
+BUTTON_CHANNELS = frozenset({"slack", "telegram"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +57,9 @@ class AckResult:
 class AcknowledgeService:
     def __init__(self, store: Store, metrics: Metrics, clock: Clock,
                  directory: Callable[[], Directory], channels: Mapping[str, ChannelSender],
-                 on_due: Callable[[], None]) -> None:
+                 on_due: Callable[[], None], button_ttl: float = 86400.0) -> None:
         self._store = store
+        self._button_ttl = button_ttl
         self._metrics = metrics
         self._clock = clock
         self._directory = directory
@@ -70,6 +74,8 @@ class AcknowledgeService:
             n = await self._store.notifications.get(notification_id, simulated)
             if n is None:
                 raise _missing("notification", notification_id)
+            if actor.channel in BUTTON_CHANNELS:
+                self._check_fresh(actor, n)
             parent = (await self._store.notifications.get(n.parent_id)
                       if n.parent_id is not None else None)
             by = self._allowed(actor, n, parent)
@@ -130,6 +136,17 @@ class AcknowledgeService:
         if done.cleared:
             log.info("alert_unacknowledged", alert_id=alert_id)
         return done.cleared
+
+    def _check_fresh(self, actor: Actor, n: Notification) -> None:
+        """A chat button works for ``ack.link_ttl`` after its message was sent (a repeat or an
+        edit of the message carries a new one); an older click is refused: Conflict."""
+        if self._clock.now() - (n.sent_at or n.created_at) <= self._button_ttl:
+            return
+        log.info("acknowledgment_refused", channel=actor.channel, user_id=actor.user_id,
+                 notification_id=n.id, reason="expired")
+        self._metrics.acks_refused.labels(actor.channel, "expired").inc()
+        raise Conflict("ack_expired", "This button has expired: acknowledge from a newer "
+                       "message, or with alert-agent ack.", "id")
 
     def _allowed(self, actor: Actor, n: Notification, parent: Notification | None) -> str:
         """The member id of a chat or link actor allowed to acknowledge ``n``; else Forbidden

@@ -36,6 +36,7 @@ WEBHOOK_PATH = "/hooks/telegram"
 ACKNOWLEDGED = "Acknowledged"
 NOT_ALLOWED = "You are not allowed to acknowledge this alert"
 RESOLVED = "This alert is resolved: there is nothing left to acknowledge"
+EXPIRED = "This button has expired: use the alert's latest message"
 UNKNOWN = "This alert is no longer known to alert-agent"
 FAILED = "The acknowledgment could not be recorded; try again"
 
@@ -176,8 +177,9 @@ class ChatAcks:
             result = await self._acks.acknowledge_notification(notification_id, actor)
         except Forbidden:  # logged and counted by the service
             return Outcome(NOT_ALLOWED, NOT_ALLOWED)
-        except Conflict:
-            return Outcome(RESOLVED, RESOLVED)
+        except Conflict as exc:
+            text = EXPIRED if exc.code == "ack_expired" else RESOLVED
+            return Outcome(text, text)
         except NotFound:
             log.info("ack_unknown_notification", channel=actor.channel,
                      notification_id=notification_id)

@@ -214,6 +214,7 @@ class Intake:
             stored.created, stored.resolved, stored.stale)
         result.updated += stored.updated
         result.groups_touched = stored.groups_touched
+        self._escalations_cancelled(stored.escalations_cancelled)
         if stored.groups_touched:
             self.on_groups_changed()
         return result
@@ -223,13 +224,21 @@ class Intake:
         """Resolve an active alert of key mode `mode` by id and/or set its message; None when
         unknown or of the other mode. A resolve lifts the inhibitions it caused, leaves the
         active-alert index and wakes the grouper, as a resolve posted by a source does."""
-        found = await self.store.resolve(alert_id, message, self.clock(), mode, resolve=resolve)
-        if found is not None and resolve:
+        done = await self.store.resolve(alert_id, message, self.clock(), mode, resolve=resolve)
+        if done is None:
+            return None
+        found, cancelled = done
+        self._escalations_cancelled(cancelled)
+        if resolve:
             if found.mode != TEST_MODE:
                 self.inhibition.observe((found.source, found.fingerprint), found.labels, False)
             self.active.forget(found.source, found.fingerprint)
             self.on_groups_changed()
         return found
+
+    def _escalations_cancelled(self, steps: int) -> None:
+        if steps:
+            self.metrics.escalation_steps.labels("cancelled").inc(steps)
 
     async def load(self) -> None:
         """Fill the active-alert index from the store (at start)."""

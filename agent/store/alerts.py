@@ -128,6 +128,7 @@ class IngestResult:
     resolved: int = 0
     stale: int = 0
     groups_touched: int = 0
+    escalations_cancelled: int = 0  # pending steps of groups the resolves left quiet
     replayed: bool = False  # an idempotency key's repeat: ids holds the original, nothing changed
 
 
@@ -163,7 +164,8 @@ def _touch_groups(conn: sqlite3.Connection, seq: int, it: AlertIntake, now: floa
     return touched
 
 
-def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
+def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> tuple[int, int]:
+    """The alert leaves its groups' firing set; (groups touched, escalation steps cancelled)."""
     gids = [r[0] for r in conn.execute(
         "UPDATE group_members SET status = ? WHERE alert_seq = ? RETURNING group_id",
         (AlertStatus.RESOLVED, seq))]
@@ -178,8 +180,7 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> int:
     quiet = [gid for gid in gids if not conn.execute(
         "SELECT 1 FROM group_members WHERE group_id = ? AND status = 'firing'",
         (gid,)).fetchone()]
-    escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
-    return len(gids)
+    return len(gids), escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
 
 
 def _already_ended(conn: sqlite3.Connection, a: Alert, starts_at: float) -> bool:
@@ -259,7 +260,9 @@ def _ingest_one(conn: sqlite3.Connection, it: AlertIntake, now: float,
     out.ids.append(row[1])
     out.outcomes.append("resolved")
     out.resolved += 1
-    out.groups_touched += _resolve_memberships(conn, row[0], now)
+    touched, cancelled = _resolve_memberships(conn, row[0], now)
+    out.groups_touched += touched
+    out.escalations_cancelled += cancelled
 
 
 @dataclass(slots=True)
@@ -432,15 +435,16 @@ class AlertStore:
         return await self._db.write(op)
 
     async def resolve(self, alert_id: str, message: str | None, now: float, mode: str,
-                      resolve: bool = True) -> StoredAlert | None:
+                      resolve: bool = True) -> tuple[StoredAlert, int] | None:
         """Resolve an active alert of this key mode by id (API) and/or set its message; None
-        when unknown or of the other mode."""
+        when unknown or of the other mode. With the escalation steps the resolve cancelled."""
 
-        def op(conn: sqlite3.Connection) -> StoredAlert | None:
+        def op(conn: sqlite3.Connection) -> tuple[StoredAlert, int] | None:
             r = conn.execute("SELECT seq, status FROM alerts WHERE id = ? AND mode = ?",
                              (alert_id, mode)).fetchone()
             if r is None:
                 return None
+            cancelled = 0
             if resolve and r["status"] == ACTIVE:
                 conn.execute(
                     "UPDATE alerts SET status = ?, resolved_at = ?, updated_at = ?, "
@@ -448,13 +452,13 @@ class AlertStore:
                     "WHERE seq = ?",
                     (RESOLVED, now, now, now, message, r["seq"]),
                 )
-                _resolve_memberships(conn, r["seq"], now)
+                cancelled = _resolve_memberships(conn, r["seq"], now)[1]
             elif message is not None:
                 conn.execute("UPDATE alerts SET message = ?, updated_at = ? WHERE seq = ?",
                              (message, now, r["seq"]))
             row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE seq = ?",
                                (r["seq"],)).fetchone()
-            return _alert(row)
+            return _alert(row), cancelled
 
         return await self._db.write(op)
 

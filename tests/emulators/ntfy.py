@@ -9,6 +9,9 @@ As ntfy does (server/server.go, server/errors.go, docs "Publishing"):
   ``X-Priority``/``Priority``/``prio``/``p``, ``X-Tags``/``Tags``/``ta``, ``X-Click``/``Click``,
   ``X-Sequence-ID``/``Sequence-ID``/``sid``), RFC 2047 encoded words decoded; a priority that
   is not 1-5 or a name is ``400 {"code":40007}``.
+- ``X-Actions``/``Actions``/``Action``: up to three action buttons, parsed as ntfy does
+  (ntfy_actions.py); an invalid one is ``400 {"code":40018}``. A subscriber's device keeps
+  them, so a test can tap one (make the request the button describes).
 - ``Authorization: Bearer <token>``: an unknown token is ``401 {"code":40101}``; a
   ``protected`` topic without a valid token is ``403 {"code":40301}``.
 - A body over 4,096 bytes (or not UTF-8) becomes an attachment: refused with ``400 40014``
@@ -40,6 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.emulators.failure_plan import FailurePlan, stall, truncated
+from tests.emulators.ntfy_actions import Action, ActionsInvalid, parse_actions
 from tests.helpers import serve
 
 MESSAGE_LIMIT = 4096
@@ -61,6 +65,7 @@ class Notification:
     tags: list[str]
     click: str
     attachment: dict[str, Any] | None = None
+    actions: list[Action] = field(default_factory=list)
     edits: int = 0
     deleted: bool = False
     cleared: bool = False
@@ -198,6 +203,11 @@ class NtfyEmulator:
                         "https://ntfy.sh/docs/publish/#message-priority")
         if sequence and not TOPIC.fullmatch(sequence):
             return _err(400, 40049, "invalid request: sequence ID invalid")
+        try:
+            actions = parse_actions(_param(request, "X-Actions", "Actions", "Action"))
+        except ActionsInvalid as exc:
+            return _err(400, 40018, f"invalid request: actions invalid, {exc}",
+                        "https://ntfy.sh/docs/publish/#action-buttons")
         text, attachment = self._body(body)
         if isinstance(text, web.Response):
             return text
@@ -211,24 +221,26 @@ class NtfyEmulator:
                                  "event": "message", "topic": topic,
                                  "message": text or "triggered"}
         optional = {"title": title, "priority": priority, "tags": tags, "click": click,
-                    "attachment": attachment, "sequence_id": sequence}
+                    "actions": [a.as_json() for a in actions], "attachment": attachment,
+                    "sequence_id": sequence}
         event.update({k: v for k, v in optional.items() if v})
-        self._store(topic, event)
+        self._store(topic, event, actions)
         self.events.setdefault(topic, []).append(event)
         return web.json_response(event, dumps=_line)
 
-    def _store(self, topic: str, event: dict[str, Any]) -> None:
+    def _store(self, topic: str, event: dict[str, Any], actions: list[Action]) -> None:
         """Show ``event``: as a new notification, or over the one of its sequence."""
         shown = self.messages.setdefault(topic, [])
         sequence = event.get("sequence_id", "")
         existing = next((n for n in shown if sequence and n.sequence_id == sequence), None)
         fields = (event["message"], event.get("title", ""), event.get("priority", 0),
-                  event.get("tags", []), event.get("click", ""), event.get("attachment"))
+                  event.get("tags", []), event.get("click", ""), event.get("attachment"),
+                  actions)
         if existing is None:
             shown.append(Notification(event["id"], sequence or event["id"], *fields))
             return
         (existing.message, existing.title, existing.priority, existing.tags, existing.click,
-         existing.attachment) = fields
+         existing.attachment, existing.actions) = fields
         existing.edits += 1
         existing.deleted = existing.cleared = False
 

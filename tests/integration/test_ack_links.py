@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.app import create_app
 from agent.clock import FakeClock
 from agent.settings import Settings
+from tests.emulators.ntfy import NtfyEmulator
 from tests.emulators.smtp import SmtpEmulator
 from tests.helpers import auth, runtime
 
@@ -129,3 +130,32 @@ async def test_a_resolved_alerts_link_does_not_acknowledge(
     resolved = emu.messages["ana@example.com"][-1].message
     text = resolved.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Acknowledge:" not in text  # no link on the resolved mail
+
+
+async def test_an_ntfy_tap_acknowledges_in_one_request(settings: Settings,
+                                                       clock: FakeClock) -> None:
+    """ntfy's Acknowledge button is an ``http`` action: one tap makes the request it describes
+    (as the ntfy app does), with the link's form, and acknowledges as the member."""
+    ntfy = NtfyEmulator()
+    async with ntfy.serve() as ntfy_url:
+        settings.rules_dir.mkdir(parents=True)
+        (settings.rules_dir / "r.yaml").write_text(RULES.replace(
+            "addresses: {email: ana@example.com}", "addresses: {push: ana-phone}").replace(
+            "channel: email, to: mem_ana", "channel: push, to: mem_ana"))
+        settings.public_url = "https://agent.example"
+        settings.channels.push = settings.channels.push.model_validate(
+            {"enabled": True, "ntfy_url": ntfy_url, "timeout_seconds": 2.0})
+        async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                         host="127.0.0.1")) as c:
+            aid = await fire(c)
+            [shown] = ntfy.current("ana-phone")
+            [tap] = shown.actions
+            assert (tap.action, tap.clear) == ("http", True)
+            url = urlsplit(tap.url)
+            assert (url.scheme, url.netloc) == ("https", "agent.example")
+            resp = await c.request(tap.method, url.path, headers=tap.headers, data=tap.body)
+            assert resp.status == 200
+            got = await alert(c, aid)
+            assert (got["acknowledged_by"], got["acknowledged_via"]) == ("mem_ana", "link")
+            # The bare URL, as a link preview would fetch it, changes nothing and has no form.
+            assert (await c.post(url.path)).status == 403

@@ -305,6 +305,30 @@ async def test_a_click_after_an_acknowledged_alert_resolved_says_who_took_it(env
     assert (await env.alert(aid))["acknowledged_by"] == "mem_ana"
 
 
+async def test_a_button_expires_after_the_link_ttl_and_a_repeats_works(env: Env) -> None:
+    aid = await env.fire()
+    message = env.slack_message()
+    env.clock.advance(86400 + 1)  # ack.link_ttl; no repeat has run yet (loops are stopped)
+    assert await env.slack.click(env.slack_hook, message, user_id=ANA_SLACK,
+                                 at=env.clock.now()) == 200
+    [tg] = env.telegram.visible(CHAT)
+    press = env.telegram.press(CHAT, tg.message_id, user_id=CHAT, first_name="Ana")
+    assert await env.telegram.deliver(press, url=env.telegram_hook) == 200
+    await env.drain()
+    expired = "This button has expired: use the alert's latest message"
+    assert [r.body["text"] for r in env.slack.responses] == [expired]
+    assert env.telegram.answers == {press["callback_query"]["id"]: expired}
+    assert (await env.alert(aid))["acknowledged"] is False
+    assert await env.metric('alert_agent_ack_refused_total{channel="slack",reason="expired"} 1.0')
+    # The group's repeat is a new message, whose button works.
+    await runtime(env.client).run_until_idle()
+    first, repeat = env.slack.messages_in("#alerts")
+    assert first is message and _slack_button(repeat) != _slack_button(message)
+    assert await env.slack.click(env.slack_hook, repeat, user_id=ANA_SLACK,
+                                 at=env.clock.now()) == 200
+    assert (await env.alert(aid))["acknowledged_by"] == "mem_ana"
+
+
 async def test_replies_go_only_to_slack(env: Env) -> None:
     """A response_url elsewhere (even in a correctly signed payload) is never posted to."""
     sink = Sink()

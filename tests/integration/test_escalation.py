@@ -108,14 +108,22 @@ async def test_steps_fire_on_time_until_acknowledged(agent: Client, clock: FakeC
     assert 'alert_agent_escalation_steps_total{outcome="cancelled"} 2.0' in metrics
 
 
-async def test_resolving_cancels_the_pending_steps(agent: Client, clock: FakeClock) -> None:
+@pytest.mark.parametrize("how", ["put", "ingest"])
+async def test_resolving_cancels_the_pending_steps(agent: Client, clock: FakeClock,
+                                                   how: str) -> None:
     aid = await fire(agent)
-    resp = await agent.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    if how == "put":
+        resp = await agent.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    else:  # as a source resolves: the monitor is up again
+        resp = await agent.post("/v1/alerts", headers=auth(), json={
+            "monitor_id": "db-1", "type": "up", "message": "db up"})
     assert resp.status == 200
-    assert {s[2] for s in await steps(agent)} == {"cancelled"}
+    assert [s[2] for s in await steps(agent)] == ["cancelled"] * 4
     clock.advance(3600)
     await runtime(agent).run_until_idle()
     assert await inbox(agent, "mem_raj") == []
+    metrics = await (await agent.get("/metrics")).text()
+    assert 'alert_agent_escalation_steps_total{outcome="cancelled"} 4.0' in metrics
 
 
 async def test_unacknowledging_rearms_the_steps_still_ahead(agent: Client,

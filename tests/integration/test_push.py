@@ -320,9 +320,12 @@ async def test_the_emulator_refuses_what_ntfy_would(session: aiohttp.ClientSessi
         "You received a file: attachment.txt", "m"]
 
 
-async def test_an_acknowledge_link_is_a_view_action(emu: tuple[NtfyEmulator, str],
-                                                   session: aiohttp.ClientSession) -> None:
+async def test_an_acknowledge_link_is_a_one_tap_http_action(
+        emu: tuple[NtfyEmulator, str], session: aiohttp.ClientSession) -> None:
     e, url = emu
     ack = "https://agent.example/ack/token.sig"
-    await channel(url, session).send(message(ack_url=ack))
-    assert e.requests[-1].headers["Actions"] == f"view, Acknowledge, {ack}, clear=true"
+    await channel(url, session).send(message(ack_url=ack, ack_form="csrf=c5rf-_"))
+    [action] = e.current("alerts")[-1].actions
+    assert (action.action, action.label, action.url, action.method, action.body) == (
+        "http", "Acknowledge", ack, "POST", "csrf=c5rf-_")
+    assert action.headers == {"Content-Type": "application/x-www-form-urlencoded"}
