@@ -12,6 +12,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from agent import CLI_USER_AGENT
+
 _FILTERS = ("channel", "failure_class", "failure_reason", "from", "to", "limit")
 
 
@@ -40,7 +42,8 @@ def post(url: str, key: str, path: str, body: dict[str, Any] | None) -> tuple[bo
     """POST ``body`` to the daemon at ``url``; (accepted, the answer's text)."""
     req = urllib.request.Request(
         url.rstrip("/") + path, data=json.dumps(body or {}).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                 "User-Agent": CLI_USER_AGENT},
         method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
+from agent import CLI_PRODUCT
 from agent.api.alerts import serialize as alert_json
 from agent.api.bodies import parse_json_object, read_raw
 from agent.api.context import ctx
@@ -34,6 +35,12 @@ async def _by(request: web.Request) -> str | None:
     return parse(AckRequest, parse_json_object(raw, ctx(request).settings.max_json_depth)).by
 
 
+def _actor(request: web.Request) -> Actor:
+    """An API caller; ``alert-agent ack`` says so in its User-Agent (recorded as "cli")."""
+    product = request.headers.get("User-Agent", "").partition("/")[0]
+    return Actor("cli" if product == CLI_PRODUCT else "api")
+
+
 async def _alert(request: web.Request, aid: str) -> dict[str, Any]:
     found = await ctx(request).store.alerts.get(aid, request[API_KEY].mode)
     if found is None:
@@ -45,7 +52,7 @@ async def _alert(request: web.Request, aid: str) -> dict[str, Any]:
 async def acknowledge_notification(request: web.Request) -> web.Response:
     c, nid = ctx(request), request.match_info["id"]
     key = request[API_KEY]
-    await c.acks.acknowledge_notification(nid, Actor("api"), await _by(request),
+    await c.acks.acknowledge_notification(nid, _actor(request), await _by(request),
                                           simulated=key.simulated)
     n = await c.store.notifications.get(nid, key.simulated)
     assert n is not None
@@ -55,7 +62,7 @@ async def acknowledge_notification(request: web.Request) -> web.Response:
 @routes.post("/v1/alerts/{id}/acknowledge")
 async def acknowledge_alert(request: web.Request) -> web.Response:
     c, aid = ctx(request), request.match_info["id"]
-    await c.acks.acknowledge_alert(aid, Actor("api"), await _by(request),
+    await c.acks.acknowledge_alert(aid, _actor(request), await _by(request),
                                    simulated=request[API_KEY].simulated)
     return json_response(await _alert(request, aid))
 

@@ -6,6 +6,9 @@ with its line (``YamlProblem``), never another exception:
 - YAML 1.1 timestamps (``to: 2024-12-01``) stay the strings that were written: a value that only
   looks like a date (``2024-13-45``) would otherwise raise while loading, and a rule file never
   wants a ``datetime``. The same for ``=`` (the ``!!value`` tag);
+- booleans are ``true`` and ``false`` only, as in YAML 1.2: ``yes``, ``no``, ``on`` and ``off``
+  stay words (``name: off``, ``country: no``), and a boolean setting still takes them (the
+  models read "yes" as true); numbers with ``:`` (YAML 1.1 base 60: ``1:30`` is 90) stay text;
 - ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs`` and unknown tags are refused;
 - an explicitly tagged value that does not parse (``!!int abc``) is refused;
 - an alias used inside its own anchor (a cycle), aliases expanding to far more values than the
@@ -36,7 +39,9 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _MAP, _SEQ, _MERGE = _TAG + "str", _TAG + "map", _TAG + "seq", _TAG + "merge"
 # Kept as the text that was written (see the module docstring).
 _AS_TEXT = frozenset({_STR, _TAG + "timestamp", _TAG + "value"})
-_CONSTRUCTED = frozenset({_TAG + "null", _TAG + "bool", _TAG + "int", _TAG + "float"})
+_BOOL, _NUMBERS = _TAG + "bool", frozenset({_TAG + "int", _TAG + "float"})
+_YAML11_BOOLS = frozenset({"yes", "no", "on", "off"})
+_CONSTRUCTED = frozenset({_TAG + "null", _BOOL, *_NUMBERS})
 _Scalar, _Sequence, _Mapping = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
 
 
@@ -92,6 +97,13 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+def _yaml11_only(node: yaml.ScalarNode) -> bool:
+    """A boolean or a number only in YAML 1.1 (see the module docstring)."""
+    if node.tag == _BOOL:
+        return node.value.lower() in _YAML11_BOOLS
+    return node.tag in _NUMBERS and ":" in node.value
+
+
 def _short(tag: str) -> str:
     return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
 
@@ -134,7 +146,7 @@ class _Builder:
             self.open.discard(id(node))
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
-        if node.tag in _AS_TEXT:
+        if node.tag in _AS_TEXT or _yaml11_only(node):
             return node.value
         if node.tag not in _CONSTRUCTED:
             raise YamlProblem(_line(node), f"unsupported YAML tag {_short(node.tag)} (rule "

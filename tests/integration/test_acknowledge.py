@@ -197,7 +197,9 @@ async def test_the_cli_acknowledges_through_the_api(settings: Settings) -> None:
                                        LIVE_KEY)
         assert code == 0, err
         assert '"acknowledged_by":"ana"' in out.replace(" ", "")
-        assert (await alert(c, aid))["acknowledged_via"] == "api"
+        assert (await alert(c, aid))["acknowledged_via"] == "cli"
+        metrics = await (await c.get("/metrics")).text()
+        assert 'alert_agent_acknowledgments_total{channel="cli"} 1.0' in metrics
         code, _, err = await run_cli("ack", "alt_nope", "--url", url, "--api-key", LIVE_KEY)
         assert code == 1 and "alert_not_found" in err
         code, _, _ = await run_cli("ack", aid, "--undo", "--url", url, "--api-key", LIVE_KEY)
@@ -261,6 +263,7 @@ async def test_ack_by_oncall_follows_the_rotation_at_the_click(
     (settings.rules_dir / "r.yaml").write_text(rules)
     settings.channels.telegram = settings.channels.telegram.model_validate({
         "enabled": True, "bot_token": TOKEN, "api_url": emu[1], "timeout_seconds": 2.0})
+    settings.ack.link_ttl = 8 * 86400  # the button still works at the handoff, a week on
     async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
                                      host="127.0.0.1")) as c:
         acks = c.app[CTX].acks

@@ -897,7 +897,7 @@ def test_shipped_shell_example(shipped: RuleSet) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "a: 1\nb: [true, no, ~, 1.5, '2', 0x1F, 017, 1_000]\nc: {d: null, e: 2026-01-01}\n",
+    "a: 1\nb: [true, False, ~, 1.5, '2', 0x1F, 017, 1_000]\nc: {d: null, e: 2026-01-01}\n",
     "base: &b {x: 1, y: two}\nuse: *b\nmerged: {<<: *b, y: 3}\n",
     "- !!str 5\n- !!int '7'\n- plain\n- 'quoted: yes'\n",
     "",

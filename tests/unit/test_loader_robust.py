@@ -175,7 +175,7 @@ def test_shared_anchors_and_merges_still_load(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "a: 1\nb: [true, no, ~, 1.5, '2', 0x1F, 017, 1_000, .inf, -.Inf]\nc: {d: null}\n",
+    "a: 1\nb: [true, False, ~, 1.5, '2', 0x1F, 017, 1_000, .inf, -.Inf]\nc: {d: null}\n",
     "base: &b {x: 1, y: two}\nuse: *b\nmerged: {<<: *b, y: 3}\n",
     "l: &l [{a: 1}, {b: 2}]\nm: {<<: [{a: 3, c: 4}, {d: 5}], a: 0}\n",
     "- !!str 5\n- !!int '7'\n- plain\n- 'quoted: yes'\n- !!null ''\n",
@@ -183,6 +183,23 @@ def test_shared_anchors_and_merges_still_load(tmp_path: Path) -> None:
 ])
 def test_plain_documents_load_as_safe_load_does(text: str) -> None:
     assert load(text) == yaml.safe_load(text)
+
+
+def test_only_true_and_false_are_booleans_as_in_yaml_1_2(tmp_path: Path) -> None:
+    # YAML 1.1 reads off/on/yes/no as booleans (the "Norway problem") and 1:30 as 90.
+    assert load("a: [off, On, YES, no, 'no', true, FALSE, 1:30, -1:30.5, 130]\n") == {
+        "a": ["off", "On", "YES", "no", "no", True, False, "1:30", "-1:30.5", 130]}
+    rules = load_rules(write(tmp_path, """\
+        routes:
+          - name: off
+            continue: yes
+            notify: [{channel: console, to: no}]
+          - name: on
+            continue: off
+        """))
+    off, on = rules.routes_by_id["off"], rules.routes_by_id["on"]
+    assert off.notify[0].to == "no"
+    assert (off.continue_, on.continue_) == (True, False)  # a boolean setting still reads them
 
 
 # --- whatever else goes wrong -------------------------------------------------------------
