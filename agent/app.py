@@ -45,7 +45,7 @@ from agent.services.acknowledge import AcknowledgeService
 from agent.services.chatacks import ChatAcks
 from agent.services.ingest import Inhibition, Intake
 from agent.services.notifications import NotificationService, refresh_dead_letters
-from agent.services.receipts import ReceiptService
+from agent.services.receipts import POLL_INTERVAL_SECONDS, ReceiptService
 from agent.services.rules import RulesHolder
 from agent.settings import ConfigError, Settings, SourcesSettings, read_secret_file, resolve_secret
 from agent.store import Store
@@ -441,6 +441,10 @@ class _Parts:
                           id="retention", coalesce=True, max_instances=1)
         scheduler.add_job(_purge_idempotency, "interval", minutes=10, args=[self.rt],
                           id="idempotency_purge", coalesce=True, max_instances=1)
+        if self.ctx.receipts is not None:
+            scheduler.add_job(self.ctx.receipts.poll, "interval",
+                              seconds=POLL_INTERVAL_SECONDS, id="receipt_poll", coalesce=True,
+                              max_instances=1)
         scheduler.start()
         await self.store.notifications.recount_dead_letters()
         await _refresh_outbox_gauges(self.rt)
@@ -511,7 +515,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, clock: Clock 
         rules_holder=holder, hooks=hooks_from(SourcesSettings()),
         reload_gate=IntervalGate(s.api.reload_min_interval_seconds, clock.monotonic),
         channels=channels,
-        receipts=ReceiptService(store, rt.metrics, clock, channels, s.base_url),
+        receipts=ReceiptService(store, rt.metrics, clock, channels, s.base_url,
+                                poll_after=s.channels.twilio.status_poll_after_seconds),
     )
     ctx.chat_acks = ChatAcks(channels, ctx.acks, rt.metrics, clock, s.public_url)
     app[CTX] = ctx

@@ -175,6 +175,14 @@ class Metrics:
             ["channel", "reason"],
             registry=r,
         )
+        self.receipt_polls = Counter(
+            "alert_agent_receipt_polls_total",
+            "Lookups of sent messages whose status callback never came, by channel and outcome "
+            "(delivered, read, failed; pending: no final status yet; unchanged; unknown: the "
+            "provider does not know the message; error: it could not be asked).",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self.escalation_steps = Counter(
             "alert_agent_escalation_steps_total",
             "Escalation steps fired, and cancelled: by an acknowledgment, by the resolve of the "

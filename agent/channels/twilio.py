@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -107,6 +107,11 @@ class TwilioSettings(ChannelSettings):
     rate_per_second: float = Field(default=1.0, gt=0)
     # A WhatsApp sender's default throughput (Twilio: 80 messages a second).
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0)
+    # Ages (seconds after sending) at which a message still ``sent`` is looked up through the
+    # API, for a status callback that never came (the agent was down, no public_url); empty:
+    # never. After the last, a message whose carrier never reported stays ``sent``.
+    status_poll_after_seconds: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [600.0, 3600.0, 21600.0, 86400.0], max_length=10)
 
 
 Secret = Callable[[SecretStr | None, Path | None, str], str | None]
@@ -146,6 +151,11 @@ class TwilioMessaging:
                              given: str | None) -> bool:
         """Whether a status callback to ``url`` is signed by this account."""
         return self._account.signature_ok(url, params, given)
+
+    async def fetch_receipt(self, receipt_id: str) -> Receipt | None:
+        """The message's status as Twilio has it now (for a callback that never came); None
+        when Twilio does not know the message. Raises DeliveryError when it cannot say."""
+        return await self._account.fetch_receipt(receipt_id)
 
 
 def compose(message: Message) -> str:
@@ -320,6 +330,7 @@ class TwilioAccount:
         self.sid = account_sid
         self._token = auth_token
         self._url = f"{api_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._message_url = f"{api_url}/2010-04-01/Accounts/{account_sid}/Messages/{{}}.json"
         credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self._headers = {"Authorization": f"Basic {credentials}",
                          "Content-Type": "application/x-www-form-urlencoded",
@@ -363,6 +374,28 @@ class TwilioAccount:
         if isinstance(body.get("num_segments"), str | int):
             ref["segments"] = body["num_segments"]
         return DeliveryResult(provider_ref=ref, http_status=reply.status, receipt_id=sid)
+
+
+    async def fetch_receipt(self, sid: str) -> Receipt | None:
+        """GET the message resource: its status (and error code) as a receipt; None for a sid
+        Twilio does not know (``404``). Raises DeliveryError when Twilio cannot be asked."""
+        if not MESSAGE_SID.fullmatch(sid):
+            return None
+        try:
+            reply = await http.call(self._session(), "GET", self._message_url.format(sid),
+                                    headers=self._headers, timeout=self._timeout,
+                                    redact=self._redact, body_hook=self._hook,
+                                    auth_scope=ErrorScope.CHANNEL)
+        except PermanentDeliveryError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        body = reply.json()
+        code = body.get("error_code")
+        params = {"MessageSid": str(body.get("sid")), "MessageStatus": str(body.get("status"))}
+        if isinstance(code, int | str) and str(code).isdigit():
+            params["ErrorCode"] = str(code)
+        return receipt_of(params)
 
 
 @dataclass(frozen=True, slots=True)

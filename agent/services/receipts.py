@@ -7,6 +7,14 @@ over the URL Twilio requested (``public_url`` + the path + the query) and the PO
 Intermediate statuses (queued, sending, sent, accepted...) change nothing; a receipt for a
 message this agent does not know changes nothing either (after a moment's wait: Twilio can
 report before the send is recorded), and is answered like any other.
+
+A callback can also never come: the agent was down when Twilio posted it (Twilio does not
+retry a status callback that failed), or there is no ``public_url`` to post to. So a message
+still ``sent`` is looked up through the API (``GET .../Messages/{sid}.json``) as it crosses each
+age of ``channels.twilio.status_poll_after_seconds`` (10 min, 1 h, 6 h, 24 h): a few calls per
+message, none for one whose callback came. What the lookup says moves the row exactly as the
+callback would have. After the last age, a message whose carrier never confirmed (some
+networks send no delivery reports) stays ``sent``.
 """
 
 from __future__ import annotations
@@ -17,16 +25,20 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from agent.channels import twilio
-from agent.channels.base import ChannelSender
+from agent.channels.base import ChannelSender, DeliveryError, ErrorScope
 from agent.clock import Clock
 from agent.domain import Status
 from agent.observability import Metrics, get_logger
 from agent.store import Store
-from agent.store.receipts import ReceiptChange
+from agent.store.receipts import Awaiting, ReceiptChange
 
 log = get_logger("receipts")
 # The channels whose receipts arrive at /hooks/twilio/status (one account signs for both).
 TWILIO_CHANNELS = ("sms", "whatsapp")
+# How often the agent looks for messages whose callback never came (app.py's job), and at
+# most how many it looks up per poll age and round.
+POLL_INTERVAL_SECONDS = 60.0
+POLL_BATCH = 200
 # How long a receipt for an id not (yet) recorded waits for the send to be recorded.
 UNKNOWN_WAIT_SECONDS = 2.0
 UNKNOWN_POLL_SECONDS = 0.05
@@ -38,6 +50,13 @@ class SignedReceipts(Protocol):
 
     def receipt_signature_ok(self, url: str, params: Sequence[tuple[str, str]],
                              given: str | None) -> bool: ...
+
+
+@runtime_checkable
+class PolledReceipts(Protocol):
+    """A channel that can look up a sent message's outcome at its provider."""
+
+    async def fetch_receipt(self, receipt_id: str) -> twilio.Receipt | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +71,11 @@ class ReceiptResult:
 class ReceiptService:
     def __init__(self, store: Store, metrics: Metrics, clock: Clock,
                  channels: Mapping[str, ChannelSender], public_url: str,
-                 unknown_wait_seconds: float = UNKNOWN_WAIT_SECONDS) -> None:
+                 unknown_wait_seconds: float = UNKNOWN_WAIT_SECONDS,
+                 poll_after: Sequence[float] = ()) -> None:
         self._unknown_wait = unknown_wait_seconds
+        self._poll_after = sorted(poll_after)
+        self._last_poll: float | None = None
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -106,6 +128,57 @@ class ReceiptService:
             waited += UNKNOWN_POLL_SECONDS
         self._observe(change, receipt, now)
         return ReceiptResult(receipt.outcome, change.id)
+
+    async def poll(self) -> dict[str, int]:
+        """Look up the messages still ``sent`` that crossed a poll age since the last round
+        (periodic; tests call it). How many lookups ended how (the metric's outcomes)."""
+        now = self._clock.now()
+        last, self._last_poll = self._last_poll, now
+        if last is None:  # the first round after a start covers one interval back
+            last = now - POLL_INTERVAL_SECONDS
+        outcomes: dict[str, int] = {}
+        final = self._poll_after[-1] if self._poll_after else 0.0
+        for age in self._poll_after:
+            rows = await self._store.receipts.awaiting(TWILIO_CHANNELS, last - age, now - age,
+                                                       POLL_BATCH)
+            if len(rows) == POLL_BATCH:
+                log.warning("twilio_receipt_poll_truncated", age_seconds=age, batch=POLL_BATCH)
+            for row in rows:
+                outcome = await self._poll_one(row, last_age=age == final)
+                if outcome is None:  # the account refused: no use asking for the others
+                    return outcomes
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcomes
+
+    async def _poll_one(self, row: Awaiting, last_age: bool) -> str | None:
+        """One lookup; its outcome, None when the channel as a whole cannot be asked."""
+        channel = self._channels.get(row.channel)
+        if not isinstance(channel, PolledReceipts):
+            return "skipped"
+        try:
+            receipt = await channel.fetch_receipt(row.provider_id)
+        except DeliveryError as exc:
+            log.warning("twilio_receipt_poll_failed", notification_id=row.id,
+                        reason=exc.reason.value, error=exc.details)
+            self._metrics.receipt_polls.labels(row.channel, "error").inc()
+            return None if exc.scope is ErrorScope.CHANNEL else "error"
+        if receipt is None:
+            log.warning("twilio_message_unknown", notification_id=row.id, sid=row.provider_id)
+            outcome = "unknown"
+        elif receipt.outcome is None:
+            outcome = "pending"
+            if last_age:
+                log.info("twilio_no_final_status", notification_id=row.id, sid=row.provider_id,
+                         status=receipt.status, hint="the carrier sent no delivery report; "
+                         "the notification stays sent")
+        else:
+            now = self._clock.now()
+            change = await self._apply(receipt, now)
+            if change is not None:
+                self._observe(change, receipt, now)
+            outcome = receipt.outcome if change is not None else "unchanged"
+        self._metrics.receipt_polls.labels(row.channel, outcome).inc()
+        return outcome
 
     async def _apply(self, receipt: twilio.Receipt, now: float) -> ReceiptChange | None:
         if receipt.outcome == "failed":

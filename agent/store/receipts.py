@@ -9,6 +9,7 @@ Each move is one conditional statement on the row's status, so a repeated receip
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.domain import Status
@@ -27,6 +28,16 @@ class ReceiptChange:
     due_at: float
     moved: bool = True
     read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A ``sent`` notification still waiting for its provider's outcome."""
+
+    id: str
+    channel: str
+    provider_id: str
+    sent_at: float
 
 
 class ReceiptStore:
@@ -84,5 +95,21 @@ class ReceiptStore:
         def op(conn: sqlite3.Connection) -> bool:
             return conn.execute("SELECT 1 FROM notifications WHERE provider_id = ?",
                                 (provider_id,)).fetchone() is not None
+
+        return await self._db.read(op)
+
+    async def awaiting(self, channels: Sequence[str], sent_after: float, sent_before: float,
+                       limit: int) -> list[Awaiting]:
+        """``sent`` notifications of ``channels`` sent in (``sent_after``, ``sent_before``],
+        oldest first, at most ``limit``."""
+
+        def op(conn: sqlite3.Connection) -> list[Awaiting]:
+            marks = ",".join("?" * len(channels))
+            rows = conn.execute(
+                "SELECT id, channel, provider_id, sent_at FROM notifications "
+                f"WHERE channel IN ({marks}) AND status = ? AND provider_id IS NOT NULL "
+                "AND sent_at > ? AND sent_at <= ? ORDER BY sent_at LIMIT ?",
+                (*channels, Status.SENT, sent_after, sent_before, limit)).fetchall()
+            return [Awaiting(*r) for r in rows]
 
         return await self._db.read(op)

@@ -3,6 +3,10 @@ Twilio checks it (basic auth, form fields, E.164, WhatsApp addresses, body lengt
 ``201`` with a message resource or Twilio's own error body, then posting signed status
 callbacks to the message's ``StatusCallback``, signed as Twilio signs them.
 
+``GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json`` answers the message resource with
+its current ``status`` and ``error_code`` (``404`` code 20404 for an unknown sid); ``settle()``
+moves a message's status as the carrier's report would, without a callback.
+
 State: every message by its ``To`` (``+E164``, without ``whatsapp:``) with its sid, body or
 content, segments and current status; numbers that are invalid (21211), landlines (21614) or
 unsubscribed (21610); numbers whose delivery fails later (``undelivered``/``failed`` with an
@@ -162,6 +166,7 @@ class TwilioEmulator:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.handle)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{msid}.json", self.handle)
         return app
 
     @asynccontextmanager
@@ -198,6 +203,9 @@ class TwilioEmulator:
         fault = self.plan.take()
         if fault is not None:
             return await self._fault(request, fault.kind, fault.retry_after, fault.status)
+        if request.method == "GET":  # fetch one message: its status as it is now
+            found = [m for m in self.all_messages() if m.sid == request.match_info["msid"]]
+            return web.json_response(self._resource(found[0])) if found else _error(20404)
         if request.content_type != "application/x-www-form-urlencoded":
             return _error(21604)
         resp = self._create(form)
@@ -267,10 +275,10 @@ class TwilioEmulator:
         return {
             "account_sid": self.account_sid, "api_version": "2010-04-01", "body": m.body or "",
             "date_created": now, "date_sent": None, "date_updated": now,
-            "direction": "outbound-api", "error_code": None, "error_message": None,
+            "direction": "outbound-api", "error_code": m.error_code, "error_message": None,
             "from": m.from_, "messaging_service_sid": m.messaging_service_sid,
             "num_media": "0", "num_segments": str(m.segments), "price": None,
-            "price_unit": "USD", "sid": m.sid, "status": "queued",
+            "price_unit": "USD", "sid": m.sid, "status": m.status,
             "subresource_uris": {"media": f"{uri}/Media.json"}, "to": prefix + m.to,
             "uri": f"{uri}.json",
         }
@@ -293,6 +301,15 @@ class TwilioEmulator:
         for status, code in statuses if statuses is not None else self.outcome_of(m):
             answers.append(await self.post_callback(m, status, code))
         return answers
+
+    def settle(self, m: StoredMessage, status: str | None = None,
+               code: int | None = None) -> None:
+        """The carrier reported to Twilio, but no callback reaches the agent (it was down;
+        Twilio does not retry a callback): only a fetch of the message sees the status, by
+        default its outcome's last."""
+        if status is None:
+            status, code = self.outcome_of(m)[-1]
+        m.status, m.error_code = status, code
 
     async def report_all(self) -> None:
         """Post the callbacks of every message that has not reported yet."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,18 +193,24 @@ async def test_scheduled_waits_until_its_time(manual: Client, clock: FakeClock,
     assert len(sink.received) == 1
 
 
-async def test_rate_limit_headers_and_429(settings: Settings) -> None:
+async def test_rate_limit_headers_and_429(settings: Settings, clock: FakeClock) -> None:
     settings.api.rate_limit.requests_per_minute = 3
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+    # 15 s into a minute: the four requests share its window however slowly they run.
+    clock.advance(60 - clock.now() % 60 + 15)
+    window_end = int(clock.now()) + 45
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as client:
         statuses = []
         for _ in range(4):
             resp = await client.get("/v1/notifications", headers=auth())
             statuses.append(resp.status)
             assert int(resp.headers["X-RateLimit-Limit"]) == 3
-            assert int(resp.headers["X-RateLimit-Reset"]) > time.time()
+            assert int(resp.headers["X-RateLimit-Reset"]) == window_end
         assert statuses == [200, 200, 200, 429]
         assert resp.headers["X-RateLimit-Remaining"] == "0"
-        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert int(resp.headers["Retry-After"]) == 45
+        clock.advance(45)  # the next window
+        assert (await client.get("/v1/notifications", headers=auth())).status == 200
         err = (await resp.json())["error"]
         assert (err["type"], err["code"]) == ("rate_limit_error", "rate_limit_exceeded")
         # Limits are per key: the test key still has its budget.
