@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from agent.api.context import ctx
 from agent.services.acklinks import CSRF_FIELD, Claim, LinkRefused
@@ -68,7 +69,12 @@ async def acknowledge(request: web.Request) -> web.Response:
     claim = _claim(request)
     if isinstance(claim, web.Response):
         return claim
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, AssertionError, HttpProcessingError, web.HTTPException):
+        # Not a form aiohttp can read (a multipart body with bad parts, bytes that are not
+        # text): a page, not a 500.
+        return _page("Not acknowledged", "<p>Open the link again and use its button.</p>", 400)
     value = form.get(CSRF_FIELD)
     if not isinstance(value, str) or not c.ack_links.csrf_ok(token, value):
         return _page("Not acknowledged", "<p>Open the link again and use its button.</p>", 403)

@@ -117,6 +117,12 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     return ApiError(exc.status, "http_error", exc.reason or "HTTP error")
 
 
+def _route(request: web.Request) -> str:
+    """The route's template (``/ack/{token}``), not the path: a path can hold a secret."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes the envelope; unexpected ones are logged, never shown."""
@@ -131,11 +137,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return error_response(_from_http_exception(exc))
     except StoreError as exc:
-        log.error("store_unavailable", path=request.path, error=str(exc))
+        log.error("store_unavailable", path=_route(request), error=str(exc))
         return error_response(
             ApiError(503, "store_unavailable", "The store is unavailable; retry with backoff.",
                      headers={"Retry-After": "1"})
         )
     except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
+        log.exception("unhandled_error", method=request.method, path=_route(request))
         return error_response(ApiError(500, "internal_error", "An unexpected error occurred."))

@@ -3,9 +3,9 @@
 The first acknowledgment of an alert wins and is recorded with who gave it and through what;
 it stops the group's repeats, and every delivered message about it on a channel that can edit is
 edited to say so (a notification that edits in place, through the dispatcher like any other).
-A click in a chat is honoured only from an approved member allowed for the alert: members of
-the route's ``ack_by`` teams and members, else of the team or member it was sent to, else (a
-route to a room with no ``ack_by``) any approved member of the directory.
+A click in a chat is honoured only from an approved member allowed for the alert: the member
+the message reached, members of the team or member it was sent to, and of the route's
+``ack_by`` teams and members; a route to a room with no ``ack_by``: any approved member.
 """
 
 from __future__ import annotations
@@ -155,7 +155,10 @@ class AcknowledgeService:
         mid = actor.member_id or (d.owners.get((actor.channel, actor.user_id))
                                   if actor.user_id is not None else None)
         member = d.members.get(mid) if mid is not None else None
-        allowed = _allowed_members(d, n, parent, self._clock.now())
+        # The member a message reached may answer it (a link issued to them, a reply from
+        # their number, a button in their own chat), whoever else the route names.
+        allowed = (None if member is not None and member.id == n.member_id
+                   else _allowed_members(d, n, parent, self._clock.now()))
         if member is None or not member.approved or (allowed is not None
                                                      and member.id not in allowed):
             log.warning("acknowledgment_refused", channel=actor.channel, user_id=actor.user_id,
@@ -216,12 +219,12 @@ def _missing(what: str, ident: str) -> NotFound:
 
 def _allowed_members(d: Directory, n: Notification, parent: Notification | None,
                      now: float) -> set[str] | None:
-    """Who may acknowledge ``n`` from a chat or link: the route's ``ack_by``, else the team or
-    member it was sent to; None: any approved member (a room, with no ``ack_by``)."""
+    """Who may acknowledge ``n`` from a chat or link: the team or member it was sent to and
+    the route's ``ack_by``; None: any approved member (a room, with no ``ack_by``)."""
     named = [x for x in n.metadata.get("ack_by", []) if isinstance(x, str)]
     sent_to = parent.recipient if parent is not None else n.recipient
-    if not named and any(p.fullmatch(sent_to) for p in (TEAM_ID, MEMBER_ID, ONCALL)):
-        named = [sent_to]
+    if any(p.fullmatch(sent_to) for p in (TEAM_ID, MEMBER_ID, ONCALL)):
+        named.append(sent_to)
     if not named:
         return None
     out: set[str] = set()

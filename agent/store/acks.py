@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.domain import Notification, Status
-from agent.store import escalations
+from agent.store import escalations, fanout
 from agent.store.db import Database
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
 from agent.store.notifications import notification_row
@@ -31,6 +31,7 @@ class Acked:
     all_resolved: bool = False
     since: float | None = None  # when the earliest of the alerts was first seen
     escalations_cancelled: int = 0
+    withdrawn: int = 0  # queued repeats and escalation pages about them, cancelled
 
 
 @dataclass(slots=True)
@@ -50,7 +51,7 @@ class AckStore:
 
         def op(conn: sqlite3.Connection) -> Acked | None:
             mode = "test" if simulated else "live"
-            first, stopped = False, 0
+            first, stopped, withdrawn = False, 0, 0
             if notification_id is not None:
                 row = conn.execute(f"SELECT {NTF_COLUMNS} FROM notifications WHERE id = ? "
                                    "AND simulated = ?", (notification_id, int(simulated)))
@@ -68,8 +69,10 @@ class AckStore:
                 # Nothing left to take: a click on a resolved alert's button records nothing.
                 return Acked([r[1] for r in rows], False, None, None, None, all_resolved=True)
             if notification_id is not None:
+                # About alerts: the first acknowledgment is theirs (a later message about an
+                # acknowledged alert records who answered it, but is no new acknowledgment).
                 first = _answer(conn, [n.id, *([n.parent_id] if n.parent_id else [])],
-                                by, now) > 0
+                                by, now) > 0 and not rows
             seqs = [seq for seq, *_ in rows]
             if seqs:
                 marks = ",".join("?" * len(seqs))
@@ -80,8 +83,12 @@ class AckStore:
                 first = first or cur.rowcount > 0
                 conn.execute(f"UPDATE group_members SET acknowledged = 1 WHERE alert_seq IN "
                              f"({marks})", seqs)
-                stopped = escalations.cancel(conn, escalations.groups_of(conn, seqs), now,
-                                             "acknowledged", acknowledged=True)
+                # A group escalates while one of its firing alerts is unacknowledged.
+                answered = escalations.quiet(conn, escalations.groups_of(conn, seqs),
+                                             acknowledged=True)
+                stopped = escalations.cancel(conn, answered, now, "acknowledged",
+                                             acknowledged=True)
+                withdrawn = _withdraw_queued(conn, seqs, now)
                 ids = [r[0] for r in conn.execute(
                     "SELECT DISTINCT notification_id FROM alert_notifications "
                     f"WHERE alert_seq IN ({marks})", seqs)]
@@ -101,7 +108,8 @@ class AckStore:
                 return Acked([], first, n2[1], n2[0], via, [])
             return Acked([r[1] for r in rows], first, recorded[4], recorded[3], recorded[5],
                          delivered, all_resolved=all(r[2] == "resolved" for r in rows),
-                         since=min(r[3] for r in rows), escalations_cancelled=stopped)
+                         since=min(r[3] for r in rows), escalations_cancelled=stopped,
+                         withdrawn=withdrawn)
 
         return await self._db.write(op)
 
@@ -117,17 +125,20 @@ class AckStore:
 
     async def open_to(self, channel: str, recipient: str, limit: int = 20,
                       scan: int = 2000) -> list[Notification]:
-        """The newest notifications about alerts sent or delivered to ``recipient`` on
-        ``channel`` and not acknowledged yet (at most ``limit``, among the channel's newest
-        ``scan`` rows: a reply answers a recent message)."""
+        """The newest notifications sent or delivered to ``recipient`` on ``channel`` about
+        an alert still firing that nobody acknowledged (at most ``limit``, among the channel's
+        newest ``scan`` rows: a reply answers a recent message). A resolved message, or one
+        whose alerts are all answered, is no candidate for a bare "ACK"."""
 
         def op(conn: sqlite3.Connection) -> list[Notification]:
             return [notification_row(r) for r in conn.execute(
                 f"SELECT {NTF_COLUMNS} FROM (SELECT * FROM notifications INDEXED BY "
-                "notifications_channel_seq WHERE channel = ? ORDER BY seq DESC LIMIT ?) "
+                "notifications_channel_seq WHERE channel = ? ORDER BY seq DESC LIMIT ?) n "
                 "WHERE recipient = ? AND status IN ('sent', 'delivered', 'read') "
-                "AND acknowledged_at IS NULL AND json_extract(metadata, '$.alert_ids') "
-                "IS NOT NULL ORDER BY seq DESC LIMIT ?", (channel, scan, recipient, limit))]
+                "AND acknowledged_at IS NULL AND EXISTS (SELECT 1 FROM alert_notifications a "
+                "JOIN alerts x ON x.seq = a.alert_seq WHERE a.notification_id = n.id "
+                "AND x.status = 'active' AND x.acknowledged_at IS NULL) "
+                "ORDER BY seq DESC LIMIT ?", (channel, scan, recipient, limit))]
 
         return await self._db.read(op)
 
@@ -175,3 +186,41 @@ def _answer(conn: sqlite3.Connection, ids: Sequence[str], by: str, now: float) -
     return conn.execute(
         f"UPDATE notifications SET acknowledged_at = ?, acknowledged_by = ? "
         f"WHERE id IN ({marks}) AND acknowledged_at IS NULL", (now, by, *ids)).rowcount
+
+
+# Notifications an acknowledgment makes pointless while they still wait in the outbox: the
+# group's repeats and the escalation pages (waiting out a rate limit, a retry, a paused
+# channel). The first message and the resolved one still go: they inform, they do not page.
+_WITHDRAWN_REASONS = ("repeat", "escalation")
+
+
+def _withdraw_queued(conn: sqlite3.Connection, seqs: Sequence[int], now: float) -> int:
+    """Cancel the queued, unclaimed repeats and escalation pages about these alerts whose
+    alerts are all answered (resolved or acknowledged); a team send's parent follows its
+    members. How many were cancelled."""
+    marks = ",".join("?" * len(seqs))
+    rows = conn.execute(
+        "SELECT DISTINCT n.id, n.parent_id "
+        "FROM alert_notifications a JOIN notifications n ON n.id = a.notification_id "
+        f"WHERE a.alert_seq IN ({marks}) AND n.status = ? AND n.claimed_at IS NULL "
+        "AND n.fanout = 0 AND json_extract(n.metadata, '$.reason') IN (?, ?)",
+        (*seqs, Status.QUEUED, *_WITHDRAWN_REASONS)).fetchall()
+    stop: list[str] = []
+    parents: set[str] = set()
+    for nid, parent_id in rows:
+        if conn.execute(
+                "SELECT 1 FROM alert_notifications a JOIN alerts x ON x.seq = a.alert_seq "
+                "WHERE a.notification_id = ? AND x.status = 'active' "
+                "AND x.acknowledged_at IS NULL LIMIT 1", (nid,)).fetchone():
+            continue  # still about an alert nobody answered
+        stop.append(nid)
+        if parent_id is not None:
+            parents.add(parent_id)
+    if not stop:
+        return 0
+    done = conn.execute(
+        f"UPDATE notifications SET status = ?, cancelled_at = ? WHERE id IN "
+        f"({','.join('?' * len(stop))}) AND status = ? AND claimed_at IS NULL",
+        (Status.CANCELLED, now, *stop, Status.QUEUED)).rowcount
+    fanout.settle(conn, sorted(parents), now)
+    return done

@@ -177,9 +177,7 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> tupl
             (now, now, gid),
         )
     # A group with nothing firing any more stops escalating, in this transaction.
-    quiet = [gid for gid in gids if not conn.execute(
-        "SELECT 1 FROM group_members WHERE group_id = ? AND status = 'firing'",
-        (gid,)).fetchone()]
+    quiet = escalations.quiet(conn, gids, acknowledged=False)
     return len(gids), escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
 
 

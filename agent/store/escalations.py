@@ -64,14 +64,27 @@ def cancel(conn: sqlite3.Connection, group_ids: Iterable[int], now: float, why: 
 
 
 def rearm(conn: sqlite3.Connection, group_ids: Iterable[int], now: float) -> int:
-    """Pending again: the steps an acknowledgment cancelled that are still ahead."""
-    ids = list(set(group_ids))
+    """Pending again: the steps an acknowledgment cancelled that are still ahead, in groups
+    with an alert firing and no policy running already (a new alert may have started one
+    since: its steps stand, the old ones stay cancelled). How many."""
+    ids = [g for g in set(group_ids) if quiet(conn, [g], acknowledged=False) == [] and not
+           conn.execute("SELECT 1 FROM escalation_steps WHERE group_id = ? AND status = ?",
+                        (g, PENDING)).fetchone()]
     if not ids:
         return 0
     return conn.execute(
         "UPDATE escalation_steps SET status = ?, cancelled_at = NULL, cancelled_by = NULL "
         f"WHERE status = ? AND cancelled_by = 'acknowledged' AND due_at > ? "
         f"AND group_id IN ({','.join('?' * len(ids))})", (PENDING, CANCELLED, now, *ids)).rowcount
+
+
+def quiet(conn: sqlite3.Connection, group_ids: Iterable[int], acknowledged: bool) -> list[int]:
+    """The groups among these with nothing left to escalate: no alert firing, or (with
+    ``acknowledged``) none firing that nobody has acknowledged."""
+    unacked = " AND acknowledged = 0" if acknowledged else ""
+    return [g for g in set(group_ids) if not conn.execute(
+        f"SELECT 1 FROM group_members WHERE group_id = ? AND status = 'firing'{unacked}",
+        (g,)).fetchone()]
 
 
 def groups_of(conn: sqlite3.Connection, alert_seqs: Sequence[int]) -> list[int]:

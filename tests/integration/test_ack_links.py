@@ -98,6 +98,20 @@ async def test_get_shows_the_page_and_only_the_form_acknowledges(
     assert again.status == 200 and "already" in (await again.text()).lower()
 
 
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("multipart/form-data", b"no boundary"),
+    ("multipart/form-data; boundary=zz", b"--zz\r\nnot a header\r\n"),
+    ("application/x-www-form-urlencoded", b"\xff\xfe=%%%"),
+])
+async def test_a_body_that_is_no_form_is_a_400_page(agent: tuple[Client, SmtpEmulator],
+                                                    content_type: str, body: bytes) -> None:
+    c, emu = agent
+    aid = await fire(c)
+    resp = await c.post(link_of(emu), data=body, headers={"Content-Type": content_type})
+    assert resp.status == 400 and resp.content_type == "text/html"
+    assert (await alert(c, aid))["acknowledged"] is False
+
+
 async def test_tampered_and_expired_links_do_nothing(agent: tuple[Client, SmtpEmulator],
                                                     clock: FakeClock) -> None:
     c, emu = agent

@@ -21,6 +21,7 @@ from tests.helpers import LIVE_KEY, TEST_KEY, auth, runtime
 
 Client = TestClient[Any, Any]
 CHAT = 4242
+GROUP = -1001234567  # a group chat: nobody's own, so only who the route allows may click
 RULES = f"""
 defaults:
   group_wait: 0s
@@ -208,20 +209,27 @@ async def test_the_cli_acknowledges_through_the_api(settings: Settings) -> None:
 
 async def test_a_routes_ack_by_names_who_may_acknowledge(
         settings: Settings, clock: FakeClock, emu: tuple[TelegramEmulator, str]) -> None:
+    emu[0].add_chat(GROUP)
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "r.yaml").write_text(RULES.replace(
-        "    group_by: [monitor_id]\n", "    group_by: [monitor_id]\n    ack_by: [mem_eve]\n"))
+        "    group_by: [monitor_id]\n", "    group_by: [monitor_id]\n    ack_by: [mem_eve]\n"
+    ).replace(f'to: "{CHAT}"', f'to: "{GROUP}"'))
     settings.channels.telegram = settings.channels.telegram.model_validate({
         "enabled": True, "bot_token": TOKEN, "api_url": emu[1], "timeout_seconds": 2.0})
     async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
                                      host="127.0.0.1")) as c:
         aid = await fire(c)
         [tg] = [n for n in (await alert(c, aid))["notifications"] if n["channel"] == "telegram"]
+        [team] = [n for n in (await alert(c, aid))["notifications"]
+                  if n["channel"] == "in-app" and n["to"] == "team_db"]
         acks = c.app[CTX].acks
-        with pytest.raises(Forbidden):  # on team_db, but the route names Eve alone
+        with pytest.raises(Forbidden):  # on team_db, but the route names Eve for the group chat
             await acks.acknowledge_notification(tg["id"], Actor("telegram", user_id=str(CHAT)))
         done = await acks.acknowledge_notification(tg["id"], Actor("telegram", user_id="777"))
         assert done.acknowledged_by == "mem_eve"
+        # What was sent to team_db may be answered by its members as well as by ack_by's.
+        ana = await acks.acknowledge_notification(team["id"], Actor("link", member_id="mem_ana"))
+        assert not ana.first  # acknowledged already (by Eve): allowed, nothing new recorded
 
 
 def test_ack_by_must_name_the_directory(tmp_path: Any) -> None:
@@ -259,6 +267,8 @@ async def test_ack_by_oncall_follows_the_rotation_at_the_click(
     rules = rules.replace("  - id: mem_raj\n    name: Raj\n    approved: true\n",
                           "  - id: mem_raj\n    name: Raj\n    approved: true\n"
                           "    addresses: {telegram: '888'}\n")
+    rules = rules.replace(f'to: "{CHAT}"', f'to: "{GROUP}"')
+    emu[0].add_chat(GROUP)
     settings.rules_dir.mkdir(parents=True)
     (settings.rules_dir / "r.yaml").write_text(rules)
     settings.channels.telegram = settings.channels.telegram.model_validate({

@@ -237,3 +237,79 @@ def test_a_preferred_channel_needs_an_address(tmp_path: Any) -> None:
         load_rules(tmp_path)
     [problem] = info.value.problems
     assert problem.line == 3 and "has no sms address" in problem.message
+
+
+# One group for every db alert: two alerts share its escalation.
+SHARED = RULES.replace("group_by: [monitor_id]", "group_by: [type]")
+
+
+@pytest.fixture
+async def shared(settings: Settings, clock: FakeClock) -> AsyncIterator[Client]:
+    write(settings, SHARED)
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        yield c
+
+
+async def fire_monitor(c: Client, monitor: str) -> str:
+    resp = await c.post("/v1/alerts", headers=auth(), json={
+        "monitor_id": monitor, "type": "down", "severity": "critical", "message": "down"})
+    assert resp.status == 201, await resp.text()
+    await runtime(c).run_until_idle()
+    return str((await resp.json())["data"]["id"])
+
+
+async def test_acknowledging_one_alert_leaves_the_group_escalating_for_the_other(
+        shared: Client, clock: FakeClock) -> None:
+    a = await fire_monitor(shared, "db-1")
+    await fire_monitor(shared, "db-2")  # joins a's group before anything is acknowledged
+    assert (await shared.post(f"/v1/alerts/{a}/acknowledge", headers=auth())).status == 200
+    assert {s[2] for s in await steps(shared)} == {"pending"}  # db-2 is nobody's yet
+    clock.advance(300)
+    await runtime(shared).run_until_idle()
+    [page] = await inbox(shared, "mem_raj")
+    assert page.startswith("[Escalation 1/2] ")
+
+
+async def test_each_step_fires_once_after_a_new_alert_restarted_the_policy(
+        shared: Client, clock: FakeClock) -> None:
+    a = await fire_monitor(shared, "db-1")
+    assert (await shared.post(f"/v1/alerts/{a}/acknowledge", headers=auth())).status == 200
+    clock.advance(61)
+    await fire_monitor(shared, "db-2")  # a new incident of the group: its own policy runs
+    assert (await shared.post(f"/v1/alerts/{a}/unacknowledge", headers=auth())).status == 200
+    assert [s[2] for s in await steps(shared)].count("pending") == 4  # one policy, not two
+    clock.advance(300)
+    await runtime(shared).run_until_idle()
+    assert len([m for m in await inbox(shared, "mem_raj")
+                if m.startswith("[Escalation 1/2] ")]) == 1
+
+
+async def test_an_acknowledgment_withdraws_a_page_still_in_the_outbox(
+        agent: Client, clock: FakeClock) -> None:
+    aid = await fire(agent)
+    clock.advance(300)
+    await runtime(agent).grouper.run_until_idle()  # step 1 fires; its page is not out yet
+    assert (await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())).status == 200
+    await runtime(agent).run_until_idle()
+    assert await inbox(agent, "mem_raj") == []
+    detail = (await (await agent.get(f"/v1/alerts/{aid}", headers=auth())).json())["data"]
+    pages = [n for n in detail["notifications"] if n["metadata"].get("reason") == "escalation"]
+    assert pages and {n["status"] for n in pages} == {"cancelled"}
+    # The alert's first message (to mem_ana: a parent and its member's row) was out
+    # already: it stays, and is acknowledged.
+    assert {n["status"] for n in detail["notifications"]
+            if n["metadata"].get("reason") == "new"} == {"acknowledged"}
+
+
+async def test_unacknowledging_a_resolved_alert_rearms_nothing(agent: Client,
+                                                               clock: FakeClock) -> None:
+    aid = await fire(agent)
+    assert (await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())).status == 200
+    await agent.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+    assert (await agent.post(f"/v1/alerts/{aid}/unacknowledge", headers=auth())).status == 200
+    assert {s[2] for s in await steps(agent)} == {"cancelled"}
+    clock.advance(3600)
+    await runtime(agent).run_until_idle()
+    metrics = await (await agent.get("/metrics")).text()
+    assert 'alert_agent_escalation_steps_total{outcome="cancelled"} 4.0' in metrics

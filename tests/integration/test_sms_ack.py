@@ -109,3 +109,24 @@ async def test_a_code_picks_the_alert_and_strangers_are_refused(
     assert (await acked(c, second))["acknowledged"] is False
     _, body = await text(c, RAJ, "thanks")  # not an acknowledgment: no reply
     assert "<Message>" not in body
+
+
+async def test_a_bare_ack_skips_resolved_messages_and_answered_alerts(
+        agent: tuple[Client, TwilioEmulator], clock: FakeClock) -> None:
+    c, _ = agent
+    older = await fire(c, "db-1")
+    newer = await fire(c, "db-2")
+    await c.put(f"/v1/alerts/{newer}", headers=auth(), json={"status": "resolved"})
+    clock.advance(61)
+    await runtime(c).run_until_idle()  # db-2's resolved SMS is now the newest message
+    _, body = await text(c, RAJ, "ACK")
+    assert "<Message>Acknowledged.</Message>" in body
+    assert (await acked(c, older))["acknowledged_by"] == "mem_raj"
+    # Acknowledged, then resolved: its resolved SMS is no new acknowledgment.
+    await c.put(f"/v1/alerts/{older}", headers=auth(), json={"status": "resolved"})
+    clock.advance(61)
+    await runtime(c).run_until_idle()
+    _, body = await text(c, RAJ, "ACK")
+    assert "No open alert to acknowledge." in body
+    metrics = await (await c.get("/metrics")).text()
+    assert 'alert_agent_acknowledgments_total{channel="sms"} 1.0' in metrics
