@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.domain import Notification, Status
-from agent.store import escalations, fanout
+from agent.store import escalations, pages
 from agent.store.db import Database
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
 from agent.store.notifications import notification_row
@@ -88,7 +88,7 @@ class AckStore:
                                              acknowledged=True)
                 stopped = escalations.cancel(conn, answered, now, "acknowledged",
                                              acknowledged=True)
-                withdrawn = _withdraw_queued(conn, seqs, now)
+                withdrawn = pages.withdraw(conn, seqs, now)
                 ids = [r[0] for r in conn.execute(
                     "SELECT DISTINCT notification_id FROM alert_notifications "
                     f"WHERE alert_seq IN ({marks})", seqs)]
@@ -186,41 +186,3 @@ def _answer(conn: sqlite3.Connection, ids: Sequence[str], by: str, now: float) -
     return conn.execute(
         f"UPDATE notifications SET acknowledged_at = ?, acknowledged_by = ? "
         f"WHERE id IN ({marks}) AND acknowledged_at IS NULL", (now, by, *ids)).rowcount
-
-
-# Notifications an acknowledgment makes pointless while they still wait in the outbox: the
-# group's repeats and the escalation pages (waiting out a rate limit, a retry, a paused
-# channel). The first message and the resolved one still go: they inform, they do not page.
-_WITHDRAWN_REASONS = ("repeat", "escalation")
-
-
-def _withdraw_queued(conn: sqlite3.Connection, seqs: Sequence[int], now: float) -> int:
-    """Cancel the queued, unclaimed repeats and escalation pages about these alerts whose
-    alerts are all answered (resolved or acknowledged); a team send's parent follows its
-    members. How many were cancelled."""
-    marks = ",".join("?" * len(seqs))
-    rows = conn.execute(
-        "SELECT DISTINCT n.id, n.parent_id "
-        "FROM alert_notifications a JOIN notifications n ON n.id = a.notification_id "
-        f"WHERE a.alert_seq IN ({marks}) AND n.status = ? AND n.claimed_at IS NULL "
-        "AND n.fanout = 0 AND json_extract(n.metadata, '$.reason') IN (?, ?)",
-        (*seqs, Status.QUEUED, *_WITHDRAWN_REASONS)).fetchall()
-    stop: list[str] = []
-    parents: set[str] = set()
-    for nid, parent_id in rows:
-        if conn.execute(
-                "SELECT 1 FROM alert_notifications a JOIN alerts x ON x.seq = a.alert_seq "
-                "WHERE a.notification_id = ? AND x.status = 'active' "
-                "AND x.acknowledged_at IS NULL LIMIT 1", (nid,)).fetchone():
-            continue  # still about an alert nobody answered
-        stop.append(nid)
-        if parent_id is not None:
-            parents.add(parent_id)
-    if not stop:
-        return 0
-    done = conn.execute(
-        f"UPDATE notifications SET status = ?, cancelled_at = ? WHERE id IN "
-        f"({','.join('?' * len(stop))}) AND status = ? AND claimed_at IS NULL",
-        (Status.CANCELLED, now, *stop, Status.QUEUED)).rowcount
-    fanout.settle(conn, sorted(parents), now)
-    return done

@@ -22,7 +22,7 @@ from agent.domain import (
     StoredAlert,
     new_id,
 )
-from agent.store import escalations
+from agent.store import escalations, pages
 from agent.store.db import Database
 from agent.store.idempotency import IdemRequest, check_key, remember_key
 from agent.store.notifications import COLUMNS as NTF_COLUMNS
@@ -176,8 +176,10 @@ def _resolve_memberships(conn: sqlite3.Connection, seq: int, now: float) -> tupl
             "json_extract(route, '$.group_interval'), ?)) END, pending = 1 WHERE id = ?",
             (now, now, gid),
         )
-    # A group with nothing firing any more stops escalating, in this transaction.
+    # A group with nothing firing any more stops escalating, in this transaction, and its
+    # pages still in the outbox are withdrawn.
     quiet = escalations.quiet(conn, gids, acknowledged=False)
+    pages.withdraw(conn, [seq], now)
     return len(gids), escalations.cancel(conn, quiet, now, "resolved", acknowledged=False)
 
 

@@ -28,6 +28,7 @@ class DueStep:
     steps: int
     targets: list[dict[str, Any]]
     notification: dict[str, Any]
+    until: str = "acknowledged"
 
 
 # A due step -> the notifications it sends (fan-out through the directory at that moment).
@@ -70,12 +71,12 @@ def rearm(conn: sqlite3.Connection, group_ids: Iterable[int], now: float) -> int
     ids = [g for g in set(group_ids) if quiet(conn, [g], acknowledged=False) == [] and not
            conn.execute("SELECT 1 FROM escalation_steps WHERE group_id = ? AND status = ?",
                         (g, PENDING)).fetchone()]
-    if not ids:
-        return 0
-    return conn.execute(
+    # Only the group's latest policy: an older one an acknowledgment cancelled stays so.
+    return sum(conn.execute(
         "UPDATE escalation_steps SET status = ?, cancelled_at = NULL, cancelled_by = NULL "
-        f"WHERE status = ? AND cancelled_by = 'acknowledged' AND due_at > ? "
-        f"AND group_id IN ({','.join('?' * len(ids))})", (PENDING, CANCELLED, now, *ids)).rowcount
+        "WHERE status = ? AND cancelled_by = 'acknowledged' AND due_at > ? AND group_id = ? "
+        "AND created_at = (SELECT max(created_at) FROM escalation_steps WHERE group_id = ?)",
+        (PENDING, CANCELLED, now, g, g)).rowcount for g in ids)
 
 
 def quiet(conn: sqlite3.Connection, group_ids: Iterable[int], acknowledged: bool) -> list[int]:
@@ -121,7 +122,8 @@ class EscalationStore:
                                         acknowledged=False)
                     continue
                 step = DueStep(r["id"], r["group_id"], r["run"], r["step"], r["steps"],
-                               orjson.loads(r["targets"]), orjson.loads(r["notification"]))
+                               orjson.loads(r["targets"]), orjson.loads(r["notification"]),
+                               r["until"])
                 links = orjson.dumps(seqs).decode()
                 for n in expand(step):
                     insert_notification(conn, n)

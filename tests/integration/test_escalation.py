@@ -313,3 +313,39 @@ async def test_unacknowledging_a_resolved_alert_rearms_nothing(agent: Client,
     await runtime(agent).run_until_idle()
     metrics = await (await agent.get("/metrics")).text()
     assert 'alert_agent_escalation_steps_total{outcome="cancelled"} 4.0' in metrics
+
+
+async def test_only_the_latest_policy_is_rearmed(shared: Client, clock: FakeClock) -> None:
+    a = await fire_monitor(shared, "db-1")
+    assert (await shared.post(f"/v1/alerts/{a}/acknowledge", headers=auth())).status == 200
+    clock.advance(61)
+    b = await fire_monitor(shared, "db-2")  # a new incident: a second policy
+    assert (await shared.post(f"/v1/alerts/{b}/acknowledge", headers=auth())).status == 200
+    assert (await shared.post(f"/v1/alerts/{b}/unacknowledge", headers=auth())).status == 200
+    assert [s[2] for s in await steps(shared)].count("pending") == 4
+    clock.advance(300)
+    await runtime(shared).run_until_idle()
+    assert len([m for m in await inbox(shared, "mem_raj")
+                if m.startswith("[Escalation 1/2] ")]) == 1
+
+
+async def pages_of(c: Client, aid: str) -> list[str]:
+    detail = (await (await c.get(f"/v1/alerts/{aid}", headers=auth())).json())["data"]
+    return [n["status"] for n in detail["notifications"]
+            if n["metadata"].get("reason") == "escalation"]
+
+
+async def test_a_page_until_resolved_survives_an_acknowledgment_not_a_resolve(
+        settings: Settings, clock: FakeClock) -> None:
+    write(settings, RULES.replace("until: acknowledged", "until: resolved"))
+    async with TestClient(TestServer(create_app(settings, clock=clock, loops=False),
+                                     host="127.0.0.1")) as c:
+        aid = await fire(c)
+        clock.advance(300)
+        await runtime(c).grouper.run_until_idle()  # step 1 fires; its page is not out yet
+        assert (await c.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())).status == 200
+        assert set(await pages_of(c, aid)) == {"queued"}  # until: resolved: still wanted
+        await c.put(f"/v1/alerts/{aid}", headers=auth(), json={"status": "resolved"})
+        assert set(await pages_of(c, aid)) == {"cancelled"}
+        await runtime(c).run_until_idle()
+        assert await inbox(c, "mem_raj") == []
