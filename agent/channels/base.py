@@ -159,6 +159,8 @@ class DeliveryResult:
     # The provider will report the outcome later under this id (a Twilio message ``sid``):
     # the notification is then ``sent``, not ``delivered``, until a receipt says which.
     receipt_id: str | None = None
+    # Seconds after sending at which to look the message up if no receipt came (None: never).
+    receipt_check_after: float | None = None
 
 
 class DeliveryError(Exception):

@@ -103,9 +103,11 @@ def ack_action(url: str, form: str | None) -> str:
     """The Acknowledge button, in ntfy's simple action format: one tap POSTs the link's form
     (an ``http`` action, made by the phone only when tapped); without a form, a ``view``
     action opens the link's page."""
+    # Quoted: a public_url may hold "," or ";", which end a value in ntfy's format (a URL
+    # holds no raw '"'); the form is url-safe base64 after "csrf=".
     if form is None:
-        return f"view, Acknowledge, {url}, clear=true"
-    return (f"http, Acknowledge, {url}, method=POST, "
+        return f'view, Acknowledge, "{url}", clear=true'
+    return (f'http, Acknowledge, "{url}", method=POST, '
             f"headers.Content-Type=application/x-www-form-urlencoded, body={form}, clear=true")
 
 

@@ -326,8 +326,9 @@ class TwilioAccount:
 
     def __init__(self, account_sid: str, auth_token: str, api_url: str, timeout_seconds: float,
                  session: Callable[[], aiohttp.ClientSession],
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, first_check: float | None = None) -> None:
         self.sid = account_sid
+        self._first_check = first_check  # the first status_poll_after_seconds
         self._token = auth_token
         self._url = f"{api_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._message_url = f"{api_url}/2010-04-01/Accounts/{account_sid}/Messages/{{}}.json"
@@ -373,7 +374,8 @@ class TwilioAccount:
         ref: dict[str, Any] = {"sid": sid, "to": data.get("To")}
         if isinstance(body.get("num_segments"), str | int):
             ref["segments"] = body["num_segments"]
-        return DeliveryResult(provider_ref=ref, http_status=reply.status, receipt_id=sid)
+        return DeliveryResult(provider_ref=ref, http_status=reply.status, receipt_id=sid,
+                              receipt_check_after=self._first_check)
 
 
     async def fetch_receipt(self, sid: str) -> Receipt | None:
@@ -421,7 +423,7 @@ def account_from(cfg: TwilioSettings, secret: Secret,
         raise ChannelConfigError("enabled without an auth token: set channels.twilio.auth_token "
                                  "or channels.twilio.auth_token_file")
     return TwilioAccount(sid, token.strip(), cfg.api_url, cfg.timeout_seconds, session,
-                         public_url)
+                         public_url, min(cfg.status_poll_after_seconds, default=None))
 
 
 def sms_sender(cfg: TwilioSettings) -> Sender:

@@ -388,8 +388,11 @@ class Dispatcher:
                           attempt("failed", crash, failure_class=FailureClass.TECHNICAL),
                           failure_class=Class.TECHNICAL)
         # receipt_id: the provider reports the outcome later; the row is ``sent`` until then.
-        return Delivered(n.id, started, self._clock(), rendered,
-                         attempt("delivered", result=result), receipt_id=result.receipt_id)
+        done = self._clock()
+        return Delivered(n.id, started, done, rendered,
+                         attempt("delivered", result=result), receipt_id=result.receipt_id,
+                         receipt_check_at=(None if result.receipt_check_after is None
+                                           else done + result.receipt_check_after))
 
     async def _behind_earlier(self, n: Notification, channel: ChannelSender,
                               now: float) -> Outcome | None:

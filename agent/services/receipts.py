@@ -12,9 +12,10 @@ A callback can also never come: the agent was down when Twilio posted it (Twilio
 retry a status callback that failed), or there is no ``public_url`` to post to. So a message
 still ``sent`` is looked up through the API (``GET .../Messages/{sid}.json``) as it crosses each
 age of ``channels.twilio.status_poll_after_seconds`` (10 min, 1 h, 6 h, 24 h): a few calls per
-message, none for one whose callback came. What the lookup says moves the row exactly as the
-callback would have. After the last age, a message whose carrier never confirmed (some
-networks send no delivery reports) stays ``sent``.
+message, none for one whose callback came. When the next lookup is due is kept on the row
+(``receipt_check_at``), so a restart, a long round or a clock step skips none and repeats none.
+What the lookup says moves the row exactly as the callback would have. After the last age, a
+message whose carrier never confirmed (some networks send no delivery reports) stays ``sent``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from agent.store.receipts import Awaiting, ReceiptChange
 log = get_logger("receipts")
 # The channels whose receipts arrive at /hooks/twilio/status (one account signs for both).
 TWILIO_CHANNELS = ("sms", "whatsapp")
-# How often the agent looks for messages whose callback never came (app.py's job), and at
-# most how many it looks up per poll age and round.
+# How often the agent looks for messages whose callback never came (app.py's job), how many
+# rows it reads at a time, and at most how many it looks up per round (the rest stay due).
 POLL_INTERVAL_SECONDS = 60.0
-POLL_BATCH = 200
+POLL_BATCH = 100
+POLL_ROUND = 1000
 # How long a receipt for an id not (yet) recorded waits for the send to be recorded.
 UNKNOWN_WAIT_SECONDS = 2.0
 UNKNOWN_POLL_SECONDS = 0.05
@@ -75,7 +77,6 @@ class ReceiptService:
                  poll_after: Sequence[float] = ()) -> None:
         self._unknown_wait = unknown_wait_seconds
         self._poll_after = sorted(poll_after)
-        self._last_poll: float | None = None
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -130,53 +131,65 @@ class ReceiptService:
         return ReceiptResult(receipt.outcome, change.id)
 
     async def poll(self) -> dict[str, int]:
-        """Look up the messages still ``sent`` that crossed a poll age since the last round
-        (periodic; tests call it). How many lookups ended how (the metric's outcomes)."""
-        now = self._clock.now()
-        last, self._last_poll = self._last_poll, now
-        if last is None:  # the first round after a start covers one interval back
-            last = now - POLL_INTERVAL_SECONDS
+        """Look up the rows due (periodic; tests call it), at most ``POLL_ROUND`` of them:
+        what is left stays due for the next round. How many lookups ended how (the metric's
+        outcomes)."""
         outcomes: dict[str, int] = {}
-        final = self._poll_after[-1] if self._poll_after else 0.0
-        for age in self._poll_after:
-            rows = await self._store.receipts.awaiting(TWILIO_CHANNELS, last - age, now - age,
-                                                       POLL_BATCH)
-            if len(rows) == POLL_BATCH:
-                log.warning("twilio_receipt_poll_truncated", age_seconds=age, batch=POLL_BATCH)
+        done = 0
+        while done < POLL_ROUND:
+            rows = await self._store.receipts.due_checks(self._clock.now(),
+                                                         min(POLL_BATCH, POLL_ROUND - done))
             for row in rows:
-                outcome = await self._poll_one(row, last_age=age == final)
-                if outcome is None:  # the account refused: no use asking for the others
+                outcome = await self._poll_one(row)
+                if outcome is None:  # the account refused: the rest wait for the next round
                     return outcomes
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            done += len(rows)
+            if len(rows) < POLL_BATCH:
+                break
+        outcomes.pop("", None)
         return outcomes
 
-    async def _poll_one(self, row: Awaiting, last_age: bool) -> str | None:
-        """One lookup; its outcome, None when the channel as a whole cannot be asked."""
+    def _next_check(self, sent_at: float, now: float) -> float | None:
+        """The next age at which a row still ``sent`` is asked about; None after the last."""
+        return next((sent_at + age for age in self._poll_after if sent_at + age > now), None)
+
+    async def _poll_one(self, row: Awaiting) -> str | None:
+        """One lookup; its outcome ("" when none was made), None when the channel as a whole
+        cannot be asked (the row stays due)."""
         channel = self._channels.get(row.channel)
-        if not isinstance(channel, PolledReceipts):
-            return "skipped"
+        now = self._clock.now()
+        next_check = self._next_check(row.sent_at, now)
+        if row.status != Status.SENT or not isinstance(channel, PolledReceipts):
+            # Moved another way (acknowledged), or the channel is gone: nothing to ask.
+            await self._store.receipts.check_again(row.id, None)
+            return ""
         try:
             receipt = await channel.fetch_receipt(row.provider_id)
         except DeliveryError as exc:
             log.warning("twilio_receipt_poll_failed", notification_id=row.id,
                         reason=exc.reason.value, error=exc.details)
             self._metrics.receipt_polls.labels(row.channel, "error").inc()
-            return None if exc.scope is ErrorScope.CHANNEL else "error"
+            if exc.scope is ErrorScope.CHANNEL:
+                return None
+            await self._store.receipts.check_again(row.id, next_check)
+            return "error"
         if receipt is None:
             log.warning("twilio_message_unknown", notification_id=row.id, sid=row.provider_id)
             outcome = "unknown"
         elif receipt.outcome is None:
             outcome = "pending"
-            if last_age:
+            if next_check is None:
                 log.info("twilio_no_final_status", notification_id=row.id, sid=row.provider_id,
                          status=receipt.status, hint="the carrier sent no delivery report; "
                          "the notification stays sent")
         else:
-            now = self._clock.now()
             change = await self._apply(receipt, now)
             if change is not None:
                 self._observe(change, receipt, now)
             outcome = receipt.outcome if change is not None else "unchanged"
+        if outcome in ("pending", "unknown", "unchanged"):
+            await self._store.receipts.check_again(row.id, next_check)
         self._metrics.receipt_polls.labels(row.channel, outcome).inc()
         return outcome
 

@@ -99,6 +99,8 @@ class Delivered:
     message: str | None
     attempt: Attempt | None = None  # the row for the deliveries table, written with the outcome
     receipt_id: str | None = None
+    # When to look the message up at its provider if no receipt came (store/receipts.py).
+    receipt_check_at: float | None = None
     parent_id: str | None = field(default=None, kw_only=True)  # its parent is settled with it
 
 
@@ -385,7 +387,7 @@ class NotificationStore:
         attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
         delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
                      for o in outcomes if isinstance(o, Delivered) and o.receipt_id is None]
-        sent = [(Status.SENT, o.sent_at, o.message, o.receipt_id, o.id)
+        sent = [(Status.SENT, o.sent_at, o.message, o.receipt_id, o.receipt_check_at, o.id)
                 for o in outcomes if isinstance(o, Delivered) and o.receipt_id is not None]
         failed = [(Status.FAILED, o.failed_at, o.reason, o.details, o.failure_class, o.id)
                   for o in outcomes if isinstance(o, Failed)]
@@ -409,9 +411,9 @@ class NotificationStore:
             if sent:  # the provider reports later (store/receipts.py): no delivered_at yet
                 conn.executemany(
                     "UPDATE notifications SET status = ?, sent_at = ?, delivered_at = NULL, "
-                    "message = COALESCE(?, message), provider_id = ?, claimed_at = NULL, "
-                    "attempts = attempts + 1, failure_reason = NULL, failure_details = NULL "
-                    "WHERE id = ?", sent)
+                    "message = COALESCE(?, message), provider_id = ?, receipt_check_at = ?, "
+                    "claimed_at = NULL, attempts = attempts + 1, failure_reason = NULL, "
+                    "failure_details = NULL WHERE id = ?", sent)
             if failed:
                 deadletters.failing(conn, "id", [f[-1] for f in failed])
                 conn.executemany(

@@ -9,7 +9,6 @@ Each move is one conditional statement on the row's status, so a repeated receip
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.domain import Status
@@ -32,12 +31,14 @@ class ReceiptChange:
 
 @dataclass(frozen=True, slots=True)
 class Awaiting:
-    """A ``sent`` notification still waiting for its provider's outcome."""
+    """A notification due to be looked up at its provider (``status`` is ``sent`` unless it
+    moved another way since)."""
 
     id: str
     channel: str
     provider_id: str
     sent_at: float
+    status: str
 
 
 class ReceiptStore:
@@ -51,7 +52,7 @@ class ReceiptStore:
 
         def op(conn: sqlite3.Connection) -> ReceiptChange | None:
             moved = conn.execute(
-                "UPDATE notifications SET status = ?, delivered_at = ? "
+                "UPDATE notifications SET status = ?, delivered_at = ?, receipt_check_at = NULL "
                 "WHERE provider_id = ? AND status = ? RETURNING id, channel, due_at, parent_id",
                 (Status.DELIVERED, at, provider_id, Status.SENT)).fetchone()
             if moved is not None and moved[3] is not None:
@@ -80,7 +81,7 @@ class ReceiptStore:
             deadletters.failing(conn, "id", [r[0]])
             row = conn.execute(
                 "UPDATE notifications SET status = ?, failed_at = ?, failure_reason = ?, "
-                "failure_details = ?, failure_class = ? WHERE id = ? "
+                "failure_details = ?, failure_class = ?, receipt_check_at = NULL WHERE id = ? "
                 "RETURNING id, channel, due_at, parent_id",
                 (Status.FAILED, at, reason, details, failure_class, r[0])).fetchone()
             if row[3] is not None:
@@ -98,18 +99,25 @@ class ReceiptStore:
 
         return await self._db.read(op)
 
-    async def awaiting(self, channels: Sequence[str], sent_after: float, sent_before: float,
-                       limit: int) -> list[Awaiting]:
-        """``sent`` notifications of ``channels`` sent in (``sent_after``, ``sent_before``],
-        oldest first, at most ``limit``."""
+    async def due_checks(self, now: float, limit: int) -> list[Awaiting]:
+        """Rows whose provider should be asked now (no receipt came), soonest first, at most
+        ``limit``; a row no longer ``sent`` is among them once, to be cleared."""
 
         def op(conn: sqlite3.Connection) -> list[Awaiting]:
-            marks = ",".join("?" * len(channels))
             rows = conn.execute(
-                "SELECT id, channel, provider_id, sent_at FROM notifications "
-                f"WHERE channel IN ({marks}) AND status = ? AND provider_id IS NOT NULL "
-                "AND sent_at > ? AND sent_at <= ? ORDER BY sent_at LIMIT ?",
-                (*channels, Status.SENT, sent_after, sent_before, limit)).fetchall()
+                "SELECT id, channel, provider_id, sent_at, status FROM notifications INDEXED BY "
+                "notifications_receipt_check WHERE receipt_check_at IS NOT NULL "
+                "AND receipt_check_at <= ? ORDER BY receipt_check_at LIMIT ?",
+                (now, limit)).fetchall()
             return [Awaiting(*r) for r in rows]
 
         return await self._db.read(op)
+
+    async def check_again(self, notification_id: str, at: float | None) -> None:
+        """When to ask about this row next (None: never)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE notifications SET receipt_check_at = ? WHERE id = ?",
+                         (at, notification_id))
+
+        await self._db.write(op)

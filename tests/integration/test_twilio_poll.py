@@ -129,17 +129,57 @@ async def test_a_message_whose_callback_came_is_never_looked_up(env: Env) -> Non
     assert env.lookups() == 0
 
 
-async def test_a_refused_account_stops_the_round_and_nothing_moves(env: Env) -> None:
+async def test_a_refused_account_stops_the_round_and_the_rows_stay_due(env: Env) -> None:
     first, m1 = await env.send()
     second, m2 = await env.send()
     t0 = env.clock.now()
     env.twilio.settle(m1)
     env.twilio.settle(m2)
+    token = env.twilio.auth_token
     env.twilio.auth_token = "rotated-elsewhere"  # the agent's token no longer works
     assert await env.at_age(600, t0) == {}
     assert env.lookups() == 1  # the first refusal ends the round
     assert await env.metric('alert_agent_receipt_polls_total{channel="sms",outcome="error"} 1.0')
     assert [(await env.get(n))["status"] for n in (first, second)] == ["sent", "sent"]
+    env.twilio.auth_token = token  # fixed: the next round asks about both
+    assert await env.at_age(660, t0) == {"delivered": 2}
+
+
+async def test_a_late_round_still_asks_once(env: Env) -> None:
+    """The agent was down past the first age: the first round after asks, once."""
+    nid, m = await env.send()
+    t0 = env.clock.now()
+    env.twilio.settle(m, "sent")
+    assert await env.at_age(1200, t0) == {"pending": 1}
+    assert await env.at_age(1260, t0) == {}
+    assert await env.at_age(3600, t0) == {"pending": 1}
+    assert env.lookups() == 2
+
+
+async def test_a_round_asks_at_most_its_share_and_the_rest_stay_due(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.services import receipts
+
+    monkeypatch.setattr(receipts, "POLL_BATCH", 2)
+    monkeypatch.setattr(receipts, "POLL_ROUND", 3)
+    sent = [await env.send() for _ in range(5)]
+    t0 = env.clock.now()
+    for _, m in sent:
+        env.twilio.settle(m)
+    assert await env.at_age(600, t0) == {"delivered": 3}
+    assert await env.at_age(660, t0) == {"delivered": 2}
+    assert env.lookups() == 5
+    assert {(await env.get(n))["status"] for n, _ in sent} == {"delivered"}
+
+
+async def test_an_acknowledged_sms_is_not_asked_about(env: Env) -> None:
+    nid, m = await env.send()
+    t0 = env.clock.now()
+    resp = await env.client.post(f"/v1/notifications/{nid}/acknowledge", headers=auth())
+    assert resp.status == 200 and (await resp.json())["status"] == "acknowledged"
+    for age in AGES:
+        assert await env.at_age(age, t0) == {}
+    assert env.lookups() == 0
 
 
 async def test_a_message_twilio_does_not_know_is_logged_and_left(env: Env) -> None:

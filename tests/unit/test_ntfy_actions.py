@@ -76,3 +76,6 @@ def test_the_acknowledge_button_is_a_one_tap_post_of_the_links_form() -> None:
     assert tap.headers == {"Content-Type": "application/x-www-form-urlencoded"}
     [view] = parse_actions(ack_action(url, None))
     assert (view.action, view.url, view.method, view.body) == ("view", url, "", "")
+    odd = "https://agent.example/a,b;c/ack/eyJuIjoibnRmXzEifQ.c2ln"  # a public_url with , and ;
+    [tap] = parse_actions(ack_action(odd, "csrf=x"))
+    assert (tap.url, tap.body) == (odd, "csrf=x")
