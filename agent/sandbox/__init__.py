@@ -52,9 +52,16 @@ class _Alarm:
     previous: Any = None
 
 
+# After the deadline the alarm fires again this often until the scope ends: a RenderTimeout
+# raised inside a gc callback or a __del__ is swallowed by Python, and the render would run on.
+_REFIRE_SECONDS = 0.01
+
+
 def _on_alarm(signum: int, frame: Any) -> None:
     if _Alarm.armed:
-        _Alarm.armed = False
+        signal.setitimer(signal.ITIMER_REAL, _REFIRE_SECONDS)
+        if frame is not None and frame.f_code is _EXIT_CODE:
+            return  # a scope is ending: raising here would skip its disarming
         raise RenderTimeout(f"rendering took longer than {_Alarm.seconds:g} s")
     if callable(_Alarm.previous):
         _Alarm.previous(signum, frame)
@@ -85,9 +92,12 @@ class render_scope:  # noqa: N801 - used like a function: with render_scope(): .
 
     def __exit__(self, *exc: object) -> None:
         if self._timed:
+            _Alarm.armed = False  # first: an alarm from here on is no longer ours
             signal.setitimer(signal.ITIMER_REAL, 0)
-            _Alarm.armed = False
         exit_budget(self._token)
+
+
+_EXIT_CODE = render_scope.__exit__.__code__
 
 
 def generate_capped(template: Template, variables: Mapping[str, Any],
