@@ -106,7 +106,8 @@ class Dispatcher:
         # Claim when this many slots are free (or nothing runs): a claim per finished delivery
         # would cost a store operation per delivery for one row each.
         self._refill = max(1, min(claim_batch, max_in_flight // 8))
-        self._outcomes = OutcomeWriter(lambda o: self._store.complete(o), record_retry_pauses)
+        self._outcomes = OutcomeWriter(lambda o: self._store.complete(o, self._clock()),
+                                       record_retry_pauses)
         # A capped key that finished nothing for two polls is stuck (see slots.py).
         self._slots = Slots(max_in_flight_per_channel or max_in_flight,
                             max_in_flight_per_destination or max_in_flight,

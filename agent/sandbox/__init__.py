@@ -60,8 +60,11 @@ _REFIRE_SECONDS = 0.01
 def _on_alarm(signum: int, frame: Any) -> None:
     if _Alarm.armed:
         signal.setitimer(signal.ITIMER_REAL, _REFIRE_SECONDS)
-        if frame is not None and frame.f_code is _EXIT_CODE:
-            return  # a scope is ending: raising here would skip its disarming
+        if frame is not None and frame.f_code in _SCOPE_CODES:
+            # A scope starting or ending: a raise from __enter__ would leave it armed (no
+            # __exit__ runs), one from __exit__ would skip its disarming. The next fire lands
+            # in the render, or finds the scope disarmed.
+            return
         raise RenderTimeout(f"rendering took longer than {_Alarm.seconds:g} s")
     if callable(_Alarm.previous):
         _Alarm.previous(signum, frame)
@@ -97,7 +100,7 @@ class render_scope:  # noqa: N801 - used like a function: with render_scope(): .
         exit_budget(self._token)
 
 
-_EXIT_CODE = render_scope.__exit__.__code__
+_SCOPE_CODES = (render_scope.__enter__.__code__, render_scope.__exit__.__code__)
 
 
 def generate_capped(template: Template, variables: Mapping[str, Any],

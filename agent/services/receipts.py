@@ -140,7 +140,13 @@ class ReceiptService:
             rows = await self._store.receipts.due_checks(self._clock.now(),
                                                          min(POLL_BATCH, POLL_ROUND - done))
             for row in rows:
-                outcome = await self._poll_one(row)
+                try:
+                    outcome = await self._poll_one(row)
+                except Exception:  # a bug on one row must not stall every later round
+                    log.exception("twilio_receipt_poll_crashed", notification_id=row.id)
+                    await self._store.receipts.check_again(
+                        row.id, self._next_check(row.sent_at, self._clock.now()))
+                    outcome = "error"
                 if outcome is None:  # the account refused: the rest wait for the next round
                     return outcomes
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1

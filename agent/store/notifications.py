@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from agent.domain import FailureReason, NewNotification, Notification, Priority, Status
-from agent.store import deadletters, deliveries, fanout
+from agent.store import deadletters, deliveries, fanout, pages
 from agent.store.db import Database
 from agent.store.deliveries import Attempt, DeliveryStore
 from agent.store.idempotency import (
@@ -382,9 +382,11 @@ class NotificationStore:
 
         await self._db.write(op)
 
-    async def complete(self, outcomes: Sequence[Outcome]) -> None:
+    async def complete(self, outcomes: Sequence[Outcome], now: float | None = None) -> None:
         """Record the outcome of claimed rows and release them, in one transaction, with the
-        attempt rows the outcomes carry (one write: the attempt history costs no commit)."""
+        attempt rows the outcomes carry (one write: the attempt history costs no commit).
+        With ``now``, a page put back on the outbox whose alerts were answered meanwhile is
+        withdrawn (store/pages.py)."""
         delivered = [(Status.DELIVERED, o.sent_at, o.delivered_at, o.message, o.id)
                      for o in outcomes if isinstance(o, Delivered) and o.receipt_id is None]
         sent = [(Status.SENT, o.sent_at, o.message, o.receipt_id, o.receipt_check_at, o.id)
@@ -430,6 +432,9 @@ class NotificationStore:
                     "UPDATE notifications SET due_at = ?, failure_reason = ?, "
                     "failure_details = ?, claimed_at = NULL, deferrals = deferrals + ? "
                     "WHERE id = ?", deferred)
+            if now is not None and (retry or deferred):
+                pages.withdraw_requeued(
+                    conn, [o.id for o in outcomes if isinstance(o, Retry | Deferred)], now)
             if parents:
                 fanout.settle(conn, parents, max(
                     o.delivered_at if isinstance(o, Delivered) else o.failed_at

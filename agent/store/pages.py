@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from agent.domain import Status
 from agent.store import fanout
@@ -24,13 +25,29 @@ def withdraw(conn: sqlite3.Connection, alert_seqs: Sequence[int], now: float) ->
     if not alert_seqs:
         return 0
     marks = ",".join("?" * len(alert_seqs))
-    rows = conn.execute(
-        "SELECT DISTINCT n.id, n.parent_id, "
-        "json_extract(n.metadata, '$.escalation.until') = 'resolved' "
+    return _withdraw(conn, conn.execute(
+        f"SELECT DISTINCT {_COLUMNS} "
         "FROM alert_notifications a JOIN notifications n ON n.id = a.notification_id "
-        f"WHERE a.alert_seq IN ({marks}) AND n.status = ? AND n.claimed_at IS NULL "
-        "AND n.fanout = 0 AND json_extract(n.metadata, '$.reason') IN (?, ?)",
-        (*alert_seqs, Status.QUEUED, *_PAGES)).fetchall()
+        f"WHERE a.alert_seq IN ({marks}) AND {_QUEUED_PAGE}",
+        (*alert_seqs, Status.QUEUED, *_PAGES)).fetchall(), now)
+
+
+def withdraw_requeued(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> int:
+    """The same for rows just put back on the outbox (a retry, a deferral): an answer that
+    came while they were claimed could not withdraw them then."""
+    if not ids:
+        return 0
+    return _withdraw(conn, conn.execute(
+        f"SELECT {_COLUMNS} FROM notifications n WHERE n.id IN ({','.join('?' * len(ids))}) "
+        f"AND {_QUEUED_PAGE}", (*ids, Status.QUEUED, *_PAGES)).fetchall(), now)
+
+
+_COLUMNS = "n.id, n.parent_id, json_extract(n.metadata, '$.escalation.until') = 'resolved'"
+_QUEUED_PAGE = ("n.status = ? AND n.claimed_at IS NULL AND n.fanout = 0 "
+                "AND json_extract(n.metadata, '$.reason') IN (?, ?)")
+
+
+def _withdraw(conn: sqlite3.Connection, rows: Sequence[Any], now: float) -> int:
     stop: list[str] = []
     parents: set[str] = set()
     for nid, parent_id, until_resolved in rows:

@@ -114,10 +114,11 @@ class ReceiptStore:
         return await self._db.read(op)
 
     async def check_again(self, notification_id: str, at: float | None) -> None:
-        """When to ask about this row next (None: never)."""
+        """When to ask about this row next (None: never). A row a receipt moved meanwhile
+        keeps the NULL the move gave it."""
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE notifications SET receipt_check_at = ? WHERE id = ?",
-                         (at, notification_id))
+            conn.execute("UPDATE notifications SET receipt_check_at = ? WHERE id = ? "
+                         "AND (status = ? OR ? IS NULL)", (at, notification_id, Status.SENT, at))
 
         await self._db.write(op)

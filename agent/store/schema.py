@@ -321,13 +321,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 17: lost receipts. A ``sent`` row waiting for its provider's report carries when to look
     # it up through the provider's API if no callback came; only those rows are in the partial
-    # index, so a round reads just what is due. Rows sent before this version are looked up
-    # 10 minutes after sending (the default first age). And the notifications of an alert are
-    # found by the notification too (acknowledgments, withdrawn pages, SMS replies).
+    # index, so a round reads just what is due. Rows sent in the day before this version are
+    # looked up once (older ones were asked about already, or are past the last default age).
+    # And the notifications of an alert are found by the notification too (acknowledgments,
+    # withdrawn pages, SMS replies).
     """
     ALTER TABLE notifications ADD COLUMN receipt_check_at REAL;
     UPDATE notifications SET receipt_check_at = sent_at + 600
-        WHERE status = 'sent' AND provider_id IS NOT NULL;
+        WHERE status = 'sent' AND provider_id IS NOT NULL
+        AND sent_at > CAST(strftime('%s', 'now') AS REAL) - 86400;
     CREATE INDEX notifications_receipt_check ON notifications (receipt_check_at)
         WHERE receipt_check_at IS NOT NULL;
     CREATE INDEX alert_notifications_notification ON alert_notifications (notification_id);

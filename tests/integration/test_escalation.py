@@ -349,3 +349,26 @@ async def test_a_page_until_resolved_survives_an_acknowledgment_not_a_resolve(
         assert set(await pages_of(c, aid)) == {"cancelled"}
         await runtime(c).run_until_idle()
         assert await inbox(c, "mem_raj") == []
+
+
+async def test_a_page_put_back_after_the_acknowledgment_is_withdrawn(
+        agent: Client, clock: FakeClock) -> None:
+    """The acknowledgment came while the page was out for delivery (claimed); the attempt then
+    came back to the outbox (a rate limit): the page is withdrawn as it returns."""
+    from agent.store.notifications import Deferred
+
+    aid = await fire(agent)
+    clock.advance(300)
+    await runtime(agent).grouper.run_until_idle()  # step 1 fires; its page is queued
+    store = runtime(agent).store
+    claimed = [n for n in await store.notifications.claim_due(clock.now(), 10)
+               if n.metadata.get("reason") == "escalation"]
+    assert claimed
+    assert (await agent.post(f"/v1/alerts/{aid}/acknowledge", headers=auth())).status == 200
+    assert "queued" in set(await pages_of(agent, aid))  # out for delivery: left alone
+    await store.notifications.complete(
+        [Deferred(n.id, clock.now() + 1, "throttled", "rate limit") for n in claimed],
+        clock.now())
+    assert set(await pages_of(agent, aid)) == {"cancelled"}
+    await runtime(agent).run_until_idle()
+    assert await inbox(agent, "mem_raj") == []

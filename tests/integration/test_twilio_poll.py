@@ -188,3 +188,13 @@ async def test_a_message_twilio_does_not_know_is_logged_and_left(env: Env) -> No
     env.twilio.messages[TO].clear()  # deleted at Twilio (its message log is editable)
     assert await env.at_age(600, t0) == {"unknown": 1}
     assert (await env.get(nid))["status"] == "sent"
+
+
+async def test_a_lookup_racing_a_callback_leaves_the_row_alone(env: Env) -> None:
+    nid, m = await env.send()
+    await env.receipts.twilio_status([("MessageSid", m.sid), ("MessageStatus", "delivered")])
+    # The round had read the row as sent; its lookup ends after the callback moved it.
+    await runtime(env.client).store.receipts.check_again(nid, env.clock.now() + 3600)
+    [(at,)] = await runtime(env.client).store.db.read(lambda conn: conn.execute(
+        "SELECT receipt_check_at FROM notifications WHERE id = ?", (nid,)).fetchall())
+    assert at is None

@@ -208,6 +208,24 @@ def test_a_swallowed_deadline_fires_again() -> None:
             pass
 
 
+def test_a_deadline_that_passes_while_the_scope_starts_stays_inside_it() -> None:
+    """A stall right after the timer is set (a 1 µs deadline stands in for it): the alarm
+    never escapes ``__enter__``, the render still stops, and nothing fires after the scope."""
+    with pytest.raises(RenderTimeout), render_scope(1e-6):
+        bound = time.monotonic() + 2.0
+        while time.monotonic() < bound:
+            pass
+        pytest.fail("the deadline never fired in the render")
+    stray = 0
+    bound = time.monotonic() + 0.1
+    while time.monotonic() < bound:
+        try:
+            time.sleep(0.001)
+        except RenderTimeout:
+            stray += 1
+    assert stray == 0
+
+
 @pytest.mark.parametrize(("body", "expected"), [c[1:] for c in BOUNDED],
                          ids=[c[0] for c in BOUNDED])
 def test_hostile_looking_template_renders_bounded(body: str, expected: str) -> None:
