@@ -95,9 +95,9 @@ async def test_outcomes_of_concurrent_deliveries_share_one_write(store: Store) -
     calls: list[int] = []
     complete = store.notifications.complete
 
-    async def counting(outcomes: Sequence[Outcome]) -> None:
+    async def counting(outcomes: Sequence[Outcome], now: float | None = None) -> None:
         calls.append(len(outcomes))
-        await complete(outcomes)
+        await complete(outcomes, now)
 
     setattr(store.notifications, "complete", counting)  # noqa: B010 (a seam, not a mock)
     await store.notifications.create([row(clock) for _ in range(50)])
@@ -226,10 +226,10 @@ async def test_an_outcome_write_failure_is_retried(store: Store) -> None:
     complete = store.notifications.complete
     failures = [StoreError("database is locked")] * 2
 
-    async def flaky(outcomes: Sequence[Outcome]) -> None:
+    async def flaky(outcomes: Sequence[Outcome], now: float | None = None) -> None:
         if failures:
             raise failures.pop()
-        await complete(outcomes)
+        await complete(outcomes, now)
 
     setattr(store.notifications, "complete", flaky)  # noqa: B010 (a seam, not a mock)
     r, _ = await _one(store, clock, ch)
@@ -245,10 +245,10 @@ async def test_one_refused_outcome_does_not_sink_the_batch(store: Store) -> None
     rows = [row(clock) for _ in range(5)]
     bad = rows[2].id
 
-    async def refusing(outcomes: Sequence[Outcome]) -> None:
+    async def refusing(outcomes: Sequence[Outcome], now: float | None = None) -> None:
         if any(o.id == bad for o in outcomes):
             raise StoreError("constraint failed")
-        await complete(outcomes)
+        await complete(outcomes, now)
 
     setattr(store.notifications, "complete", refusing)  # noqa: B010 (a seam, not a mock)
     await store.notifications.create(rows)
