@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from agent.api.context import ctx
+from agent.domain import Notification
 from agent.services.acklinks import CSRF_FIELD, Claim, LinkRefused
 from agent.services.acknowledge import Actor
 from agent.services.errors import ServiceError
@@ -32,6 +33,7 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 
 def _claim(request: web.Request) -> Claim | web.Response:
+    """What the request's token grants, or the page that says why not."""
     links = ctx(request).ack_links
     try:
         return links.open(request.match_info["token"])
@@ -41,15 +43,20 @@ def _claim(request: web.Request) -> Claim | web.Response:
         return _page("Not found", "<p>This acknowledge link is not valid.</p>", 404)
 
 
+async def _notification(request: web.Request, claim: Claim) -> Notification | web.Response:
+    """The notification the link names, or the page that says it is gone."""
+    n = await ctx(request).store.notifications.get(claim.notification_id)
+    return n if n is not None else _page("Not found",
+                                         "<p>This alert is no longer stored.</p>", 404)
+
+
 @routes.get("/ack/{token}")
 async def show(request: web.Request) -> web.Response:
     c, token = ctx(request), request.match_info["token"]
     claim = _claim(request)
-    if isinstance(claim, web.Response):
-        return claim
-    n = await c.store.notifications.get(claim.notification_id)
-    if n is None:
-        return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
+    n = claim if isinstance(claim, web.Response) else await _notification(request, claim)
+    if isinstance(n, web.Response):
+        return n
     ids = [a for a in n.metadata.get("alert_ids") or [] if isinstance(a, str)]
     if await c.store.acks.all_resolved(ids, n.simulated):
         return _page("Alert resolved", "<p>This alert is resolved: the link no longer "
@@ -78,9 +85,9 @@ async def acknowledge(request: web.Request) -> web.Response:
     value = form.get(CSRF_FIELD)
     if not isinstance(value, str) or not c.ack_links.csrf_ok(token, value):
         return _page("Not acknowledged", "<p>Open the link again and use its button.</p>", 403)
-    n = await c.store.notifications.get(claim.notification_id)
-    if n is None:
-        return _page("Not found", "<p>This alert is no longer stored.</p>", 404)
+    n = await _notification(request, claim)
+    if isinstance(n, web.Response):
+        return n
     try:
         done = await c.acks.acknowledge_notification(
             n.id, Actor("link", member_id=claim.member_id), simulated=n.simulated)

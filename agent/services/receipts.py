@@ -149,11 +149,11 @@ class ReceiptService:
                     outcome = "error"
                 if outcome is None:  # the account refused: the rest wait for the next round
                     return outcomes
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                if outcome:  # "": nothing was asked (see _poll_one)
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
             done += len(rows)
             if len(rows) < POLL_BATCH:
                 break
-        outcomes.pop("", None)
         return outcomes
 
     def _next_check(self, sent_at: float, now: float) -> float | None:
