@@ -177,7 +177,8 @@ class AcknowledgeService:
             if done.since is not None and done.at is not None:
                 self._metrics.time_to_acknowledge.observe(max(0.0, done.at - done.since))
             log.info("acknowledged", alert_ids=done.alert_ids, by=done.by, via=actor.channel,
-                     escalation_steps_cancelled=done.escalations_cancelled)
+                     escalation_steps_cancelled=done.escalations_cancelled,
+                     pages_withdrawn=done.withdrawn)
             if done.escalations_cancelled:
                 self._metrics.escalation_steps.labels("cancelled").inc(
                     done.escalations_cancelled)
